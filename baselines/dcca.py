@@ -1,0 +1,54 @@
+"""Deep CCA (Andrew et al. 2013): maximise the trace norm of T on each batch (SPEC §1 `dcca`).
+
+loss = −Σ_k σ_k(T), T = Σ11^{-1/2} Σ12 Σ22^{-1/2} from the batch outputs f_i(H_i), with ridge r.
+The backward is Andrew et al.'s closed form, so autograd never differentiates `eigh`/`svd`
+(whose gradients are NaN at repeated eigenvalues):
+  Δ12 = Σ11^{-1/2} U Vᵀ Σ22^{-1/2},  Δ11 = −½ Σ11^{-1/2} U D Uᵀ Σ11^{-1/2},
+  ∂corr/∂H1 = (2 H̄1 Δ11 + H̄2 Δ12ᵀ)/(m−1)   (and symmetrically for H2).
+"""
+from __future__ import annotations
+
+import torch
+
+from harness.linalg import whitened_cross
+from harness.registry import MethodSpec, register
+
+
+class TraceNormCorrelation(torch.autograd.Function):
+    """Σ_k σ_k(T) of two batches (m × d), computed in float64, with the closed-form backward."""
+
+    @staticmethod
+    def forward(ctx, f1, f2, ridge: float):
+        x, y = f1.detach().double(), f2.detach().double()
+        m = x.shape[0]
+        t, s11_is, s22_is, xc, yc, _ = whitened_cross(x, y, ridge)
+        u, s, vh = torch.linalg.svd(t, full_matrices=False)
+        delta12 = s11_is @ u @ vh @ s22_is
+        delta11 = -0.5 * s11_is @ (u * s) @ u.T @ s11_is
+        delta22 = -0.5 * s22_is @ (vh.T * s) @ vh @ s22_is
+        grad1 = (2 * xc @ delta11 + yc @ delta12.T) / (m - 1)
+        grad2 = (2 * yc @ delta22 + xc @ delta12) / (m - 1)
+        ctx.save_for_backward(grad1.to(f1.dtype), grad2.to(f2.dtype))
+        return s.sum().to(f1.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad1, grad2 = ctx.saved_tensors
+        return grad_out * grad1, grad_out * grad2, None
+
+
+def dcca_loss(f1: torch.Tensor, f2: torch.Tensor, *, ridge: float = 1e-3) -> dict:
+    corr = TraceNormCorrelation.apply(f1, f2, ridge)
+    return {"loss": -corr, "corr": corr.detach()}
+
+
+def objective(model, h1, h2, state, params):
+    f1, f2 = model(h1, h2)
+    return dcca_loss(f1, f2, ridge=params["ridge"])
+
+
+SPEC = register(MethodSpec(
+    name="dcca", title="Deep CCA",
+    defaults={"ridge": 1e-3}, strength="ridge", grid=(1e-3, 1e-1), valid=(0.0, 1e6),
+    objective=objective, loss_fn=dcca_loss,
+))

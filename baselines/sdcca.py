@@ -1,0 +1,53 @@
+"""Stochastic deep CCA by nonlinear orthogonal iterations (Wang et al. 2015), SPEC §1 `sdcca`.
+
+Running μ_i, Σ_i ← ρ·old + (1−ρ)·batch (ρ weighs the OLD estimate); targets
+t_i = sg((f_i − μ_i)(Σ_i + rI)^{-1/2}); loss = (1/m) Σ_j ‖f1_j − t2_j‖² + ‖f2_j − t1_j‖².
+The running statistics are training state and are checkpointed with the model.
+"""
+from __future__ import annotations
+
+import torch
+
+from harness.linalg import center, inv_sqrt, ridge_cov
+from harness.registry import MethodSpec, register
+
+
+def init_state(d: int) -> dict:
+    return {"mu1": torch.zeros(d, dtype=torch.float64), "mu2": torch.zeros(d, dtype=torch.float64),
+            "cov1": torch.eye(d, dtype=torch.float64), "cov2": torch.eye(d, dtype=torch.float64),
+            "steps": torch.zeros((), dtype=torch.long)}
+
+
+def update_running(state: dict, f1: torch.Tensor, f2: torch.Tensor, rho: float) -> None:
+    """ρ·old + (1−ρ)·batch; the first batch initialises the estimates."""
+    w = rho if int(state["steps"]) > 0 else 0.0
+    for i, f in (("1", f1), ("2", f2)):
+        x = f.detach().double()
+        state["mu" + i].mul_(w).add_((1 - w) * x.mean(0))
+        state["cov" + i].mul_(w).add_((1 - w) * ridge_cov(center(x)))
+    state["steps"] += 1
+
+
+def whiten_target(f: torch.Tensor, mu: torch.Tensor, cov: torch.Tensor, ridge: float) -> torch.Tensor:
+    eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    return ((f.detach().double() - mu) @ inv_sqrt(cov + ridge * eye, eps=ridge)).to(f.dtype)
+
+
+def sdcca_loss(f1, f2, t1, t2) -> dict:
+    loss = (f1 - t2).pow(2).sum(1).mean() + (f2 - t1).pow(2).sum(1).mean()
+    return {"loss": loss}
+
+
+def objective(model, h1, h2, state, params):
+    f1, f2 = model(h1, h2)
+    update_running(state, f1, f2, params["rho"])
+    t1 = whiten_target(f1, state["mu1"], state["cov1"], params["ridge"])
+    t2 = whiten_target(f2, state["mu2"], state["cov2"], params["ridge"])
+    return sdcca_loss(f1, f2, t1, t2)
+
+
+SPEC = register(MethodSpec(
+    name="sdcca", title="SDCCA",
+    defaults={"rho": 0.9, "ridge": 1e-3}, strength="rho", grid=(0.9, 0.99), valid=(0.0, 0.999999),
+    objective=objective, loss_fn=None, init_state=init_state,
+))

@@ -1,0 +1,49 @@
+"""Soft CCA (Chang et al. 2018), SPEC §1 `softcca`.
+
+loss = ‖Z1 − Z2‖_F² / m + λ (SDL(Z1) + SDL(Z2)),  SDL(Z) = Σ_{k≠l} |Φ̂_kl|,
+Φ̂ ← α·sg(Φ̂) + (1−α)·ZᵀZ/(m−1): a running average through which the gradient reaches the
+current batch's term only. Z = BN(f(H)).
+"""
+from __future__ import annotations
+
+import torch
+
+from harness.registry import MethodSpec, register
+
+
+def init_state(d: int) -> dict:
+    return {"phi1": torch.zeros(d, d), "phi2": torch.zeros(d, d),
+            "steps": torch.zeros((), dtype=torch.long)}
+
+
+def stochastic_decorrelation(z: torch.Tensor, phi_old: torch.Tensor, alpha: float):
+    """Returns (SDL, the new running Φ̂ to store). The first batch initialises Φ̂."""
+    batch_cov = z.T @ z / (z.shape[0] - 1)
+    phi = batch_cov if phi_old is None else alpha * phi_old.detach() + (1 - alpha) * batch_cov
+    off = phi - torch.diag(torch.diagonal(phi))
+    return off.abs().sum(), phi.detach()
+
+
+def softcca_loss(z1, z2, phi1_old=None, phi2_old=None, *, lam: float = 1e-3, alpha: float = 0.9):
+    sdl1, phi1 = stochastic_decorrelation(z1, phi1_old, alpha)
+    sdl2, phi2 = stochastic_decorrelation(z2, phi2_old, alpha)
+    distance = (z1 - z2).pow(2).sum() / z1.shape[0]
+    return {"loss": distance + lam * (sdl1 + sdl2), "distance": distance.detach(),
+            "sdl": (sdl1 + sdl2).detach(), "phi1": phi1, "phi2": phi2}
+
+
+def objective(model, h1, h2, state, params):
+    z1, z2 = model.represent(h1, h2)
+    first = int(state["steps"]) == 0
+    terms = softcca_loss(z1, z2, None if first else state["phi1"], None if first else state["phi2"],
+                         **params)
+    state["phi1"], state["phi2"] = terms.pop("phi1"), terms.pop("phi2")
+    state["steps"] += 1
+    return terms
+
+
+SPEC = register(MethodSpec(
+    name="softcca", title="Soft CCA",
+    defaults={"lam": 1e-3, "alpha": 0.9}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
+    objective=objective, loss_fn=softcca_loss, batchnorm=True, init_state=init_state,
+))

@@ -1,0 +1,1 @@
+"""Data sets: each loader yields the two views (+ labels) as numpy arrays per split."""

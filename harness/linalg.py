@@ -1,0 +1,91 @@
+"""The one home of centring, ridge covariances, inverse square roots and linear CCA.
+
+Everything here works on torch tensors (rows = samples) and computes in float64: CCA on
+float32 loses the small canonical correlations, and eigenvalue clamping needs headroom.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def as_f64(x) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    return x.to(torch.float64)
+
+
+def center(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(dim=0, keepdim=True)
+
+
+def ridge_cov(xc: torch.Tensor, yc: torch.Tensor | None = None, ridge: float = 0.0) -> torch.Tensor:
+    """Sample (cross-)covariance of already-centred rows, with `ridge * I` added when square."""
+    n = xc.shape[0]
+    if yc is None:
+        cov = xc.T @ xc / (n - 1)
+        return cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    return xc.T @ yc / (n - 1)
+
+
+def inv_sqrt(cov: torch.Tensor, eps: float = 1e-12, return_rank: bool = False):
+    """Symmetric inverse square root; eigenvalues are clamped at `eps` so a rank-deficient
+    covariance stays finite (the caller's ridge is the intended floor). With `return_rank`,
+    also the number of eigenvalues that stand out of that floor (the data's rank)."""
+    evals, evecs = torch.linalg.eigh(cov)
+    root = (evecs * evals.clamp_min(eps).rsqrt()) @ evecs.T
+    if not return_rank:
+        return root
+    signal = evals - eps
+    return root, int((signal > RANK_RTOL * signal.max().clamp_min(1e-300)).sum())
+
+
+RANK_RTOL = 1e-9  # on eigenvalues, i.e. about 3e-5 on singular values
+
+
+def whitened_cross(x: torch.Tensor, y: torch.Tensor, ridge: float):
+    """T = Σ11^{-1/2} Σ12 Σ22^{-1/2}, both inverse square roots, the centred inputs and
+    min(rank1, rank2): the number of canonical directions that exist."""
+    xc, yc = center(x), center(y)
+    eps = max(ridge, 1e-12)
+    s11_is, rank1 = inv_sqrt(ridge_cov(xc, ridge=ridge), eps=eps, return_rank=True)
+    s22_is, rank2 = inv_sqrt(ridge_cov(yc, ridge=ridge), eps=eps, return_rank=True)
+    t = s11_is @ ridge_cov(xc, yc) @ s22_is
+    return t, s11_is, s22_is, xc, yc, min(rank1, rank2)
+
+
+def canonical_correlations(x, y, ridge: float = 1e-4, k: int | None = None) -> torch.Tensor:
+    """Canonical correlations of two views (descending), at most min(k, ranks) of them."""
+    t, *_, rank = whitened_cross(as_f64(x), as_f64(y), ridge)
+    k = rank if k is None else min(k, rank)
+    return torch.linalg.svdvals(t)[:k]
+
+
+@dataclass
+class LinearCCA:
+    """Projections fitted on one sample, applicable to another (SPEC §1 `cca`, §4.1)."""
+
+    mean1: torch.Tensor
+    mean2: torch.Tensor
+    proj1: torch.Tensor  # p1 × k
+    proj2: torch.Tensor  # p2 × k
+    corrs: torch.Tensor  # k canonical correlations on the fitting sample
+
+    @classmethod
+    def fit(cls, x, y, k: int, ridge: float = 1e-4) -> "LinearCCA":
+        x, y = as_f64(x), as_f64(y)
+        t, s11_is, s22_is, _, _, rank = whitened_cross(x, y, ridge)
+        u, s, vh = torch.linalg.svd(t, full_matrices=False)
+        k = min(k, rank)
+        return cls(x.mean(0), y.mean(0), s11_is @ u[:, :k], s22_is @ vh[:k].T, s[:k])
+
+    def transform(self, x, y):
+        return (as_f64(x) - self.mean1) @ self.proj1, (as_f64(y) - self.mean2) @ self.proj2
+
+
+def pearson_per_dim(a, b, eps: float = 1e-12) -> torch.Tensor:
+    """Pearson correlation of matching columns of a and b."""
+    a, b = center(as_f64(a)), center(as_f64(b))
+    return (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0) + eps)

@@ -1,0 +1,72 @@
+"""Metrics of SPEC §4.1–4.2 on representations (numpy or torch, rows = samples)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from harness.linalg import LinearCCA, as_f64, canonical_correlations, pearson_per_dim
+
+HELDOUT_RIDGE = 1e-4
+
+
+def corr_heldout(train1, train2, test1, test2, k: int, ridge: float = HELDOUT_RIDGE) -> float:
+    """Linear CCA fitted on TRAIN outputs, applied to TEST outputs; sum of per-dim Pearson."""
+    cca = LinearCCA.fit(train1, train2, k=k, ridge=ridge)
+    p1, p2 = cca.transform(test1, test2)
+    return float(pearson_per_dim(p1, p2).sum())
+
+
+def corr_refit(test1, test2, k: int, ridge: float = HELDOUT_RIDGE) -> float:
+    """Linear CCA refitted on the test outputs: sum of canonical correlations (biased upward)."""
+    return float(canonical_correlations(test1, test2, ridge=ridge, k=k).sum())
+
+
+def corr_floor(test1, test2, k: int, seed: int = 0, ridge: float = HELDOUT_RIDGE) -> float:
+    """`corr_refit` with the pairs shuffled: the noise floor of refitting."""
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(test2)))
+    return corr_refit(test1, as_f64(test2)[perm], k, ridge)
+
+
+def corr_diag(test1, test2) -> float:
+    """Sum of per-dimension Pearson correlations of the raw outputs."""
+    return float(pearson_per_dim(test1, test2).sum())
+
+
+def cross_modal_recognition(z1, z2, labels, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+    """SPEC §4.2: 5 contiguous folds; LinearSVC(C=1) on view-1 of 4 folds, tested on view-2 of
+    the held-out fold. Returns (accuracy view1→view2, swapped view2→view1), mean over folds."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    z1 = np.asarray(torch.as_tensor(z1).double().cpu())
+    z2 = np.asarray(torch.as_tensor(z2).double().cpu())
+    labels = np.asarray(labels)
+    bounds = np.linspace(0, len(labels), folds + 1).astype(int)
+    accs = {"fwd": [], "swap": []}
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        train = np.r_[0:lo, hi:len(labels)]
+        for key, (a, b) in {"fwd": (z1, z2), "swap": (z2, z1)}.items():
+            # Scaling fitted on the training view only; it helps liblinear converge.
+            svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, dual="auto", random_state=seed))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                svm.fit(a[train], labels[train])
+            accs[key].append(float((svm.predict(b[lo:hi]) == labels[lo:hi]).mean()))
+    return float(np.mean(accs["fwd"])), float(np.mean(accs["swap"]))
+
+
+def all_metrics(train_reps, test_reps, test_labels, k: int, recognition: bool = True) -> dict:
+    """Every SPEC §4.1–4.2 metric of one trial, from train and test representations."""
+    (tr1, tr2), (te1, te2) = train_reps, test_reps
+    out = {"corr_heldout": corr_heldout(tr1, tr2, te1, te2, k),
+           "corr_refit": corr_refit(te1, te2, k),
+           "corr_floor": corr_floor(te1, te2, k),
+           "corr_diag": corr_diag(te1, te2)}
+    if recognition:
+        out["recog_acc"], out["recog_acc_swapped"] = (
+            100 * a for a in cross_modal_recognition(te1, te2, test_labels))
+    return out

@@ -1,0 +1,53 @@
+"""Encoders and decoders of the paper's MNIST architecture (Appendix 7.4.2), from explicit sizes."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+HIDDEN = (500, 300)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them and no activation after the last."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def encoder(p: int, d: int, hidden=HIDDEN) -> nn.Sequential:
+    return mlp([p, *hidden, d])
+
+
+def decoder(d: int, p: int, hidden=HIDDEN) -> nn.Sequential:
+    return mlp([d, *reversed(hidden), p])
+
+
+class TwoViewModel(nn.Module):
+    """f1, f2 (one encoder per view), optional BN on their outputs, optional decoders.
+
+    `forward` returns the raw encoder outputs f_i(h_i); `represent` the representations the
+    metrics use (BN(f_i(h_i)) when the method whitens its outputs).
+    """
+
+    def __init__(self, p1: int, p2: int, d: int, batchnorm: bool = False,
+                 decoders: str | None = None, hidden=HIDDEN):
+        super().__init__()
+        self.enc1, self.enc2 = encoder(p1, d, hidden), encoder(p2, d, hidden)
+        self.bn1 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
+        self.bn2 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
+        if decoders == "views":
+            self.dec1, self.dec2 = decoder(d, p1, hidden), decoder(d, p2, hidden)
+        elif decoders == "joint":
+            self.dec = decoder(d, p1 + p2, hidden)
+        elif decoders is not None:
+            raise ValueError(f"unknown decoder layout {decoders!r}")
+
+    def forward(self, h1: torch.Tensor, h2: torch.Tensor):
+        return self.enc1(h1), self.enc2(h2)
+
+    def represent(self, h1: torch.Tensor, h2: torch.Tensor):
+        f1, f2 = self(h1, h2)
+        return self.bn1(f1), self.bn2(f2)

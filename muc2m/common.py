@@ -1,0 +1,47 @@
+"""MUC2M common component (SPEC §2.1, paper Eq. 2–4 and 7).
+
+C = Z1ᵀZ2/m, S_i = Z_iᵀZ_i/m,  L_common = Σ_k (1 − C_kk)² + λ Σ_i Σ_{k≠l} (S_i)_kl²,
+plus γ · (1/m) Σ_j [R(∂s_c(j)/∂h1_j) + R(∂s_c(j)/∂h2_j)] when γ > 0 ("MUC2M w/ regu").
+"""
+from __future__ import annotations
+
+import torch
+
+from harness.registry import MethodSpec, register
+from muc2m.regularization import gradient_penalty, score_input_gradients
+from muc2m.scores import cosine_score
+
+
+def off_diagonal_sq(s: torch.Tensor) -> torch.Tensor:
+    return s.pow(2).sum() - torch.diagonal(s).pow(2).sum()
+
+
+def common_loss(z1: torch.Tensor, z2: torch.Tensor, *, lam: float = 5e-3) -> dict:
+    m = z1.shape[0]
+    c = z1.T @ z2 / m
+    on_diag = (1 - torch.diagonal(c)).pow(2).sum()
+    decorrelation = off_diagonal_sq(z1.T @ z1 / m) + off_diagonal_sq(z2.T @ z2 / m)
+    return {"loss": on_diag + lam * decorrelation, "on_diag": on_diag.detach(),
+            "decorrelation": decorrelation.detach(), "corr_diag": torch.diagonal(c).sum().detach()}
+
+
+def objective(model, h1, h2, state, params):
+    gamma = params["gamma"]
+    if gamma > 0:
+        h1, h2 = h1.detach().requires_grad_(True), h2.detach().requires_grad_(True)
+    z1, z2 = model.represent(h1, h2)
+    terms = common_loss(z1, z2, lam=params["lam"])
+    if gamma > 0:
+        grads = score_input_gradients(cosine_score(z1, z2), (h1, h2))
+        penalty = gradient_penalty(grads, alpha=params["alpha"])
+        terms["loss"] = terms["loss"] + gamma * penalty
+        terms["grad_penalty"] = penalty.detach()
+    return terms
+
+
+SPEC = register(MethodSpec(
+    name="muc2m", title="MUC2M",
+    defaults={"lam": 5e-3, "gamma": 0.0, "alpha": 0.5}, strength="lam", grid=(5e-3, 5e-2),
+    valid=(0.0, 1e6), objective=objective, loss_fn=common_loss, batchnorm=True,
+    notes="γ (gamma) > 0 adds the contractive gradient regularization (MUC2M w/ regu)",
+))
