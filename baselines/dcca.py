@@ -5,12 +5,16 @@ The backward is Andrew et al.'s closed form, so autograd never differentiates `e
 (whose gradients are NaN at repeated eigenvalues):
   Δ12 = Σ11^{-1/2} U Vᵀ Σ22^{-1/2},  Δ11 = −½ Σ11^{-1/2} U D Uᵀ Σ11^{-1/2},
   ∂corr/∂H1 = (2 H̄1 Δ11 + H̄2 Δ12ᵀ)/(m−1)   (and symmetrically for H2).
+
+Whitening uses Cholesky factors Σ = L Lᵀ instead of Σ^{-1/2} (half the cost at d = 1000):
+T' = L1⁻¹ Σ12 L2⁻ᵀ = Q1 T Q2ᵀ with Q_i orthogonal, so T' has T's singular values, its singular
+vectors are U' = Q1 U, V' = Q2 V, and Σ11^{-1/2} U = L1⁻ᵀ U' (likewise for view 2).
 """
 from __future__ import annotations
 
 import torch
 
-from harness.linalg import whitened_cross
+from harness.linalg import center, ridge_cov
 from harness.registry import MethodSpec, register
 
 
@@ -21,11 +25,18 @@ class TraceNormCorrelation(torch.autograd.Function):
     def forward(ctx, f1, f2, ridge: float):
         x, y = f1.detach().double(), f2.detach().double()
         m = x.shape[0]
-        t, s11_is, s22_is, xc, yc, _ = whitened_cross(x, y, ridge)
+        xc, yc = center(x), center(y)
+        # A rank-deficient Σ with ridge 0 makes Cholesky fail: the trial is reported as diverged.
+        l1 = torch.linalg.cholesky(ridge_cov(xc, ridge=ridge))
+        l2 = torch.linalg.cholesky(ridge_cov(yc, ridge=ridge))
+        t = torch.linalg.solve_triangular(l1, ridge_cov(xc, yc), upper=False)      # L1⁻¹ Σ12
+        t = torch.linalg.solve_triangular(l2, t.T, upper=False).T                   # … L2⁻ᵀ
         u, s, vh = torch.linalg.svd(t, full_matrices=False)
-        delta12 = s11_is @ u @ vh @ s22_is
-        delta11 = -0.5 * s11_is @ (u * s) @ u.T @ s11_is
-        delta22 = -0.5 * s22_is @ (vh.T * s) @ vh @ s22_is
+        a = torch.linalg.solve_triangular(l1.T, u, upper=True)    # Σ11^{-1/2} U
+        b = torch.linalg.solve_triangular(l2.T, vh.T, upper=True)  # Σ22^{-1/2} V
+        delta12 = a @ b.T
+        delta11 = -0.5 * (a * s) @ a.T
+        delta22 = -0.5 * (b * s) @ b.T
         grad1 = (2 * xc @ delta11 + yc @ delta12.T) / (m - 1)
         grad2 = (2 * yc @ delta22 + xc @ delta12) / (m - 1)
         ctx.save_for_backward(grad1.to(f1.dtype), grad2.to(f2.dtype))
@@ -50,5 +61,5 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="dcca", title="Deep CCA",
     defaults={"ridge": 1e-3}, strength="ridge", grid=(1e-3, 1e-1), valid=(0.0, 1e6),
-    objective=objective, loss_fn=dcca_loss,
+    aligned=False, objective=objective, loss_fn=dcca_loss,
 ))

@@ -31,5 +31,5 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="dccae", title="DCCAE",
     defaults={"lam": 1e-2, "ridge": 1e-3}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
-    objective=objective, loss_fn=dccae_loss, decoders="views",
+    aligned=False, objective=objective, loss_fn=dccae_loss, decoders="views",
 ))

@@ -50,8 +50,10 @@ def cross_modal_recognition(z1, z2, labels, folds: int = 5, seed: int = 0) -> tu
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         train = np.r_[0:lo, hi:len(labels)]
         for key, (a, b) in {"fwd": (z1, z2), "swap": (z2, z1)}.items():
-            # Scaling fitted on the training view only; it helps liblinear converge.
-            svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, dual="auto", random_state=seed))
+            # Scaling is fitted on the training view only. The primal solver with tol 1e-3
+            # gives the same accuracy as the default 1e-4 at a tenth of the time for d = 1000.
+            svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, dual=False, tol=1e-3,
+                                                            random_state=seed))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 svm.fit(a[train], labels[train])
@@ -59,14 +61,21 @@ def cross_modal_recognition(z1, z2, labels, folds: int = 5, seed: int = 0) -> tu
     return float(np.mean(accs["fwd"])), float(np.mean(accs["swap"]))
 
 
-def all_metrics(train_reps, test_reps, test_labels, k: int, recognition: bool = True) -> dict:
-    """Every SPEC §4.1–4.2 metric of one trial, from train and test representations."""
+def all_metrics(train_reps, test_reps, test_labels, k: int, aligned: bool = True,
+                recognition: bool = True) -> dict:
+    """Every SPEC §4.1–4.2 metric of one trial, from train and test representations.
+
+    `aligned=False` (DCCA-type outputs, correlated only after a rotation): recognition runs on
+    the test outputs projected by the linear CCA fitted on the train outputs."""
     (tr1, tr2), (te1, te2) = train_reps, test_reps
-    out = {"corr_heldout": corr_heldout(tr1, tr2, te1, te2, k),
+    cca = LinearCCA.fit(tr1, tr2, k=k, ridge=HELDOUT_RIDGE)
+    p1, p2 = cca.transform(te1, te2)
+    out = {"corr_heldout": float(pearson_per_dim(p1, p2).sum()),
            "corr_refit": corr_refit(te1, te2, k),
            "corr_floor": corr_floor(te1, te2, k),
            "corr_diag": corr_diag(te1, te2)}
     if recognition:
         out["recog_acc"], out["recog_acc_swapped"] = (
-            100 * a for a in cross_modal_recognition(te1, te2, test_labels))
+            100 * a for a in cross_modal_recognition(*((te1, te2) if aligned else (p1, p2)),
+                                                     test_labels))
     return out

@@ -26,6 +26,8 @@ class MethodSpec:
     objective: Callable | None = None  # (model, h1, h2, state, params) -> {"loss": ..., terms}
     loss_fn: Callable | None = None    # the pure loss whose keyword defaults must match `defaults`
     batchnorm: bool = False            # representations are BN(f(h)) (SPEC: "column-whitened")
+    aligned: bool = True               # outputs match dimension-wise across views (else recognition
+                                       # uses the CCA projections of the outputs, fitted on train)
     decoders: str | None = None        # None | "views" (decoder per view) | "joint" (one for [h1;h2])
     init_state: Callable | None = None  # (d) -> dict of running statistics, checkpointed
     closed_form: Callable | None = None  # (h1, h2, d, params) -> representation function

@@ -141,8 +141,9 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
         k = d
     train_seconds = time.time() - started
     out = metrics.all_metrics(represent_all(represent, *train), represent_all(represent, *test),
-                              data["test"].y, k)
+                              data["test"].y, k, aligned=spec.aligned)
     out["val_corr"] = max(row["val_corr"] for row in history)
+    out["n_components"] = k
     return {**{key: cfg[key] for key in ("name", "method", "d", "seed", "profile", "strength_name",
                                          "strength", "batch", "lr", "epochs")},
             "params": cfg["params"], "n_components": k, "best_epoch": best_epoch,

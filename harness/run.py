@@ -1,0 +1,247 @@
+"""Sweep a suite with Ray Tune, track it in MLflow, and regenerate the paper's tables.
+
+    python -m harness.run --suite mnist_halves [--profile quick] [--methods all] [--resume]
+
+Every input is checked before a trial starts; a bad one gives a one-line error and exit 2.
+Finished trials are logged as they end, so an interrupted sweep loses only running trials,
+and `--resume` continues it (running trials restart from their last checkpoint).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from harness import tracking
+from harness.data.mnist_halves import DataError
+from harness.profiles import PROFILES
+from harness.registry import get as get_method
+from harness.registry import list_methods
+from harness.suites import SUITES, get_suite
+from harness.train import ConfigError, resolve
+
+DEFAULT_DIMS = "50,100,200,500,1000"
+
+
+class UsageError(ValueError):
+    pass
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m harness.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITES)}")
+    p.add_argument("--profile", choices=None, help="paper | quick | smoke (default: paper where "
+                   "the cluster has a GPU, otherwise quick)")
+    p.add_argument("--methods", default="all", help="comma-separated methods or 'all' "
+                   f"({', '.join(list_methods())})")
+    p.add_argument("--dims", default=None, help=f"comma-separated latent dimensions "
+                   f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves)")
+    p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
+                   "method (default: each method's own grid)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start and stop "
+                   "a local Ray)")
+    p.add_argument("--gpus-per-trial", type=float, default=None, help="fractional GPUs per trial "
+                   "(default: 0.25 where the cluster has GPUs, 0 otherwise)")
+    p.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per "
+                   "trial (default 1)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="most trials at once "
+                   "(default: as many as the resources allow)")
+    p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: "
+                   "sqlite:///<out>/mlflow.db)")
+    p.add_argument("--out", default="runs", help="output folder (default ./runs)")
+    p.add_argument("--resume", action="store_true", help="continue the latest sweep of this "
+                   "suite and profile: finished trials are kept, the rest run")
+    p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
+    return p.parse_args(argv)
+
+
+def _csv_list(text: str, cast, what: str) -> list:
+    try:
+        values = [cast(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--{what} {text!r}: expected comma-separated numbers") from None
+    if not values:
+        raise UsageError(f"--{what} is empty")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    value = float(text)
+    if value != int(value) or value < 1:
+        raise UsageError(f"--dims: {text!r} is not a positive integer")
+    return int(value)
+
+
+def build_trials(suite, profile: str, methods: list[str], dims: list[int], strengths, seeds: int,
+                 checkpoint_root: Path, options: dict) -> list[dict]:
+    """Every (method, d, strength, seed) configuration, validated (raises ConfigError)."""
+    trials = []
+    for method in methods:
+        spec = get_method(method)
+        grid = strengths if strengths is not None else (spec.grid or (None,))
+        for d in dims:
+            for strength in grid:
+                for seed in range(seeds):
+                    config = {"method": method, "d": d, "strength": strength, "seed": seed,
+                              "profile": profile, **options}
+                    resolved = resolve(config)
+                    config.update({k: resolved[k] for k in ("name", "strength_name", "strength",
+                                                            "batch", "lr", "epochs")})
+                    config["params"] = resolved["params"]
+                    config["checkpoint_dir"] = str(checkpoint_root / resolved["name"])
+                    trials.append(config)
+    return trials
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot write there ({err.strerror}); choose a writable "
+                         f"folder") from None
+
+
+RESULT_COLUMNS = ["name", "method", "d", "seed", "status", "strength_name", "strength",
+                  "corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
+                  "recog_acc_swapped", "val_corr", "n_components", "best_epoch", "train_seconds", "profile",
+                  "epochs", "batch", "lr", "device", "git_commit", "reason"]
+
+
+def result_row(result: dict) -> dict:
+    row = {k: result.get(k, "") for k in RESULT_COLUMNS}
+    row.update(result.get("metrics", {}))
+    row["git_commit"] = result.get("git_commit") or tracking.git_commit()
+    return {k: row.get(k, "") for k in RESULT_COLUMNS}
+
+
+def write_results_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return _main(args)
+    except (UsageError, ConfigError, DataError, tracking.TrackingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    started = time.time()
+    suite = get_suite(args.suite)
+    if args.profile is not None and args.profile not in PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}")
+    methods = list(suite.methods) if args.methods == "all" else [
+        m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        get_method(m)  # unknown method -> KeyError with the valid names
+    dims = _csv_list(args.dims, _positive_int, "dims") if args.dims else list(suite.dims)
+    strengths = _csv_list(args.strengths, float, "strengths") if args.strengths else None
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: must be at least 1")
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        raise UsageError("--gpus-per-trial must be ≥ 0")
+    out = Path(args.out)
+    check_writable(out)
+    uri = args.mlflow_uri or tracking.default_uri(out)
+    client = tracking.open_client(uri, artifact_dir=out / "mlartifacts")
+    options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
+    # Validate every configuration against the requested (or fallback) profile before Ray starts.
+    build_trials(suite, args.profile or "quick", methods, dims, strengths, args.seeds,
+                 out, options)
+
+    from harness import tune as tune_runner  # Ray is imported only for sweeps
+    resources = tune_runner.connect(args.address, num_cpus=None if args.address else os.cpu_count())
+    try:
+        gpus = float(resources.get("GPU", 0))
+        profile = args.profile or ("paper" if gpus > 0 else "quick")
+        why = "given" if args.profile else ("the cluster has a GPU" if gpus else "no GPU in the cluster")
+        print(f"profile: {profile} ({why}); cluster: {resources.get('CPU', 0):.0f} CPUs, "
+              f"{gpus:.0f} GPUs", flush=True)
+        gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (
+            0.25 if gpus > 0 else 0.0)
+        if gpus_per_trial > 0 and gpus == 0:
+            raise UsageError(f"--gpus-per-trial {gpus_per_trial}: the cluster has no GPU")
+        return _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, options,
+                      gpus_per_trial, started)
+    finally:
+        tune_runner.shutdown()
+
+
+def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, options,
+           gpus_per_trial, started) -> int:
+    from harness import tune as tune_runner
+    from tables import build as tables_build
+
+    sweep_dir = out / f"{suite.name}-{profile}"
+    checkpoint_root = sweep_dir / "checkpoints"
+    trials = build_trials(suite, profile, methods, dims, strengths, args.seeds, checkpoint_root,
+                          options)
+    parent = tracking.find_sweep(client, suite.name, profile) if args.resume else None
+    if parent is not None:
+        finished = tracking.prepare_resume(client, parent)
+        todo = [t for t in trials if t["name"] not in finished]
+        print(f"resuming sweep {parent.info.run_id}: {len(finished)} trials already finished, "
+              f"{len(todo)} to run", flush=True)
+    else:
+        if args.resume:
+            print("nothing to resume: starting a new sweep", flush=True)
+        shutil.rmtree(checkpoint_root, ignore_errors=True)  # a new sweep starts from scratch
+        parent = tracking.start_sweep(client, suite.name, profile, {
+            "methods": ",".join(methods), "dims": ",".join(map(str, dims)),
+            "strengths": "default grids" if strengths is None else ",".join(map(str, strengths)),
+            "seeds": args.seeds, "profile": profile, "gpus_per_trial": gpus_per_trial,
+            "address": args.address or "local"})
+        todo = trials
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    results_csv = sweep_dir / "results.csv"
+
+    print(f"{len(todo)} trials ({len(methods)} methods × {len(dims)} d × strengths × "
+          f"{args.seeds} seeds); loading data…", flush=True)
+    data = suite.load_data(profile, options)
+    rows = tables_build.load_rows(client, parent)
+
+    def on_result(result: dict) -> None:
+        tracking.log_trial(client, parent, result)
+        rows.append(result_row(result))
+        write_results_csv(results_csv, rows)
+
+    try:
+        tune_runner.run_grid(todo, data, storage_dir=sweep_dir / "ray_results", on_result=on_result,
+                             gpus_per_trial=gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+                             max_concurrent=args.max_concurrent, experiment_name=parent.info.run_id,
+                             trial_fn=suite.run_trial)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished trials are stored; rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+    written = tables_build.build(suite.name, profile, client=client, out_dir=sweep_dir)
+    write_results_csv(results_csv, tables_build.load_rows(client, parent))
+    tracking.end_sweep(client, parent, written + [results_csv])
+    print(tables_build.summary(client, parent), flush=True)
+    print(f"\nsweep finished in {(time.time() - started) / 60:.1f} min; tables and plots in "
+          f"{sweep_dir}\nbrowse it: {tracking.ui_command(uri)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

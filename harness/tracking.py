@@ -1,0 +1,165 @@
+"""The only place that writes to MLflow.
+
+One experiment per suite, one parent run per sweep (suite × profile), one child run per trial,
+named deterministically (`muc2m[d=50,lam=0.005,seed=0]`). Children are written from the
+driver in one `log_batch` each, only when a trial has ended, so a killed driver leaves at most
+an unfinished child, which `prepare_resume` deletes before the trial reruns.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+PARENT_RUN_ID_TAG = "mlflow.parentRunId"
+MAX_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def default_uri(out_dir: Path) -> str:
+    return f"sqlite:///{Path(out_dir).resolve() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def library_versions() -> dict:
+    import mlflow
+    import sklearn
+    import torch
+    versions = {"torch": torch.__version__, "sklearn": sklearn.__version__,
+                "mlflow": mlflow.__version__, "python": platform.python_version()}
+    try:
+        import ray
+        versions["ray"] = ray.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def hardware() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def open_client(uri: str, artifact_dir: Path | None = None) -> MlflowClient:
+    """A client on `uri`; fails with one clear line if the store cannot be opened."""
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as err:  # MLflow raises many types here; the message is what matters
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrackingError(f"cannot open the MLflow store {uri!r}: {first}; pass a writable "
+                            f"--mlflow-uri such as sqlite:///runs/mlflow.db") from None
+    client._artifact_dir = artifact_dir  # where new experiments keep their artifacts
+    return client
+
+
+def experiment_id(client: MlflowClient, suite: str) -> str:
+    exp = client.get_experiment_by_name(suite)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if getattr(client, "_artifact_dir", None) is not None:
+        location = Path(client._artifact_dir).resolve().as_uri()
+    try:
+        return client.create_experiment(suite, artifact_location=location)
+    except Exception:  # another sweep created it first
+        return client.get_experiment_by_name(suite).experiment_id
+
+
+def find_sweep(client: MlflowClient, suite: str, profile: str):
+    """The most recent parent run of (suite, profile), or None."""
+    exp = client.get_experiment_by_name(suite)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id],
+                              f"tags.kind = 'sweep' and tags.profile = '{profile}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def start_sweep(client: MlflowClient, suite: str, profile: str, params: dict):
+    exp_id = experiment_id(client, suite)
+    run = client.create_run(exp_id, run_name=f"{suite}-{profile}",
+                            tags={"kind": "sweep", "suite": suite, "profile": profile,
+                                  "git_commit": git_commit(), "hardware": hardware()})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run
+
+
+def child_runs(client: MlflowClient, parent) -> list:
+    """All child runs of a sweep (every status), newest first."""
+    return client.search_runs([parent.info.experiment_id],
+                              f"tags.`{PARENT_RUN_ID_TAG}` = '{parent.info.run_id}'",
+                              max_results=50000, order_by=["attributes.start_time DESC"])
+
+
+def prepare_resume(client: MlflowClient, parent) -> dict:
+    """Finished children by run name; unfinished ones (a driver killed while logging) are
+    deleted so the rerun trial does not appear twice."""
+    finished = {}
+    for run in child_runs(client, parent):
+        name = run.info.run_name
+        if run.info.status == "FINISHED" and name not in finished:
+            finished[name] = run
+        else:
+            client.delete_run(run.info.run_id)
+    return finished
+
+
+def log_trial(client: MlflowClient, parent, result: dict) -> str:
+    """One child run for a finished (or diverged/failed) trial, in one batch."""
+    now = int(time.time() * 1000)
+    status = result.get("status", "ok")
+    tags = {PARENT_RUN_ID_TAG: parent.info.run_id, "suite": parent.data.tags.get("suite", ""),
+            "profile": result["profile"], "status": status}
+    if result.get("reason"):
+        tags["failure_reason"] = result["reason"][:4000]
+    run = client.create_run(parent.info.experiment_id, run_name=result["name"], tags=tags)
+    params = {"method": result["method"], "d": result["d"], "seed": result["seed"],
+              "profile": result["profile"], "strength_name": result.get("strength_name"),
+              "strength": result.get("strength"), "batch": result.get("batch"),
+              "lr": result.get("lr"), "epochs": result.get("epochs"),
+              "git_commit": git_commit(), "device": result.get("device"),
+              **{f"param_{k}": v for k, v in result.get("params", {}).items()},
+              **{f"version_{k}": v for k, v in library_versions().items()}}
+    metrics = [Metric(k, float(v), now, 0) for k, v in result.get("metrics", {}).items()]
+    if "train_seconds" in result:
+        metrics.append(Metric("train_seconds", float(result["train_seconds"]), now, 0))
+    for row in result.get("history", []):
+        for key in ("val_corr", "loss"):
+            if key in row:
+                metrics.append(Metric(key if key == "val_corr" else "train_loss", float(row[key]),
+                                      now, int(row["epoch"])))
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                     tags=[RunTag(k, v) for k, v in tags.items() if k != PARENT_RUN_ID_TAG])
+    for i in range(0, len(metrics), MAX_BATCH):
+        client.log_batch(run.info.run_id, metrics=metrics[i:i + MAX_BATCH])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def end_sweep(client: MlflowClient, parent, artifacts: list[Path], status: str = "FINISHED"):
+    for path in artifacts:
+        client.log_artifact(parent.info.run_id, str(path))
+    client.set_terminated(parent.info.run_id, status)
+
+
+def ui_command(uri: str) -> str:
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"

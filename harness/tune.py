@@ -1,0 +1,181 @@
+"""The only place that imports Ray: schedules `run_trial` over a grid with Ray Tune.
+
+Ray is a scheduler here, nothing more: every trial is `harness.train.run_trial`, which also
+runs without Ray. The data go into the object store once (`tune.with_parameters`). A trial
+checkpoints itself into `<checkpoint_root>/<trial name>/`, so a retried trial (killed worker)
+or a rerun sweep (`--resume`) continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+# The classic reporter honours verbose=0 (no configuration box, no per-trial tables).
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from harness.train import TrialDiverged, run_trial
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def connect(address: str | None, num_cpus: int | None = None, timeout_s: float = 60.0) -> dict:
+    """Start a local Ray (address None) or join a cluster; a bounded wait, never a hang."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                  configure_logging=True)
+    if address:
+        if address != "auto" and not address.startswith("ray://"):
+            _check_reachable(address, timeout_s=min(timeout_s, 10.0))
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = num_cpus
+    # ray.init must run on the main thread; the TCP probe above bounds the wait for a dead
+    # address, and Ray's own GCS timeout bounds the rest.
+    os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(timeout_s)))
+    try:
+        ray.init(**kwargs)
+    except Exception as err:  # reported as one line
+        where = address or "a local Ray"
+        raise ClusterError(f"cannot connect to {where}: {str(err).splitlines()[0]}; check "
+                           f"--address (host:port of the head's GCS, e.g. 10.0.0.1:6379)") from None
+    return ray.cluster_resources()
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    import socket
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or address, int(port or 6379)), timeout=timeout_s).close()
+    except (OSError, ValueError) as err:
+        raise ClusterError(f"cannot reach Ray at --address {address}: {err}; start the head with "
+                           f"`ray start --head` or fix the address") from None
+
+
+def shutdown() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def cluster_gpus() -> float:
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def _trainable(config: dict, data=None, trial_fn=run_trial):
+    """One Tune trial: run the trial, report validation rows as they come and the result last."""
+    import torch
+    torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
+    trial = config["trial"]
+
+    def report(epoch, row):
+        tune.report({"epoch": epoch, "val_corr": row["val_corr"], "final": ""})
+
+    try:
+        result = trial_fn(trial, data=data, checkpoint_dir=trial["checkpoint_dir"], report=report,
+                           log=lambda msg: None)
+        result["status"] = "ok"
+    except TrialDiverged as err:  # a diverged configuration is a result, not a crash to retry
+        result = {**_identity(trial), "status": "diverged", "reason": str(err)}
+    tune.report({"final": json.dumps(result), "epoch": -1, "val_corr": float("nan")})
+
+
+def _identity(trial: dict) -> dict:
+    keys = ("name", "method", "d", "seed", "profile", "strength_name", "strength", "batch", "lr",
+            "epochs", "params")
+    return {k: trial.get(k) for k in keys}
+
+
+class SweepCallback(tune.Callback):
+    """Hands each finished trial to `on_result` and prints a compact live view."""
+
+    def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=sys.stderr):
+        self.total, self.on_result, self.stream = total, on_result, stream
+        self.done = self.failed = self.diverged = 0
+        self.running: set[str] = set()
+        self.best: dict = {}
+        self.print_every_s, self.last_print = print_every_s, 0.0
+
+    def _line(self, msg: str = "") -> None:
+        status = (f"[{self.done + self.failed}/{self.total} ended: {self.done} ok, "
+                  f"{self.diverged} diverged, {self.failed} failed | {len(self.running)} running]")
+        print(f"{status} {msg}".rstrip(), file=self.stream, flush=True)
+        self.last_print = time.time()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.config["trial"]["name"])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("final"):
+            return
+        if time.time() - self.last_print > self.print_every_s:
+            self._line(f"{trial.config['trial']['name']} epoch {result['epoch']} "
+                       f"val_corr {result['val_corr']:.1f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        name = trial.config["trial"]["name"]
+        self.running.discard(name)
+        final = (trial.last_result or {}).get("final")
+        result = json.loads(final) if final else {**_identity(trial.config["trial"]),
+                                                  "status": "failed", "reason": "no result"}
+        self.on_result(result)
+        if result["status"] == "ok":
+            self.done += 1
+            m = result["metrics"]
+            key = result["d"]
+            if m["corr_heldout"] > self.best.get(key, ("", -1e9))[1]:
+                self.best[key] = (result["method"], m["corr_heldout"])
+            best = ", ".join(f"d={d}: {meth} {v:.1f}" for d, (meth, v) in sorted(self.best.items()))
+            self._line(f"{name} corr_heldout {m['corr_heldout']:.1f} recog {m['recog_acc']:.1f}% "
+                       f"({result['train_seconds']:.0f} s) | best {best}")
+        else:
+            self.done += 1
+            self.diverged += 1
+            self._line(f"{name} DIVERGED: {result.get('reason', '')}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        name = trial.config["trial"]["name"]
+        self.running.discard(name)
+        self.failed += 1
+        err = getattr(trial, "error_file", None)
+        reason = "worker failed repeatedly"
+        if err and Path(err).exists():
+            lines = [ln for ln in Path(err).read_text().strip().splitlines() if ln.strip()]
+            reason = lines[-1] if lines else reason
+        self.on_result({**_identity(trial.config["trial"]), "status": "failed", "reason": reason})
+        self._line(f"{name} FAILED: {reason}")
+
+
+def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per_trial: float = 0,
+             cpus_per_trial: int = 1, max_concurrent: int | None = None, max_failures: int = 2,
+             experiment_name: str = "sweep", trial_fn=run_trial) -> None:
+    """Run every trial config through Ray Tune (Ray must be connected)."""
+    if not trials:
+        return
+    if gpus_per_trial > 0 and cluster_gpus() == 0:
+        raise ClusterError(f"--gpus-per-trial {gpus_per_trial} but the cluster has no GPU; "
+                           f"use --gpus-per-trial 0")
+    trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, trial_fn=trial_fn),
+                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    callback = SweepCallback(len(trials), on_result)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent,
+                                    trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+        run_config=tune.RunConfig(name=experiment_name, storage_path=str(Path(storage_dir).resolve()),
+                                  verbose=0, callbacks=[callback],
+                                  failure_config=tune.FailureConfig(max_failures=max_failures)),
+    )
+    tuner.fit()
+
+
+def format_exception(err: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(err), err)).strip()

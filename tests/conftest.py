@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def correlated_views(n: int, rhos, p1: int, p2: int, seed: int = 0, mix_seed: int = 0):
+    """Two views whose canonical correlations are exactly `rhos` (plus zeros) in population:
+    latent pairs (u_k, v_k) with corr ρ_k, the rest independent, mixed by random invertible maps."""
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((n, p1))
+    v = rng.standard_normal((n, p2))
+    for k, rho in enumerate(rhos):
+        v[:, k] = rho * u[:, k] + np.sqrt(1 - rho ** 2) * v[:, k]
+    mix = np.random.default_rng(10_000 + mix_seed)
+    m1 = mix.standard_normal((p1, p1)) + 3 * np.eye(p1)
+    m2 = mix.standard_normal((p2, p2)) + 3 * np.eye(p2)
+    return u @ m1 + 1.0, v @ m2 - 2.0
+
+
+@pytest.fixture(scope="session")
+def mnist_smoke():
+    from harness.train import load_data
+    return load_data("smoke")

@@ -1,0 +1,76 @@
+"""The shared training loop: checkpoint/restore, refusals, the single-trial CLI."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness.train import ConfigError, resolve, run_trial
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_at(epoch_to_stop):
+    def report(epoch, row):
+        if epoch == epoch_to_stop:
+            raise Interrupted()
+    return report
+
+
+@pytest.mark.parametrize("method", ["sdcca", "softcca", "muc2m"])
+def test_restored_trial_ends_with_the_same_metrics(method, mnist_smoke, tmp_path):
+    config = {"method": method, "d": 10, "seed": 3, "profile": "smoke", "epochs": 4,
+              "eval_every": 1}
+    straight = run_trial(config, data=mnist_smoke, device="cpu")
+    with pytest.raises(Interrupted):
+        run_trial(config, data=mnist_smoke, checkpoint_dir=tmp_path, report=interrupt_at(2),
+                  device="cpu")
+    resumed = run_trial(config, data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]
+    assert resumed["metrics"] == straight["metrics"]
+    assert resumed["history"] == straight["history"]
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(mnist_smoke):
+    config = {"method": "muc2m", "d": 8, "seed": 0, "profile": "smoke", "epochs": 2}
+    a = run_trial(config, data=mnist_smoke, device="cpu")
+    b = run_trial(config, data=mnist_smoke, device="cpu")
+    c = run_trial({**config, "seed": 1}, data=mnist_smoke, device="cpu")
+    assert a["metrics"] == b["metrics"]
+    assert a["metrics"] != c["metrics"]
+
+
+@pytest.mark.parametrize("d", [256, 300])
+def test_batch_not_larger_than_d_is_refused(d):
+    with pytest.raises(ConfigError, match="not larger than d"):
+        resolve({"method": "muc2m", "d": d, "profile": "smoke"})  # smoke batch is 256
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"method": "nope", "d": 10}, "unknown method"),
+    ({"method": "dcca", "d": 0}, "positive integer"),
+    ({"method": "dcca", "d": 10, "profile": "huge"}, "unknown profile"),
+    ({"method": "sdcca", "d": 10, "strength": 1.5}, "outside its valid range"),
+    ({"method": "muc2m", "d": 10, "overrides": {"gama": 1.0}}, "no parameter"),
+])
+def test_bad_configurations_are_refused_with_a_clear_message(config, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(config)
+
+
+def test_cli_prints_one_json_object_on_the_last_line():
+    proc = subprocess.run([sys.executable, "-m", "harness.train", "--method", "cca", "--d", "10",
+                           "--profile", "smoke"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["profile"] == "smoke" and result["method"] == "cca"
+    assert 0 < result["metrics"]["corr_heldout"] <= 10
+
+
+def test_cli_bad_input_is_one_line_and_non_zero():
+    proc = subprocess.run([sys.executable, "-m", "harness.train", "--method", "nope", "--d", "10"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown method" in proc.stderr
