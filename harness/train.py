@@ -65,7 +65,7 @@ def resolve(config: dict) -> dict:
     return {"method": spec.name, "d": d, "seed": seed, "profile": profile.name,
             "strength_name": spec.strength, "strength": strength, "params": params,
             "batch": batch, "lr": config.get("lr") or profile.lr,
-            "epochs": config.get("epochs") or profile.epochs,
+            "epochs": config.get("epochs") or profile.epochs_for(d),
             "eval_every": config.get("eval_every") or profile.eval_every,
             "name": run_name(spec.name, d, spec.strength, strength, seed)}
 
@@ -144,6 +144,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
                               data["test"].y, k, aligned=spec.aligned)
     out["val_corr"] = max(row["val_corr"] for row in history)
     out["n_components"] = k
+    out["best_epoch"] = best_epoch
     return {**{key: cfg[key] for key in ("name", "method", "d", "seed", "profile", "strength_name",
                                          "strength", "batch", "lr", "epochs")},
             "params": cfg["params"], "n_components": k, "best_epoch": best_epoch,
