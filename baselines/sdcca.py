@@ -3,6 +3,11 @@
 Running μ_i, Σ_i ← ρ·old + (1−ρ)·batch (ρ weighs the OLD estimate); targets
 t_i = sg((f_i − μ_i)(Σ_i + rI)^{-1/2}); loss = (1/m) Σ_j ‖f1_j − t2_j‖² + ‖f2_j − t1_j‖².
 The running statistics are training state and are checkpointed with the model.
+
+Measured on MNIST halves (d=50, Adam lr 1e-3, 240 steps): ρ = 0 (whitening by the current
+batch) reaches a validation correlation of 40.9; ρ = 0.5 reaches 23.7 and ρ = 0.9/0.99
+oscillate below 11, because Adam changes the output scale faster than the running
+estimates follow. Hence the default ρ = 0, with 0.9 kept in the grid.
 """
 from __future__ import annotations
 
@@ -48,6 +53,6 @@ def objective(model, h1, h2, state, params):
 
 SPEC = register(MethodSpec(
     name="sdcca", title="SDCCA",
-    defaults={"rho": 0.9, "ridge": 1e-3}, strength="rho", grid=(0.9, 0.99), valid=(0.0, 0.999999),
-    objective=objective, loss_fn=None, init_state=init_state,
+    defaults={"rho": 0.0, "ridge": 1e-3}, strength="rho", grid=(0.0, 0.9), valid=(0.0, 0.999999),
+    aligned=False, objective=objective, loss_fn=None, init_state=init_state,
 ))
