@@ -226,13 +226,15 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
         write_results_csv(results_csv, rows)
 
     try:
-        tune_runner.run_grid(todo, data, storage_dir=sweep_dir / "ray_results", on_result=on_result,
+        ended = tune_runner.run_grid(todo, data, storage_dir=sweep_dir / "ray_results", on_result=on_result,
                              gpus_per_trial=gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                              max_concurrent=args.max_concurrent, experiment_name=parent.info.run_id,
                              trial_fn=suite.run_trial)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished trials are stored; rerun with --resume to continue",
-              file=sys.stderr)
+        ended = -1
+    if ended < len(todo):  # Ray Tune returns early on Ctrl-C
+        print("\ninterrupted: finished trials are stored; rerun the same command with --resume "
+              "to continue", file=sys.stderr)
         return 130
     written = tables_build.build(suite.name, profile, client=client, out_dir=sweep_dir)
     write_results_csv(results_csv, tables_build.load_rows(client, parent))

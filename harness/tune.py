@@ -112,6 +112,9 @@ class SweepCallback(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running.add(trial.config["trial"]["name"])
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._line(f"{trial.config['trial']['name']} worker lost: retrying from its checkpoint")
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("final"):
             return
@@ -155,10 +158,11 @@ class SweepCallback(tune.Callback):
 
 def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per_trial: float = 0,
              cpus_per_trial: int = 1, max_concurrent: int | None = None, max_failures: int = 2,
-             experiment_name: str = "sweep", trial_fn=run_trial) -> None:
-    """Run every trial config through Ray Tune (Ray must be connected)."""
+             experiment_name: str = "sweep", trial_fn=run_trial) -> int:
+    """Run every trial config through Ray Tune (Ray must be connected); returns how many
+    trials ended (fewer than given when the sweep was interrupted)."""
     if not trials:
-        return
+        return 0
     if gpus_per_trial > 0 and cluster_gpus() == 0:
         raise ClusterError(f"--gpus-per-trial {gpus_per_trial} but the cluster has no GPU; "
                            f"use --gpus-per-trial 0")
@@ -175,6 +179,7 @@ def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per
                                   failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     tuner.fit()
+    return callback.done + callback.failed
 
 
 def format_exception(err: BaseException) -> str:

@@ -1,0 +1,78 @@
+"""MUC2M individual component (SPEC §2.2, paper Eq. 5–6), trained after the common one is frozen.
+
+Shapes: a batch of `m` pairs, `h_i` (m, p_i) input features, `z_i` (m, d) common and `w_i`
+(m, d) individual representations.
+
+    W_i = BN(g_i(H_i)),   ĥ_i = dec_i([z_i ; w_i])
+    L_ind,i = (1/m) Σ_j ‖h_i,j − ĥ_i,j‖² + λ_ind Σ_{k,l} ((W_iᵀ Z_i / m)_kl)²
+
+Individual score (our reading): Q_j an orthonormal basis of span(z1_j, z2_j), P_j = I − Q_j Q_jᵀ,
+s_ind(x_i,j) = ‖P_j w_i,j‖₂.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harness.models import HIDDEN, decoder, encoder
+
+
+class IndividualComponent(nn.Module):
+    """g_i (the common encoder's MLP shape) + BN(d, affine=False), and dec_i : R^{2d} → R^{p_i}."""
+
+    def __init__(self, p1: int, p2: int, d: int, hidden=HIDDEN):
+        super().__init__()
+        self.enc1, self.enc2 = encoder(p1, d, hidden), encoder(p2, d, hidden)
+        self.bn1 = nn.BatchNorm1d(d, affine=False)
+        self.bn2 = nn.BatchNorm1d(d, affine=False)
+        self.dec1, self.dec2 = decoder(2 * d, p1, hidden), decoder(2 * d, p2, hidden)
+
+    def represent(self, h1: torch.Tensor, h2: torch.Tensor):
+        """(w1, w2), each (m, d): W_i = BN(g_i(H_i))."""
+        return self.bn1(self.enc1(h1)), self.bn2(self.enc2(h2))
+
+    def reconstruct(self, view: int, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """ĥ_view = dec_view([z ; w]), (m, p_view)."""
+        dec = self.dec1 if view == 1 else self.dec2
+        return dec(torch.cat([z, w], dim=1))
+
+
+def individual_loss(h: torch.Tensor, h_hat: torch.Tensor, w: torch.Tensor, z: torch.Tensor,
+                    *, lam_ind: float = 1.0) -> dict:
+    """L_ind,i of one view (Eq. 6). `z` comes from the frozen common component and is detached
+    here, so only the individual encoder and decoder receive gradients."""
+    m = h.shape[0]
+    reconstruction = (h - h_hat).pow(2).sum(1).mean()
+    cross = w.T @ z.detach() / m  # (d, d) sample correlations when both are batch-standardised
+    cross_correlation = cross.pow(2).sum()
+    return {"loss": reconstruction + lam_ind * cross_correlation,
+            "reconstruction": reconstruction.detach(),
+            "cross_correlation": cross_correlation.detach(),
+            "max_abs_cross": cross.detach().abs().max()}
+
+
+def common_basis(z1: torch.Tensor, z2: torch.Tensor, rtol: float = 1e-6) -> torch.Tensor:
+    """Q (m, d, 2): per pair an orthonormal basis of span(z1_j, z2_j) by batched QR.
+
+    Where z2_j is (numerically) parallel to z1_j, or a vector is zero, the span has rank < 2;
+    QR still returns two orthonormal columns, so the spurious column(s) are zeroed
+    (|R_kk| ≤ rtol · ‖[z1_j, z2_j]‖) to keep Q Qᵀ the projector onto the span itself.
+    """
+    a = torch.stack([z1, z2], dim=-1)
+    q, r = torch.linalg.qr(a)
+    scale = a.flatten(1).norm(dim=1).clamp_min(torch.finfo(a.dtype).tiny)
+    keep = torch.diagonal(r, dim1=-2, dim2=-1).abs() > rtol * scale[:, None]
+    return q * keep[:, None, :].to(q.dtype)
+
+
+def individual_score(w: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, *,
+                     detach_basis: bool = True) -> torch.Tensor:
+    """s_ind = ‖P_j w_j‖₂ per row, (m,), with P_j = I − Q_j Q_jᵀ.
+
+    With `detach_basis` (default) the projector is held constant when differentiating, as in the
+    paper's Proposition 7.2 (gradient V_1 P_jᵀ P_j w_j / ‖P_j w_j‖ in the linear case); this also
+    avoids QR's ill-conditioned backward when z1_j and z2_j are nearly parallel.
+    """
+    q = common_basis(z1.detach(), z2.detach()) if detach_basis else common_basis(z1, z2)
+    residual = w - (q @ (q.transpose(1, 2) @ w.unsqueeze(-1))).squeeze(-1)
+    return residual.norm(dim=1)

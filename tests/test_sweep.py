@@ -1,0 +1,156 @@
+"""Real (tiny, smoke-profile) sweeps through Ray Tune and MLflow."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import tracking
+from harness.registry import get
+from tables import build as tables_build
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE, PROFILE = "mnist_halves", "smoke"
+
+
+def harness_run(*args, timeout=900, **popen):
+    return subprocess.run([sys.executable, "-m", "harness.run", "--suite", SUITE, "--profile",
+                           PROFILE, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO, **popen)
+
+
+def expected_names(methods, dims):
+    names = set()
+    for method in methods:
+        spec = get(method)
+        for d in dims:
+            for strength in spec.grid:
+                names.add(f"{method}[d={d},{spec.strength}={strength:g},seed=0]")
+    return names
+
+
+def store(out: Path):
+    client = MlflowClient(tracking.default_uri(out))
+    parent = tracking.find_sweep(client, SUITE, PROFILE)
+    assert parent is not None
+    return client, parent, tracking.child_runs(client, parent)
+
+
+def csv_rows(out: Path):
+    with open(out / f"{SUITE}-{PROFILE}" / "results.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_path):
+    out = tmp_path / "runs"
+    proc = harness_run("--methods", "cca,muc2m", "--dims", "8,16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, parent, children = store(out)
+    names = [run.info.run_name for run in children]
+    assert sorted(names) == sorted(expected_names(["cca", "muc2m"], [8, 16]))
+    for run in children:
+        assert run.info.status == "FINISHED" and run.data.tags["status"] == "ok"
+        for key in ("corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
+                    "recog_acc_swapped", "val_corr", "train_seconds"):
+            assert key in run.data.metrics, (run.info.run_name, key)
+        assert run.data.params["profile"] == PROFILE
+        assert 0 < run.data.metrics["corr_heldout"] <= int(run.data.params["d"])
+        if run.data.params["method"] == "muc2m":  # a validation curve, one point per pass
+            assert len(client.get_metric_history(run.info.run_id, "val_corr")) == 2
+    assert len(csv_rows(out)) == len(names)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"table1.md", "table5.md", "corr_vs_d.png", "results.csv"} <= artifacts
+
+    sweep_dir = out / f"{SUITE}-{PROFILE}"
+    rebuilt = tmp_path / "rebuilt"
+    tables_build.build(SUITE, PROFILE, uri=tracking.default_uri(out), out_dir=rebuilt)
+    for fname in ("table1.md", "table5.md", "tables.csv"):
+        assert (rebuilt / fname).read_text() == (sweep_dir / fname).read_text(), fname
+    table1 = (rebuilt / "table1.md").read_text()
+    assert "| CCA |" in table1 and "| MUC2M |" in table1 and "Provenance: profile `smoke`" in table1
+
+
+def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
+    out = tmp_path / "runs"
+    args = [sys.executable, "-m", "harness.run", "--suite", SUITE, "--profile", PROFILE,
+            "--methods", "muc2m,dcca", "--dims", "8,16", "--out", str(out), "--max-concurrent", "1"]
+    driver = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    results = out / f"{SUITE}-{PROFILE}" / "results.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and driver.poll() is None:
+        if results.exists() and len(csv_rows(out)) >= 2:
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    driver.wait()
+    client, parent, before = store(out)
+    finished = {r.info.run_name: r.info.run_id for r in before if r.info.status == "FINISHED"}
+    assert 2 <= len(finished) < 8
+
+    proc = harness_run("--methods", "muc2m,dcca", "--dims", "8,16", "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{len(finished)} trials already finished" in proc.stdout
+    client, parent2, after = store(out)
+    assert parent2.info.run_id == parent.info.run_id
+    names = [r.info.run_name for r in after]
+    assert sorted(names) == sorted(expected_names(["muc2m", "dcca"], [8, 16]))  # no duplicates
+    for name, run_id in finished.items():  # finished trials were kept, not recomputed
+        assert {r.info.run_id for r in after if r.info.run_name == name} == {run_id}
+    assert sorted(r["name"] for r in csv_rows(out)) == sorted(names)
+
+
+def test_sweep_runs_on_a_two_node_ray_cluster_given_by_address(tmp_path):
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        out = tmp_path / "runs"
+        proc = harness_run("--methods", "muc2m", "--dims", "8", "--out", str(out),
+                           "--address", cluster.address)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "cluster: 2 CPUs" in proc.stdout
+        _, _, children = store(out)
+        assert sorted(r.info.run_name for r in children) == sorted(expected_names(["muc2m"], [8]))
+    finally:
+        cluster.shutdown()
+
+
+def test_python_m_tables_build_resolves_to_this_project(tmp_path):
+    code = "import tables, tables.build; print(tables.IS_MUC2M_HARNESS_TABLES, tables.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("True") and str(REPO / "tables") in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "tables.build", "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and "--mlflow-uri" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--suite", "nope"], "unknown suite"),
+    (["--suite", SUITE, "--methods", "dcca,nope"], "unknown method"),
+    (["--suite", SUITE, "--profile", "huge"], "unknown profile"),
+    (["--suite", SUITE, "--dims", "50,abc"], "expected comma-separated numbers"),
+    (["--suite", SUITE, "--dims", "0"], "not a positive integer"),
+    (["--suite", SUITE, "--profile", "smoke", "--dims", "300"], "not larger than d"),
+    (["--suite", SUITE, "--methods", "sdcca", "--strengths", "2"], "outside its valid range"),
+    (["--suite", SUITE, "--out", "/proc/forbidden"], "cannot write there"),
+    (["--suite", SUITE, "--mlflow-uri", "sqlite:////proc/nope/x.db"], "cannot open the MLflow store"),
+    (["--suite", SUITE, "--profile", "smoke", "--address", "127.0.0.1:1"], "cannot reach Ray"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path, args, message):
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "runs")]
+    proc = subprocess.run([sys.executable, "-m", "harness.run", *args], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-2000:])
+    error_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], proc.stderr[-2000:]
+    assert "ended:" not in proc.stderr  # no trial started
