@@ -59,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the latest sweep of this "
                    "suite and profile: finished trials are kept, the rest run")
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
+    p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs "
+                   "(for every d)")
     return p.parse_args(argv)
 
 
@@ -113,7 +115,7 @@ def check_writable(out: Path) -> None:
 
 RESULT_COLUMNS = ["name", "method", "d", "seed", "status", "strength_name", "strength",
                   "corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
-                  "recog_acc_swapped", "val_corr", "n_components", "best_epoch", "train_seconds", "profile",
+                  "recog_acc_swapped", "val_corr", "n_components", "best_epoch", "resumed_from", "train_seconds", "profile",
                   "epochs", "batch", "lr", "device", "git_commit", "reason"]
 
 
@@ -165,6 +167,10 @@ def _main(args) -> int:
     uri = args.mlflow_uri or tracking.default_uri(out)
     client = tracking.open_client(uri, artifact_dir=out / "mlartifacts")
     options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UsageError(f"--epochs {args.epochs}: must be at least 1")
+        options["epochs"] = args.epochs
     # Validate every configuration against the requested (or fallback) profile before Ray starts.
     build_trials(suite, args.profile or "quick", methods, dims, strengths, args.seeds,
                  out, options)
@@ -196,6 +202,7 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
     checkpoint_root = sweep_dir / "checkpoints"
     trials = build_trials(suite, profile, methods, dims, strengths, args.seeds, checkpoint_root,
                           options)
+    data = suite.load_data(profile, options)  # a data error stops here, before any store write
     parent = tracking.find_sweep(client, suite.name, profile) if args.resume else None
     if parent is not None:
         finished = tracking.prepare_resume(client, parent)
@@ -215,9 +222,8 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
     sweep_dir.mkdir(parents=True, exist_ok=True)
     results_csv = sweep_dir / "results.csv"
 
-    print(f"{len(todo)} trials ({len(methods)} methods × {len(dims)} d × strengths × "
-          f"{args.seeds} seeds); loading data…", flush=True)
-    data = suite.load_data(profile, options)
+    print(f"{len(todo)} trials to run ({len(trials)} in the grid: {len(methods)} methods × "
+          f"{len(dims)} d × strengths × {args.seeds} seeds)", flush=True)
     rows = tables_build.load_rows(client, parent)
 
     def on_result(result: dict) -> None:

@@ -24,6 +24,17 @@ class TrackingError(RuntimeError):
     pass
 
 
+def retrying(call, *args, attempts: int = 8, **kwargs):
+    """Retry a store call that failed on a busy SQLite file (two sweeps writing at once)."""
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as err:  # MLflow wraps sqlite3.OperationalError in its own types
+            if "locked" not in str(err).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2 ** attempt)
+
+
 def default_uri(out_dir: Path) -> str:
     return f"sqlite:///{Path(out_dir).resolve() / 'mlflow.db'}"
 
@@ -131,7 +142,7 @@ def log_trial(client: MlflowClient, parent, result: dict) -> str:
             "profile": result["profile"], "status": status}
     if result.get("reason"):
         tags["failure_reason"] = result["reason"][:4000]
-    run = client.create_run(parent.info.experiment_id, run_name=result["name"], tags=tags)
+    run = retrying(client.create_run, parent.info.experiment_id, run_name=result["name"], tags=tags)
     params = {"method": result["method"], "d": result["d"], "seed": result["seed"],
               "profile": result["profile"], "strength_name": result.get("strength_name"),
               "strength": result.get("strength"), "batch": result.get("batch"),
@@ -147,11 +158,12 @@ def log_trial(client: MlflowClient, parent, result: dict) -> str:
             if key in row:
                 metrics.append(Metric(key if key == "val_corr" else "train_loss", float(row[key]),
                                       now, int(row["epoch"])))
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                     tags=[RunTag(k, v) for k, v in tags.items() if k != PARENT_RUN_ID_TAG])
+    retrying(client.log_batch, run.info.run_id,
+             params=[Param(k, str(v)) for k, v in params.items()],
+             tags=[RunTag(k, v) for k, v in tags.items() if k != PARENT_RUN_ID_TAG])
     for i in range(0, len(metrics), MAX_BATCH):
-        client.log_batch(run.info.run_id, metrics=metrics[i:i + MAX_BATCH])
-    client.set_terminated(run.info.run_id, "FINISHED")
+        retrying(client.log_batch, run.info.run_id, metrics=metrics[i:i + MAX_BATCH])
+    retrying(client.set_terminated, run.info.run_id, "FINISHED")
     return run.info.run_id
 
 

@@ -134,10 +134,10 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
         represent = spec.closed_form(*train, d, cfg["params"])
         k = represent.n_components
         history = [{"epoch": 0, "val_corr": validation_corr(represent, train_fit, val, k)}]
-        best_epoch = 0
+        best_epoch = resumed_from = 0
     else:
-        represent, history, best_epoch = _train(spec, cfg, train, train_fit, val, device,
-                                                checkpoint_dir, report, log)
+        represent, history, best_epoch, resumed_from = _train(
+            spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log)
         k = d
     train_seconds = time.time() - started
     out = metrics.all_metrics(represent_all(represent, *train), represent_all(represent, *test),
@@ -145,6 +145,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     out["val_corr"] = max(row["val_corr"] for row in history)
     out["n_components"] = k
     out["best_epoch"] = best_epoch
+    out["resumed_from"] = resumed_from  # the epoch a restored checkpoint continued from
     return {**{key: cfg[key] for key in ("name", "method", "d", "seed", "profile", "strength_name",
                                          "strength", "batch", "lr", "epochs")},
             "params": cfg["params"], "n_components": k, "best_epoch": best_epoch,
@@ -218,7 +219,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
         if report:
             report(epoch, row)
     model.load_state_dict(best["model"])
-    return represent, history, best["epoch"]
+    return represent, history, best["epoch"], start_epoch
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -74,6 +74,9 @@ def _trainable(config: dict, data=None, trial_fn=run_trial):
     import torch
     torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
     trial = config["trial"]
+    # The pid lets an operator (or a test) find and kill this trial's worker.
+    Path(trial["checkpoint_dir"]).mkdir(parents=True, exist_ok=True)
+    (Path(trial["checkpoint_dir"]) / "worker.pid").write_text(str(os.getpid()))
 
     def report(epoch, row):
         tune.report({"epoch": epoch, "val_corr": row["val_corr"], "final": ""})
@@ -104,13 +107,16 @@ class SweepCallback(tune.Callback):
         self.print_every_s, self.last_print = print_every_s, 0.0
 
     def _line(self, msg: str = "") -> None:
-        status = (f"[{self.done + self.failed}/{self.total} ended: {self.done} ok, "
+        status = (f"[{self.done + self.failed}/{self.total} ended: {self.done - self.diverged} ok, "
                   f"{self.diverged} diverged, {self.failed} failed | {len(self.running)} running]")
         print(f"{status} {msg}".rstrip(), file=self.stream, flush=True)
         self.last_print = time.time()
 
+    def _track(self, trials) -> None:
+        self.running = {t.config["trial"]["name"] for t in trials if t.status == "RUNNING"}
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.running.add(trial.config["trial"]["name"])
+        self._track(trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._line(f"{trial.config['trial']['name']} worker lost: retrying from its checkpoint")
@@ -124,6 +130,7 @@ class SweepCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         name = trial.config["trial"]["name"]
+        self._track(trials)
         self.running.discard(name)
         final = (trial.last_result or {}).get("final")
         result = json.loads(final) if final else {**_identity(trial.config["trial"]),
@@ -145,6 +152,7 @@ class SweepCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         name = trial.config["trial"]["name"]
+        self._track(trials)
         self.running.discard(name)
         self.failed += 1
         err = getattr(trial, "error_file", None)

@@ -29,6 +29,7 @@ def test_restored_trial_ends_with_the_same_metrics(method, mnist_smoke, tmp_path
                   device="cpu")
     resumed = run_trial(config, data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")
     assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]
+    assert resumed["metrics"].pop("resumed_from") == 2 and straight["metrics"].pop("resumed_from") == 0
     assert resumed["metrics"] == straight["metrics"]
     assert resumed["history"] == straight["history"]
 

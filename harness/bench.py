@@ -1,0 +1,121 @@
+"""Per-epoch cost of every objective against the compute floor.
+
+    python -m harness.bench [--dims 50,1000] [--epochs 3] [--methods all] [--device cpu] [--json]
+
+For each gradient objective and d: the median seconds per epoch (50k MNIST-halves pairs,
+the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one warm-up
+epoch; the same for the *floor* — the same networks (decoders included) and batches with a
+trivial loss, the cost no objective can avoid — and their ratio; peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from harness.models import TwoViewModel
+from harness.profiles import get_profile
+from harness.registry import get as get_method
+from harness.registry import list_methods
+from harness.train import load_data, to_device
+
+
+def floor_objective(model, h1, h2, state, params):
+    """Touches every network the method trains, with a loss that costs nothing."""
+    f1, f2 = model(h1, h2)
+    z1, z2 = model.bn1(f1), model.bn2(f2)
+    loss = z1.mean() + z2.mean()
+    if hasattr(model, "dec1"):
+        loss = loss + model.dec1(f1).mean() + model.dec2(f2).mean()
+    if hasattr(model, "dec"):
+        loss = loss + model.dec(f1).mean() + model.dec(f2).mean() + model.dec(f1 + f2).mean()
+    return {"loss": loss}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device) -> list[float]:
+    torch.manual_seed(0)
+    p1, p2 = train[0].shape[1], train[1].shape[1]
+    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
+    params = spec.params()
+    n = train[0].shape[0]
+    times = []
+    for _ in range(epochs + 1):  # the first epoch is a warm-up
+        _sync(device)
+        start = time.perf_counter()
+        order = torch.randperm(n, device=device)
+        for b in range(n // batch):
+            idx = order[b * batch:(b + 1) * batch]
+            terms = objective(model, train[0][idx], train[1][idx], state, params)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dims", default="50,1000")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (after 1 warm-up)")
+    parser.add_argument("--methods", default="all")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    methods = [m for m in (list_methods() if args.methods == "all" else args.methods.split(","))
+               if get_method(m).objective is not None]
+    dims = [int(d) for d in args.dims.split(",")]
+    batch = get_profile("paper").batch
+    train = to_device(load_data("paper")["train"], device)
+    rows = []
+    for d in dims:
+        for method in methods:
+            spec = get_method(method)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            obj = time_epochs(spec, spec.objective, train, d, batch, args.epochs, device)
+            flo = time_epochs(spec, floor_objective, train, d, batch, args.epochs, device)
+            row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
+                   "floor_s_per_epoch": statistics.median(flo),
+                   "peak_mem_mb": peak_memory_mb(device)}
+            row["ratio"] = row["s_per_epoch"] / row["floor_s_per_epoch"]
+            rows.append(row)
+            if not args.json:
+                print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
+                      f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
+                      f"peak {row['peak_mem_mb']:8.0f} MB", flush=True)
+    machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
+               else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    if args.json:
+        print(json.dumps({"device": machine, "batch": batch, "epochs": args.epochs, "rows": rows}))
+    else:
+        print(f"device: {machine}; batch {batch}; median of {args.epochs} epochs after 1 warm-up")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
