@@ -114,16 +114,19 @@ class MUC2M:
         for epoch in range(epochs):
             module.train()
             order = torch.randperm(n, generator=generator).to(self.device)
-            total = 0.0
+            total = torch.zeros((), device=self.device)
             for start in range(0, n - batch + 1, batch):
                 idx = order[start:start + batch]
                 loss = terms_fn(*(x[idx] for x in data))["loss"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += loss.item()
+                total += loss.detach()
             module.eval()
-            record = {"epoch": epoch, "train_loss": total / (n // batch)}
+            record = {"epoch": epoch, "train_loss": total.item() / (n // batch)}  # one sync/epoch
+            if not math.isfinite(record["train_loss"]):
+                raise FloatingPointError(f"training loss became {record['train_loss']} at epoch "
+                                         f"{epoch}; lower lr (or gamma)")
             if val is not None:
                 record["val_loss"] = terms_fn(*val)["loss"].item()
                 if record["val_loss"] < best[0]:
@@ -141,6 +144,8 @@ class MUC2M:
         "norm" is ‖z_view‖; "individual" is ‖P w_view‖ (SPEC §2.2)."""
         if kind not in SCORES:
             raise ValueError(f"unknown score {kind!r}; choose one of: {', '.join(SCORES)}")
+        if view not in (1, 2):
+            raise ValueError(f"view must be 1 or 2, got {view!r}")
         self._check_fitted()
         z1, z2 = self.common.represent(h1, h2)
         own, other = (z1, z2) if view == 1 else (z2, z1)

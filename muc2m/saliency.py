@@ -24,12 +24,10 @@ from torch import nn
 def score_function(model, partner: torch.Tensor, *, view: int = 1,
                    score: str = "cosine") -> Callable[[torch.Tensor], torch.Tensor]:
     """h_view ↦ s(h_view, partner), (N, p_view) → (N,)."""
-    if view not in (1, 2):
-        raise ValueError(f"view must be 1 or 2, got {view!r}")
     partner = partner.detach()
     if view == 1:
-        return lambda h: model.score_tensor(h, partner.to(h.device), score, view=1)
-    return lambda h: model.score_tensor(partner.to(h.device), h, score, view=2)
+        return lambda h: model.score_tensor(h, partner.to(h.device), score, view=view)
+    return lambda h: model.score_tensor(partner.to(h.device), h, score, view=view)
 
 
 def input_gradient(model, h: torch.Tensor, partner: torch.Tensor, *, view: int = 1,

@@ -8,26 +8,9 @@ from torch import nn
 from harness.models import decoder
 from muc2m.individual import common_basis, individual_loss, individual_score
 from muc2m.model import MUC2M
+from test_muc2m_fixtures import BLOCK, one_thread, planted  # noqa: F401 (fixture)
 
-torch.set_num_threads(1)
-
-BLOCK = 10  # features [0, 10) carry the common factor, [10, 20) the view's individual factor
-
-
-def planted(n: int, seed: int, k_c: int = 3, k_u: int = 3, noise: float = 0.1):
-    """h_i = [c A_i , u_i B_i] + noise: c (n, k_c) shared by both views, u_1 and u_2 independent
-    of c and of each other; the mixing matrices are fixed, the samples depend on `seed`."""
-    rng, mix = np.random.default_rng(seed), np.random.default_rng(1234)
-    a1, a2 = mix.standard_normal((k_c, BLOCK)), mix.standard_normal((k_c, BLOCK))
-    b1, b2 = mix.standard_normal((k_u, BLOCK)), mix.standard_normal((k_u, BLOCK))
-    c = rng.standard_normal((n, k_c))
-    u1, u2 = rng.standard_normal((n, k_u)), rng.standard_normal((n, k_u))
-    h1 = np.hstack([c @ a1, u1 @ b1]) + noise * rng.standard_normal((n, 2 * BLOCK))
-    h2 = np.hstack([c @ a2, u2 @ b2]) + noise * rng.standard_normal((n, 2 * BLOCK))
-    return h1.astype(np.float32), h2.astype(np.float32)
-
-
-CONFIG = dict(d=4, hidden=(64, 32), epochs=20, batch_size=256, lr=2e-3, lam=5e-2, lam_ind=10.0)
+CONFIG = dict(d=4, hidden=(64, 32), epochs=20, batch_size=256, lr=2e-3, lam=5e-2)
 
 
 @pytest.fixture(scope="module")

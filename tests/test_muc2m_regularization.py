@@ -9,8 +9,8 @@ from harness.models import TwoViewModel
 from muc2m.common import objective
 from muc2m.regularization import elastic_net, gradient_penalty, score_input_gradients
 from muc2m.scores import cosine_score
+from test_muc2m_fixtures import one_thread  # noqa: F401 (fixture)
 
-torch.set_num_threads(1)
 PARAMS = {"lam": 5e-3, "gamma": 0.5, "alpha": 0.5}
 
 
