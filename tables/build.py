@@ -20,7 +20,7 @@ from tables import paper
 METRIC_KEYS = ("corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
                "recog_acc_swapped", "val_corr", "train_seconds", "n_components", "best_epoch",
                "resumed_from")
-METHOD_ORDER = ("cca", "dcca", "dccae", "corrnet", "sdcca", "softcca", "muc2m")
+METHOD_ORDER = ("cca", "dcca", "dccae", "corrnet", "sdcca", "softcca", "muc2m", "muc2m_regu")
 
 
 def load_rows(client, parent) -> list[dict]:

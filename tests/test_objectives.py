@@ -61,7 +61,7 @@ def test_loss_decreases_on_a_small_synthetic_problem(name):
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
-        losses.append(float(terms["loss"]))
+        losses.append(float(terms["loss"].detach()))
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.05 * abs(first), (first, last)
 
