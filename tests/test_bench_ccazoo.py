@@ -1,0 +1,103 @@
+"""harness.bench_ccazoo: the hyperparameter mapping makes each cca-zoo loss a positive multiple
+of ours on the same networks and batch, and a tiny side-by-side run produces finite rows."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("cca_zoo")
+pytest.importorskip("lightning")
+from cca_zoo.deep.objectives import CCALoss  # noqa: E402
+
+from harness import bench_ccazoo as bz  # noqa: E402
+from harness.linalg import canonical_correlations  # noqa: E402
+from harness.registry import get as get_method  # noqa: E402
+
+P, D, M = 392, 6, 400
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h1 = torch.rand(M, P, generator=g)
+    h2 = 0.5 * h1.flip(1) + 0.5 * torch.rand(M, P, generator=g)
+    return h1, h2
+
+
+def models(pair, **kw):
+    """Our model and the cca-zoo model sharing the very same encoder/decoder modules."""
+    params = get_method(pair).params(overrides=kw or None)
+    ours = bz.build_ours(pair, D, P, P, seed=0)
+    zoo = bz.build_zoo(pair, D, P, P, lr=1e-3, seed=0, kwargs=bz.zoo_kwargs(pair, D, P, params))
+    zoo.encoders = torch.nn.ModuleList([ours.enc1, ours.enc2])
+    if pair == "dccae":
+        zoo.decoders = torch.nn.ModuleList([ours.dec1, ours.dec2])
+    return ours, zoo, params
+
+
+def test_frobenius_loss_is_minus_the_sum_of_squared_canonical_correlations():
+    torch.manual_seed(0)
+    f1 = torch.randn(300, 5, dtype=torch.float64)
+    mix = torch.randn(5, 5, dtype=torch.float64)
+    f2 = 0.7 * f1 @ mix + torch.randn(300, 5, dtype=torch.float64)
+    loss = bz.frobenius_dcca_loss(f1, f2, ridge=1e-3)["loss"]
+    expected = canonical_correlations(f1, f2, ridge=1e-3).pow(2).sum()
+    assert abs(float(loss) + float(expected)) < 1e-8
+    zoo = CCALoss(reg_covar=1e-3)([f1.float(), f2.float()])
+    assert abs(float(zoo) - float(loss)) < 1e-3 * abs(float(loss))
+
+
+def test_dcca_frobenius_gradient_matches_cca_zoo():
+    ours, zoo, params = models("dcca")
+    h1, h2 = batch()
+    weights = list(ours.enc1.parameters()) + list(ours.enc2.parameters())
+    g_ours = torch.autograd.grad(bz.frobenius_dcca_objective(ours, h1, h2, {}, params)["loss"],
+                                 weights)
+    g_zoo = torch.autograd.grad(zoo.loss({"views": [h1, h2]})["objective"], weights)
+    a, b = torch.cat([g.flatten() for g in g_ours]), torch.cat([g.flatten() for g in g_zoo])
+    assert (a - b).norm() < 1e-2 * a.norm()  # (biases of the last layers get ~0 on both sides)
+
+
+def test_dccae_mapping_scales_the_loss():
+    ours, zoo, params = models("dccae")
+    h1, h2 = batch()
+    lam_zoo = zoo.lam
+    assert math.isclose(lam_zoo, params["lam"] * P / (1 + params["lam"] * P))
+    mine = bz.frobenius_dccae_objective(ours, h1, h2, {}, params)["loss"]
+    theirs = zoo.loss({"views": [h1, h2]})["objective"]
+    assert math.isclose(float(theirs.detach()) / (1 - lam_zoo), float(mine.detach()), rel_tol=1e-3)
+
+
+def test_noi_mapping_scales_the_loss():
+    ours, zoo, params = models("sdcca")  # rho = 0: both whiten by the batch's own moments
+    h1, h2 = batch()
+    zoo.train()
+    state = get_method("sdcca").init_state(D)
+    mine = get_method("sdcca").objective(ours, h1, h2, state, params)["loss"]
+    theirs = zoo.loss({"views": [h1, h2]})["objective"]
+    assert math.isclose(float(theirs.detach()) / M, float(mine.detach()), rel_tol=1e-3)
+
+
+def test_sdl_mapping_scales_the_loss():
+    ours, zoo, params = models("softcca")
+    h1, h2 = batch()
+    ours.train(), zoo.train()
+    state = get_method("softcca").init_state(D)  # first batch: our Φ̂ is the batch covariance
+    mine = get_method("softcca").objective(ours, h1, h2, state, params)["loss"]
+    theirs = zoo.loss({"views": [h1, h2]})["objective"]
+    assert math.isclose(float(theirs.detach()) * D, float(mine.detach()), rel_tol=1e-4)
+
+
+def test_tiny_side_by_side_run():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x1 = rng.random((512, P), dtype=np.float32)
+    x2 = (0.5 * x1[:, ::-1] + 0.5 * rng.random((512, P), dtype=np.float32)).astype(np.float32)
+    train, test = (x1[:384], x2[:384]), (x1[384:], x2[384:])
+    rows = bz.compare(["dcca", "softcca"], train, test, d=4, batch=128, epochs=2, lr=1e-3,
+                      seed=0, device=torch.device("cpu"))
+    assert [r["ours"] for r in rows] == ["ours", "ours (Frobenius)", "ours", "ours (alpha=0)"]
+    for r in rows:
+        assert len(r["ours_epoch_s"]) == len(r["zoo_epoch_s"]) == 2
+        assert r["ours_s_per_epoch"] > 0 and r["zoo_s_per_epoch"] > 0
+        assert math.isfinite(r["ours_corr_heldout"]) and math.isfinite(r["zoo_corr_heldout"])
