@@ -154,72 +154,102 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
 
 
 def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log):
-    """Adam on shuffled index batches of device-resident tensors; validation every
-    `eval_every` epochs keeps the best state; the full state is checkpointed there."""
+    """Build the method's model and running statistics and train them with `fit_loop`."""
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]
     model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
-    shuffle = torch.Generator(device="cpu").manual_seed(cfg["seed"])
-    history, best, start_epoch = [], None, 0
-
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
-    if ckpt_path and ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = {k: v.to(device) for k, v in saved["method_state"].items()}
-        shuffle.set_state(saved["shuffle_rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        history, best, start_epoch = saved["history"], saved["best"], saved["epoch"]
-        log(f"{cfg['name']}: resumed from epoch {start_epoch}")
 
     def represent(h1, h2):
         model.eval()
         return model.represent(h1, h2)
 
-    n, batch = train[0].shape[0], cfg["batch"]
-    n_batches = n // batch  # the last partial batch is dropped: every batch must exceed d
+    history, best_epoch, start_epoch = fit_loop(
+        model, lambda h1, h2: spec.objective(model, h1, h2, state, cfg["params"]), train,
+        epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], seed=cfg["seed"],
+        eval_every=cfg["eval_every"], validate=lambda: validation_corr(represent, train_fit, val, d),
+        state=state, checkpoint_dir=checkpoint_dir, name=cfg["name"], log=log, report=report)
+    return represent, history, best_epoch, start_epoch
+
+
+def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, seed: int,
+             eval_every: int = 1, validate=None, val_key: str = "val_corr", maximize: bool = True,
+             state: dict | None = None, checkpoint_dir=None, name: str = "trial", log=None,
+             report=None):
+    """The one training loop: Adam on `module`'s trainable parameters over shuffled index
+    batches of the device-resident views `train` (the last partial batch is dropped, so every
+    batch exceeds d and batch-norm sees full batches).
+
+    batch_loss(h1, h2) -> {"loss": ...} may update `state` (running statistics) in place.
+    Every `eval_every` epochs and at the last, `validate()` scores the module (None: keep the
+    last state); the best state is restored at the end. With `checkpoint_dir`, the full state
+    (module, optimizer, `state`, RNGs, epoch, history, best) is saved there at each validation
+    pass and restored from it on the next call. Returns (history, best_epoch, resumed_from).
+    """
+    log = log or (lambda msg: None)
+    state = {} if state is None else state
+    device = train[0].device
+    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
+    shuffle = torch.Generator(device="cpu").manual_seed(seed)
+    history, best, start_epoch = [], None, 0
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
+    if ckpt_path and ckpt_path.exists():
+        saved = torch.load(ckpt_path, map_location=device, weights_only=True)
+        module.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state.update({k: v.to(device) for k, v in saved["method_state"].items()})
+        shuffle.set_state(saved["shuffle_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        history, best, start_epoch = saved["history"], saved["best"], saved["epoch"]
+        log(f"{name}: resumed from epoch {start_epoch}")
+
+    sign = 1.0 if maximize else -1.0
+    n = train[0].shape[0]
+    n_batches = n // batch
     epoch_started = time.time()
-    for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
-        model.train()
+    for epoch in range(start_epoch + 1, epochs + 1):
+        module.train()
         order = torch.randperm(n, generator=shuffle).to(device)
         loss_sum = torch.zeros((), device=device)
         for b in range(n_batches):
             idx = order[b * batch:(b + 1) * batch]
             try:
-                terms = spec.objective(model, train[0][idx], train[1][idx], state, cfg["params"])
+                terms = batch_loss(*(h[idx] for h in train))
             except torch.linalg.LinAlgError as err:
                 raise TrialDiverged(f"linear algebra failed at epoch {epoch}: {err}") from None
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
             loss_sum += terms["loss"].detach()
-        if epoch % cfg["eval_every"] and epoch != cfg["epochs"]:
+        if epoch % eval_every and epoch != epochs:
             continue
         # Validation pass (the only host sync of the epoch loop).
         train_loss = float(loss_sum) / n_batches
         if not math.isfinite(train_loss):
             raise TrialDiverged(f"training loss became {train_loss} at epoch {epoch}")
-        val_corr = validation_corr(represent, train_fit, val, d)
-        seconds_per_epoch = (time.time() - epoch_started) / (epoch - start_epoch)
-        row = {"epoch": epoch, "loss": train_loss, "val_corr": val_corr}
+        row = {"epoch": epoch, "loss": train_loss}
+        if validate is not None:
+            row[val_key] = float(validate())
         history.append(row)
-        if best is None or val_corr > best["val_corr"]:
-            best = {"val_corr": val_corr, "epoch": epoch, "model": _state_copy(model)}
-        log(f"{cfg['name']}: epoch {epoch}/{cfg['epochs']} loss {train_loss:.4f} "
-            f"val_corr {val_corr:.2f} ({seconds_per_epoch:.2f} s/epoch)")
+        if validate is None or best is None or sign * row[val_key] > sign * best["score"]:
+            best = {"score": row.get(val_key), "epoch": epoch, "model": _state_copy(module)}
+        seconds_per_epoch = (time.time() - epoch_started) / (epoch - start_epoch)
+        val_text = f" {val_key} {row[val_key]:.4g}" if validate is not None else ""
+        log(f"{name}: epoch {epoch}/{epochs} loss {train_loss:.4f}{val_text} "
+            f"({seconds_per_epoch:.2f} s/epoch)")
         if ckpt_path:
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            _save_atomic({"epoch": epoch, "model": _state_copy(model),
+            _save_atomic({"epoch": epoch, "model": _state_copy(module),
                           "optimizer": optimizer.state_dict(), "method_state": _state_copy(state),
                           "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                           "history": history, "best": best}, ckpt_path)
         if report:
             report(epoch, row)
-    model.load_state_dict(best["model"])
-    return represent, history, best["epoch"], start_epoch
+    if best is not None:
+        module.load_state_dict(best["model"])
+    module.eval()
+    return history, (best["epoch"] if best else start_epoch), start_epoch
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -13,13 +13,13 @@ device-resident tensors; with validation arrays, each stage keeps its best-valid
 """
 from __future__ import annotations
 
-import copy
-import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from harness.models import HIDDEN, TwoViewModel
+from harness.train import fit_loop
 from muc2m import saliency as _saliency
 from muc2m.common import objective as common_objective
 from muc2m.individual import LAM_IND, IndividualComponent, individual_loss, individual_score
@@ -66,8 +66,9 @@ class MUC2M:
         self.individual.to(self.device).eval()
         return self
 
-    def fit(self, X1, X2, X1_val=None, X2_val=None) -> "MUC2M":
-        """Stage 1 (common), then stage 2 (individual, common frozen). Returns self."""
+    def fit(self, X1, X2, X1_val=None, X2_val=None, checkpoint_dir=None) -> "MUC2M":
+        """Stage 1 (common), then stage 2 (individual, common frozen). Returns self.
+        With `checkpoint_dir`, each stage checkpoints into its own subfolder and a rerun resumes."""
         h1, h2 = self._tensor(X1), self._tensor(X2)
         if h1.shape[0] != h2.shape[0]:
             raise ValueError(f"the views hold {h1.shape[0]} and {h2.shape[0]} rows; pairs must align")
@@ -80,10 +81,11 @@ class MUC2M:
         params = {k: self.config[k] for k in ("lam", "gamma", "alpha")}
         self.history["common"] = self.run_stage(
             self.common, lambda a, b: common_objective(self.common, a, b, {}, params),
-            (h1, h2), val, self.config["epochs"])
+            (h1, h2), val, self.config["epochs"], _stage_dir(checkpoint_dir, "common"))
         self.common.requires_grad_(False)  # frozen from here on (and kept in eval mode)
         self.history["individual"] = self.run_stage(
-            self.individual, self.individual_terms, (h1, h2), val, self.config["ind_epochs"])
+            self.individual, self.individual_terms, (h1, h2), val, self.config["ind_epochs"],
+            _stage_dir(checkpoint_dir, "individual"))
         return self
 
     def individual_terms(self, h1: torch.Tensor, h2: torch.Tensor) -> dict:
@@ -102,39 +104,21 @@ class MUC2M:
         return {"loss": t1["loss"] + t2["loss"],
                 **{f"{k}_{i}": v for i, t in ((1, t1), (2, t2)) for k, v in t.items() if k != "loss"}}
 
-    def run_stage(self, module: torch.nn.Module, terms_fn, data, val, epochs: int) -> list[dict]:
-        """Adam on `module`'s parameters over shuffled batches (last partial batch dropped, as
-        BN needs full batches); one record per epoch. With `val`, the module's state at the
-        epoch of lowest validation loss (same terms, eval mode) is restored at the end."""
-        c, n = self.config, data[0].shape[0]
-        batch = min(c["batch_size"], n)
-        generator = torch.Generator().manual_seed(c["seed"])
-        optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=c["lr"])
-        history, best = [], (math.inf, None)
-        for epoch in range(epochs):
-            module.train()
-            order = torch.randperm(n, generator=generator).to(self.device)
-            total = torch.zeros((), device=self.device)
-            for start in range(0, n - batch + 1, batch):
-                idx = order[start:start + batch]
-                loss = terms_fn(*(x[idx] for x in data))["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach()
+    def run_stage(self, module: torch.nn.Module, terms_fn, data, val, epochs: int,
+                  checkpoint_dir=None) -> list[dict]:
+        """Train `module` with the harness's one training loop (`harness.train.fit_loop`):
+        Adam over shuffled batches, one record per epoch; with `val`, the state at the epoch of
+        lowest validation loss (same terms, eval mode) is restored at the end."""
+        c = self.config
+
+        def val_loss():  # not under no_grad: the contractive penalty differentiates the score
             module.eval()
-            record = {"epoch": epoch, "train_loss": total.item() / (n // batch)}  # one sync/epoch
-            if not math.isfinite(record["train_loss"]):
-                raise FloatingPointError(f"training loss became {record['train_loss']} at epoch "
-                                         f"{epoch}; lower lr (or gamma)")
-            if val is not None:
-                record["val_loss"] = terms_fn(*val)["loss"].item()
-                if record["val_loss"] < best[0]:
-                    best = (record["val_loss"], copy.deepcopy(module.state_dict()))
-            history.append(record)
-        if best[1] is not None:
-            module.load_state_dict(best[1])
-        module.eval()
+            return terms_fn(*val)["loss"].item()
+
+        history, _, _ = fit_loop(
+            module, terms_fn, data, epochs=epochs, batch=min(c["batch_size"], data[0].shape[0]),
+            lr=c["lr"], seed=c["seed"], eval_every=1, validate=None if val is None else val_loss,
+            val_key="val_loss", maximize=False, checkpoint_dir=checkpoint_dir)
         return history
 
     # ------------------------------------------------------------------------------ inference
@@ -214,3 +198,7 @@ class MUC2M:
     def _check_fitted(self) -> None:
         if self.common is None:
             raise RuntimeError("MUC2M is not fitted: call fit(X1, X2) (or build(p1, p2)) first")
+
+
+def _stage_dir(checkpoint_dir, stage: str):
+    return None if checkpoint_dir is None else Path(checkpoint_dir) / stage

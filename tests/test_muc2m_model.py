@@ -109,3 +109,15 @@ def test_input_checks():
         model.score(x1, x2, kind="cos")
     with pytest.raises(ValueError, match="view must be 1 or 2"):
         model.saliency(x1, x2, kind="cosine", view=3)
+
+
+def test_fit_checkpoints_both_stages_and_a_rerun_resumes_identically(tmp_path):
+    x1, x2 = views(300)
+    first = MUC2M(**SMALL, seed=0).fit(x1, x2, checkpoint_dir=tmp_path)
+    assert (tmp_path / "common" / "trial_state.pt").exists()
+    assert (tmp_path / "individual" / "trial_state.pt").exists()
+    again = MUC2M(**SMALL, seed=0).fit(x1, x2, checkpoint_dir=tmp_path)  # nothing left to train
+    a, b = first.transform(x1, x2), again.transform(x1, x2)
+    for key in ("common", "individual"):
+        for u, v in zip(a[key], b[key]):
+            np.testing.assert_array_equal(u, v)
