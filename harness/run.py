@@ -67,6 +67,8 @@ def parse_args(argv=None):
 def _csv_list(text: str, cast, what: str) -> list:
     try:
         values = [cast(v) for v in text.split(",") if v.strip()]
+    except UsageError:
+        raise
     except ValueError:
         raise UsageError(f"--{what} {text!r}: expected comma-separated numbers") from None
     if not values:
@@ -75,7 +77,7 @@ def _csv_list(text: str, cast, what: str) -> list:
 
 
 def _positive_int(text: str) -> int:
-    value = float(text)
+    value = float(text)  # a ValueError becomes "expected comma-separated numbers"
     if value != int(value) or value < 1:
         raise UsageError(f"--dims: {text!r} is not a positive integer")
     return int(value)
@@ -115,7 +117,7 @@ def check_writable(out: Path) -> None:
 
 RESULT_COLUMNS = ["name", "method", "d", "seed", "status", "strength_name", "strength",
                   "corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
-                  "recog_acc_swapped", "val_corr", "n_components", "best_epoch", "resumed_from", "train_seconds", "profile",
+                  "recog_acc_swapped", "val_corr_best", "n_components", "best_epoch", "resumed_from", "train_seconds", "profile",
                   "epochs", "batch", "lr", "device", "git_commit", "reason"]
 
 
@@ -176,7 +178,11 @@ def _main(args) -> int:
                  out, options)
 
     from harness import tune as tune_runner  # Ray is imported only for sweeps
-    resources = tune_runner.connect(args.address, num_cpus=None if args.address else os.cpu_count())
+    try:
+        resources = tune_runner.connect(args.address,
+                                        num_cpus=None if args.address else os.cpu_count())
+    except tune_runner.ClusterError as err:
+        raise UsageError(str(err)) from None
     try:
         gpus = float(resources.get("GPU", 0))
         profile = args.profile or ("paper" if gpus > 0 else "quick")

@@ -7,6 +7,8 @@ an unfinished child, which `prepare_resume` deletes before the trial reruns.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import platform
 import subprocess
@@ -24,15 +26,32 @@ class TrackingError(RuntimeError):
     pass
 
 
-def retrying(call, *args, attempts: int = 8, **kwargs):
+def retrying(call, *args, attempts: int = 8, retry_on=("locked",), **kwargs):
     """Retry a store call that failed on a busy SQLite file (two sweeps writing at once)."""
     for attempt in range(attempts):
         try:
             return call(*args, **kwargs)
         except Exception as err:  # MLflow wraps sqlite3.OperationalError in its own types
-            if "locked" not in str(err).lower() or attempt == attempts - 1:
+            text = str(err).lower()
+            if not any(key in text for key in retry_on) or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * 2 ** attempt)
+
+
+def _connect(uri: str) -> MlflowClient:
+    """Open the store; a new SQLite store is created (schema migrations) under a file lock,
+    because two processes migrating one new file at once corrupt it."""
+    lock_path = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if db.parent.is_dir():
+            lock_path = db.with_name(db.name + ".lock")
+    with open(lock_path, "w") if lock_path else contextlib.nullcontext() as lock:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # opens (and if new, creates) the store
+    return client
 
 
 def default_uri(out_dir: Path) -> str:
@@ -71,8 +90,9 @@ def hardware() -> str:
 def open_client(uri: str, artifact_dir: Path | None = None) -> MlflowClient:
     """A client on `uri`; fails with one clear line if the store cannot be opened."""
     try:
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
+        # Two sweeps creating the same new SQLite store race on its schema: retry briefly.
+        client = retrying(_connect, uri, retry_on=("locked", "duplicate column", "already exists"),
+                          attempts=4)
     except Exception as err:  # MLflow raises many types here; the message is what matters
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrackingError(f"cannot open the MLflow store {uri!r}: {first}; pass a writable "

@@ -142,7 +142,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     train_seconds = time.time() - started
     out = metrics.all_metrics(represent_all(represent, *train), represent_all(represent, *test),
                               data["test"].y, k, aligned=spec.aligned)
-    out["val_corr"] = max(row["val_corr"] for row in history)
+    out["val_corr_best"] = max(row["val_corr"] for row in history)  # the selection metric
     out["n_components"] = k
     out["best_epoch"] = best_epoch
     out["resumed_from"] = resumed_from  # the epoch a restored checkpoint continued from

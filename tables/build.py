@@ -18,7 +18,7 @@ import pandas as pd
 from tables import paper
 
 METRIC_KEYS = ("corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
-               "recog_acc_swapped", "val_corr", "train_seconds", "n_components", "best_epoch",
+               "recog_acc_swapped", "val_corr_best", "train_seconds", "n_components", "best_epoch",
                "resumed_from")
 METHOD_ORDER = ("cca", "dcca", "dccae", "corrnet", "sdcca", "softcca", "muc2m", "muc2m_regu")
 
@@ -39,6 +39,9 @@ def load_rows(client, parent) -> list[dict]:
                "reason": t.get("failure_reason", ""), "run_id": run.info.run_id,
                "end_time": run.info.end_time or 0}
         row.update({k: m.get(k, np.nan) for k in METRIC_KEYS})
+        if "val_corr_best" not in m:  # runs logged before the summary metric had its own name
+            row["val_corr_best"] = max((p.value for p in client.get_metric_history(
+                run.info.run_id, "val_corr")), default=np.nan)
         rows[row["name"]] = row
     return sorted(rows.values(), key=lambda r: (_method_rank(r["method"]), r["d"], r["name"]))
 
@@ -55,7 +58,7 @@ def _method_rank(method):
 
 
 def select(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, d): the strength with the best mean val_corr over its ok seeds.
+    """Per (method, d): the strength with the best mean val_corr_best over its ok seeds.
     Cells where no trial ended ok are kept with status 'diverged' or 'failed'."""
     out = []
     for (method, d), cell in df.groupby(["method", "d"], sort=False):
@@ -65,7 +68,7 @@ def select(df: pd.DataFrame) -> pd.DataFrame:
             out.append({"method": method, "d": d, "status": status, "n_seeds": 0,
                         "reason": "; ".join(sorted(set(cell.reason.astype(str)))[:2])})
             continue
-        by_strength = ok.groupby("strength", dropna=False)["val_corr"].mean()
+        by_strength = ok.groupby("strength", dropna=False)["val_corr_best"].mean()
         best = by_strength.idxmax()
         chosen = ok[ok.strength == best] if not pd.isna(best) else ok
         row = {"method": method, "d": d, "status": "ok", "n_seeds": len(chosen),
@@ -206,6 +209,8 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path) -> list[Pa
             for _, trial in df[(df.method == method) & (df.status == "ok")].iterrows():
                 hist = sorted((m.step, m.value) for m in
                               client.get_metric_history(trial.run_id, "val_corr"))
+                if len(hist) > 1:  # epoch 0 is a validation point only for closed-form fits
+                    hist = [(step, value) for step, value in hist if step > 0]
                 if hist:
                     ax.plot(*zip(*hist), marker=".", label=trial["name"].split("[", 1)[1][:-1])
             ax.set_title(get_method(method).title)

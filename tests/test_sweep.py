@@ -56,7 +56,7 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
     for run in children:
         assert run.info.status == "FINISHED" and run.data.tags["status"] == "ok"
         for key in ("corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
-                    "recog_acc_swapped", "val_corr", "train_seconds"):
+                    "recog_acc_swapped", "val_corr_best", "train_seconds"):
             assert key in run.data.metrics, (run.info.run_name, key)
         assert run.data.params["profile"] == PROFILE
         assert 0 < run.data.metrics["corr_heldout"] <= int(run.data.params["d"])
@@ -139,11 +139,13 @@ def test_python_m_tables_build_resolves_to_this_project(tmp_path):
     (["--suite", SUITE, "--profile", "huge"], "unknown profile"),
     (["--suite", SUITE, "--dims", "50,abc"], "expected comma-separated numbers"),
     (["--suite", SUITE, "--dims", "0"], "not a positive integer"),
+    (["--suite", SUITE, "--dims", "12.5"], "not a positive integer"),
     (["--suite", SUITE, "--profile", "smoke", "--dims", "300"], "not larger than d"),
     (["--suite", SUITE, "--methods", "sdcca", "--strengths", "2"], "outside its valid range"),
     (["--suite", SUITE, "--out", "/proc/forbidden"], "cannot write there"),
     (["--suite", SUITE, "--mlflow-uri", "sqlite:////proc/nope/x.db"], "cannot open the MLflow store"),
-    (["--suite", SUITE, "--profile", "smoke", "--address", "127.0.0.1:1"], "cannot reach Ray"),
+    (["--suite", SUITE, "--profile", "smoke", "--dims", "8", "--address", "127.0.0.1:1"],
+     "cannot reach Ray"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path, args, message):
     if "--out" not in args:
