@@ -1,6 +1,5 @@
 """MNIST halves: splits, halves, and one-line errors for corrupt or missing sources."""
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Metrics against known answers: noise floors of independent views, recognition extremes."""
 import numpy as np
 import pytest
-import torch
 
 from harness import metrics
 

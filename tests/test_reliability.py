@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tests.test_sweep import REPO, SUITE, PROFILE, csv_rows, harness_run, store
 
