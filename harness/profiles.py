@@ -7,7 +7,7 @@ quick `mnist_halves` sweep fits in about 90 minutes on a 2-core CPU (see README,
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,6 @@ class Profile:
             if d <= d_max:
                 return epochs
         return self.epochs
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 PROFILES = {

@@ -7,7 +7,6 @@ training loop never branches on a method's name.
 from __future__ import annotations
 
 import importlib
-import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -55,14 +54,6 @@ class MethodSpec:
         if not (lo <= value <= hi):
             raise ValueError(f"{self.name}: {self.strength}={value} is outside its valid range "
                              f"[{lo}, {hi}]; pick a value inside it")
-
-    def loss_defaults(self) -> dict:
-        """Keyword defaults of the pure loss function (a test checks they match `defaults`)."""
-        if self.loss_fn is None:
-            return {}
-        sig = inspect.signature(self.loss_fn)
-        return {k: p.default for k, p in sig.parameters.items()
-                if p.default is not inspect.Parameter.empty}
 
 
 def register(spec: MethodSpec) -> MethodSpec:

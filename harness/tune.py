@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 # The classic reporter honours verbose=0 (no configuration box, no per-trial tables).
@@ -189,6 +188,3 @@ def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per
     tuner.fit()
     return callback.done + callback.failed
 
-
-def format_exception(err: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(err), err)).strip()
