@@ -65,7 +65,7 @@ def resolve(config: dict) -> dict:
     return {"method": spec.name, "d": d, "seed": seed, "profile": profile.name,
             "strength_name": spec.strength, "strength": strength, "params": params,
             "batch": batch, "lr": config.get("lr") or profile.lr,
-            "epochs": config.get("epochs") or profile.epochs_for(d),
+            "epochs": config.get("epochs") or profile.epochs_for(d, spec.epoch_cost),
             "eval_every": config.get("eval_every") or profile.eval_every,
             "name": run_name(spec.name, d, spec.strength, strength, seed)}
 
