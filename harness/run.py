@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 from harness import tracking
+from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
+from harness.extractors import MissingTextEncoder
 from harness.profiles import PROFILES
-from harness.registry import get as get_method
 from harness.registry import list_methods
 from harness.suites import SUITES, get_suite
-from harness.train import ConfigError, resolve
+from harness.train import ConfigError
 
 DEFAULT_DIMS = "50,100,200,500,1000"
 
@@ -37,10 +38,11 @@ def parse_args(argv=None):
     p.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITES)}")
     p.add_argument("--profile", choices=None, help="paper | quick | smoke (default: paper where "
                    "the cluster has a GPU, otherwise quick)")
-    p.add_argument("--methods", default="all", help="comma-separated methods or 'all' "
-                   f"({', '.join(list_methods())})")
+    p.add_argument("--methods", default="all", help="comma-separated methods or 'all' (the "
+                   f"suite's defaults); mnist_halves: {', '.join(list_methods())}; saliency "
+                   "suites: uniform, contrastive (ooi), base_a, base_b (pairs), muc2m, muc2m_regu")
     p.add_argument("--dims", default=None, help=f"comma-separated latent dimensions "
-                   f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves)")
+                   f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves, 64 for saliency)")
     p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
                    "method (default: each method's own grid)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
@@ -60,6 +62,11 @@ def parse_args(argv=None):
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs "
                    "(for every d)")
+    p.add_argument("--data-root", default=None, help="COCO 2017 root (coco_* suites): holds "
+                   "annotations/instances_{train,val}2017.json and {train,val}2017/")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="local weights for the coco_* suites: resnet50=FILE.pth, bert=DIR, "
+                   "clip_rn50=FILE.pt (repeatable)")
     return p.parse_args(argv)
 
 
@@ -87,14 +94,14 @@ def build_trials(suite, profile: str, methods: list[str], dims: list[int], stren
     """Every (method, d, strength, seed) configuration, validated (raises ConfigError)."""
     trials = []
     for method in methods:
-        spec = get_method(method)
-        grid = strengths if strengths is not None else (spec.grid or (None,))
+        default_grid = suite.grid(method)
+        grid = strengths if strengths is not None and default_grid else (default_grid or (None,))
         for d in dims:
             for strength in grid:
                 for seed in range(seeds):
                     config = {"method": method, "d": d, "strength": strength, "seed": seed,
                               "profile": profile, **options}
-                    resolved = resolve(config)
+                    resolved = suite.resolve(config)
                     config.update({k: resolved[k] for k in ("name", "strength_name", "strength",
                                                             "batch", "lr", "epochs")})
                     config["params"] = resolved["params"]
@@ -114,23 +121,32 @@ def check_writable(out: Path) -> None:
                          f"folder") from None
 
 
-RESULT_COLUMNS = ["name", "method", "d", "seed", "status", "strength_name", "strength",
-                  "corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
-                  "recog_acc_swapped", "val_corr_best", "n_components", "best_epoch", "resumed_from", "train_seconds", "profile",
-                  "epochs", "batch", "lr", "device", "git_commit", "reason"]
+IDENTITY_COLUMNS = ["name", "method", "d", "seed", "status", "strength_name", "strength"]
+TRAILING_COLUMNS = ["train_seconds", "profile", "epochs", "batch", "lr", "device", "git_commit",
+                    "reason"]
+MNIST_METRICS = ["corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
+                 "recog_acc_swapped", "val_corr_best", "n_components", "best_epoch", "resumed_from"]
+
+
+def result_columns(rows: list[dict]) -> list[str]:
+    """Identity, then every metric any row has (MNIST's in their usual order), then the rest."""
+    fixed = set(IDENTITY_COLUMNS) | set(TRAILING_COLUMNS) | {"run_id", "end_time"}
+    seen = [k for r in rows for k in r if k not in fixed]
+    metrics = [k for k in MNIST_METRICS if k in seen] + sorted(set(seen) - set(MNIST_METRICS))
+    return IDENTITY_COLUMNS + (metrics or MNIST_METRICS) + TRAILING_COLUMNS
 
 
 def result_row(result: dict) -> dict:
-    row = {k: result.get(k, "") for k in RESULT_COLUMNS}
+    row = {k: result.get(k, "") for k in IDENTITY_COLUMNS + TRAILING_COLUMNS}
     row.update(result.get("metrics", {}))
     row["git_commit"] = result.get("git_commit") or tracking.git_commit()
-    return {k: row.get(k, "") for k in RESULT_COLUMNS}
+    return row
 
 
 def write_results_csv(path: Path, rows: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, RESULT_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, result_columns(rows), extrasaction="ignore", restval="")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
@@ -140,7 +156,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return _main(args)
-    except (UsageError, ConfigError, DataError, tracking.TrackingError) as err:
+    except (UsageError, ConfigError, DataError, CocoDataError, MissingTextEncoder,
+            tracking.TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyError as err:
@@ -155,8 +172,11 @@ def _main(args) -> int:
         raise UsageError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}")
     methods = list(suite.methods) if args.methods == "all" else [
         m.strip() for m in args.methods.split(",") if m.strip()]
+    known = suite.known_methods()
     for m in methods:
-        get_method(m)  # unknown method -> KeyError with the valid names
+        if m not in known:
+            raise UsageError(f"unknown method {m!r} for suite {suite.name}; choose from: "
+                             f"{', '.join(known)}")
     dims = _csv_list(args.dims, _positive_int, "dims") if args.dims else list(suite.dims)
     strengths = _csv_list(args.strengths, float, "strengths") if args.strengths else None
     if args.seeds < 1:
@@ -168,6 +188,13 @@ def _main(args) -> int:
     uri = args.mlflow_uri or tracking.default_uri(out)
     client = tracking.open_client(uri, artifact_dir=out / "mlartifacts")
     options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
+    if args.data_root:
+        options["data_root"] = args.data_root
+    for pair in args.weights:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"--weights {pair!r}: expected NAME=PATH, e.g. resnet50=/data/rn50.pth")
+        options.setdefault("weights", {})[key] = value
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError(f"--epochs {args.epochs}: must be at least 1")
@@ -240,7 +267,7 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
         ended = tune_runner.run_grid(todo, data, storage_dir=sweep_dir / "ray_results", on_result=on_result,
                              gpus_per_trial=gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                              max_concurrent=args.max_concurrent, experiment_name=parent.info.run_id,
-                             trial_fn=suite.run_trial)
+                             trial_fn=suite.run_trial, headline=suite.headline)
     except KeyboardInterrupt:
         ended = -1
     if ended < len(todo):  # Ray Tune returns early on Ctrl-C

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
+GALLERY_ARTIFACT = "gallery.npz"
 MAX_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 
 
@@ -183,6 +184,13 @@ def log_trial(client: MlflowClient, parent, result: dict) -> str:
              tags=[RunTag(k, v) for k, v in tags.items() if k != PARENT_RUN_ID_TAG])
     for i in range(0, len(metrics), MAX_BATCH):
         retrying(client.log_batch, run.info.run_id, metrics=metrics[i:i + MAX_BATCH])
+    if result.get("gallery"):  # saliency suites: maps of fixed test items, for the gallery PNG
+        import base64
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / GALLERY_ARTIFACT
+            path.write_bytes(base64.b64decode(result["gallery"]))
+            retrying(client.log_artifact, run.info.run_id, str(path))
     retrying(client.set_terminated, run.info.run_id, "FINISHED")
     return run.info.run_id
 

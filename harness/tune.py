@@ -98,8 +98,10 @@ def _identity(trial: dict) -> dict:
 class SweepCallback(tune.Callback):
     """Hands each finished trial to `on_result` and prints a compact live view."""
 
-    def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=sys.stderr):
+    def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=sys.stderr,
+                 headline=None):
         self.total, self.on_result, self.stream = total, on_result, stream
+        self.headline = headline or (lambda m: "")
         self.done = self.failed = self.diverged = 0
         self.running: set[str] = set()
         self.best: dict = {}
@@ -138,12 +140,14 @@ class SweepCallback(tune.Callback):
         if result["status"] == "ok":
             self.done += 1
             m = result["metrics"]
-            key = result["d"]
-            if m["corr_heldout"] > self.best.get(key, ("", -1e9))[1]:
-                self.best[key] = (result["method"], m["corr_heldout"])
-            best = ", ".join(f"d={d}: {meth} {v:.1f}" for d, (meth, v) in sorted(self.best.items()))
-            self._line(f"{name} corr_heldout {m['corr_heldout']:.1f} recog {m['recog_acc']:.1f}% "
-                       f"({result['train_seconds']:.0f} s) | best {best}")
+            best = ""
+            if "corr_heldout" in m:  # mnist_halves: the best correlation so far per d
+                key = result["d"]
+                if m["corr_heldout"] > self.best.get(key, ("", -1e9))[1]:
+                    self.best[key] = (result["method"], m["corr_heldout"])
+                best = " | best " + ", ".join(f"d={d}: {meth} {v:.1f}"
+                                              for d, (meth, v) in sorted(self.best.items()))
+            self._line(f"{name} {self.headline(m)} ({result['train_seconds']:.0f} s){best}")
         else:
             self.done += 1
             self.diverged += 1
@@ -165,7 +169,7 @@ class SweepCallback(tune.Callback):
 
 def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per_trial: float = 0,
              cpus_per_trial: int = 1, max_concurrent: int | None = None, max_failures: int = 2,
-             experiment_name: str = "sweep", trial_fn=run_trial) -> int:
+             experiment_name: str = "sweep", trial_fn=run_trial, headline=None) -> int:
     """Run every trial config through Ray Tune (Ray must be connected); returns how many
     trials ended (fewer than given when the sweep was interrupted)."""
     if not trials:
@@ -175,7 +179,7 @@ def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per
                            f"use --gpus-per-trial 0")
     trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, trial_fn=trial_fn),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    callback = SweepCallback(len(trials), on_result)
+    callback = SweepCallback(len(trials), on_result, headline=headline)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},

@@ -83,6 +83,9 @@ class MUC2M:
             self.common, lambda a, b: common_objective(self.common, a, b, {}, params),
             (h1, h2), val, self.config["epochs"], _stage_dir(checkpoint_dir, "common"))
         self.common.requires_grad_(False)  # frozen from here on (and kept in eval mode)
+        if self.config["ind_epochs"] == 0:  # common component only (e.g. object-of-interest maps)
+            self.history["individual"] = []
+            return self
         self.history["individual"] = self.run_stage(
             self.individual, self.individual_terms, (h1, h2), val, self.config["ind_epochs"],
             _stage_dir(checkpoint_dir, "individual"))

@@ -39,6 +39,7 @@ def load_rows(client, parent) -> list[dict]:
                "reason": t.get("failure_reason", ""), "run_id": run.info.run_id,
                "end_time": run.info.end_time or 0}
         row.update({k: m.get(k, np.nan) for k in METRIC_KEYS})
+        row.update({k: v for k, v in m.items() if k not in row})  # a suite's own metrics
         if "val_corr_best" not in m:  # runs logged before the summary metric had its own name
             row["val_corr_best"] = max((p.value for p in client.get_metric_history(
                 run.info.run_id, "val_corr")), default=np.nan)
@@ -57,9 +58,14 @@ def _method_rank(method):
     return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
-def select(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, d): the strength with the best mean val_corr_best over its ok seeds.
-    Cells where no trial ended ok are kept with status 'diverged' or 'failed'."""
+NON_METRIC = {"name", "method", "d", "seed", "status", "strength_name", "strength", "profile",
+              "epochs", "batch", "lr", "device", "git_commit", "reason", "run_id", "end_time"}
+
+
+def select(df: pd.DataFrame, select_metric: str = "val_corr_best") -> pd.DataFrame:
+    """Per (method, d): the strength with the best mean `select_metric` (a validation metric)
+    over its ok seeds. Cells where no trial ended ok are kept with status 'diverged' or 'failed'."""
+    metric_keys = [c for c in df.columns if c not in NON_METRIC]
     out = []
     for (method, d), cell in df.groupby(["method", "d"], sort=False):
         ok = cell[cell.status == "ok"]
@@ -68,13 +74,13 @@ def select(df: pd.DataFrame) -> pd.DataFrame:
             out.append({"method": method, "d": d, "status": status, "n_seeds": 0,
                         "reason": "; ".join(sorted(set(cell.reason.astype(str)))[:2])})
             continue
-        by_strength = ok.groupby("strength", dropna=False)["val_corr_best"].mean()
+        by_strength = ok.groupby("strength", dropna=False)[select_metric].mean()
         best = by_strength.idxmax()
         chosen = ok[ok.strength == best] if not pd.isna(best) else ok
         row = {"method": method, "d": d, "status": "ok", "n_seeds": len(chosen),
                "strength_name": chosen.strength_name.iloc[0], "strength": best,
                "n_tried": len(cell), "n_diverged": int((cell.status != "ok").sum())}
-        for key in METRIC_KEYS:
+        for key in metric_keys:
             values = chosen[key].astype(float)
             row[f"{key}_mean"] = values.mean()
             row[f"{key}_std"] = values.std(ddof=0)
@@ -241,15 +247,48 @@ def build(suite: str, profile: str, client=None, uri: str | None = None,
         raise LookupError(f"the sweep {parent.info.run_id} has no finished trials yet")
     out_dir = Path(out_dir or f"tables/results/{suite}-{profile}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    texts, sel = render(df, profile, parent, suite)
+    experiment = _saliency_experiment(suite)
+    if experiment is None:
+        texts, sel = render(df, profile, parent, suite)
+    else:
+        from tables import saliency
+        sel = select(df, "val_select")
+        sel = sel.merge(_selected_run_ids(df, sel), on=["method", "d"], how="left")
+        texts = saliency.render(sel, suite, profile, provenance(df, profile, parent), experiment)
     written = []
     for fname, text in texts.items():
         (out_dir / fname).write_text(text)
         written.append(out_dir / fname)
     sel.to_csv(out_dir / "tables.csv", index=False, float_format="%.4f")
     written.append(out_dir / "tables.csv")
-    written += plots(df, sel, client, out_dir)
+    if experiment is None:
+        written += plots(df, sel, client, out_dir)
+    else:
+        written += saliency.gallery(sel, client, out_dir, suite, experiment)
     return written
+
+
+def _saliency_experiment(suite: str) -> str | None:
+    """"ooi" / "pairs" for the saliency suites, None for mnist_halves-like suites."""
+    from harness.suites import SUITES
+    tables = SUITES[suite].tables if suite in SUITES else ("table1",)
+    if "table2" in tables:
+        return "ooi"
+    return "pairs" if "table3" in tables else None
+
+
+def _selected_run_ids(df: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
+    """The run of the selected strength (seed 0, or the lowest seed) per (method, d): its
+    gallery is the one shown."""
+    rows = []
+    for r in sel.itertuples():
+        if r.status != "ok":
+            continue
+        cell = df[(df.method == r.method) & (df.d == r.d) & (df.status == "ok")]
+        if not pd.isna(r.strength):
+            cell = cell[cell.strength == r.strength]
+        rows.append({"method": r.method, "d": r.d, "run_id": cell.sort_values("seed").run_id.iloc[0]})
+    return pd.DataFrame(rows, columns=["method", "d", "run_id"])
 
 
 def summary(client, parent) -> str:
@@ -257,6 +296,17 @@ def summary(client, parent) -> str:
     df = pd.DataFrame(load_rows(client, parent))
     if df.empty:
         return "no finished trials"
+    experiment = _saliency_experiment(parent.data.tags.get("suite", ""))
+    if experiment is not None:
+        from tables.saliency import TABLE3_KEYS, TABLE4_KEYS
+        sel = select(df, "val_select")
+        keys = ("ap",) if experiment == "ooi" else TABLE3_KEYS + TABLE4_KEYS
+        lines = ["method       " + "".join(f"{k:>12}" for k in keys)]
+        for r in sel.sort_values("method").itertuples():
+            cells = [f"{getattr(r, f'{k}_mean', float('nan')):>12.1f}" if r.status == "ok"
+                     else f"{r.status:>12}" for k in keys]
+            lines.append(f"{r.method:<13}" + "".join(cells))
+        return "\n".join(lines)
     sel = select(df)
     dims = sorted(df.d.unique())
     lines = ["method     " + "".join(f"{'d=' + str(d):>16}" for d in dims),

