@@ -57,8 +57,8 @@ ARCHITECTURES = {
     "B": dict(layers=((24, 7, 2, False), (48, 3, 1, True), (96, 3, 1, False))),
 }
 RECIPES = {  # scenes seed 0 is the suites' own data; the extractors train on seeds 101 and 102
-    "A": dict(arch="A", scenes_seed=101, epochs=6, lr=2e-3, batch=64, seed=0),
-    "B": dict(arch="B", scenes_seed=102, epochs=6, lr=2e-3, batch=64, seed=0),
+    "A": dict(arch="A", scenes_seed=101, epochs=10, lr=3e-3, batch=64, seed=0, schedule="cosine"),
+    "B": dict(arch="B", scenes_seed=102, epochs=10, lr=3e-3, batch=64, seed=0, schedule="cosine"),
 }
 
 
@@ -96,6 +96,8 @@ def train_extractor(name: str, n_train: int, log=print) -> tuple[SceneCNN, dict]
     net = build(name)
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
     x, y = torch.from_numpy(scenes.images), torch.from_numpy(scenes.labels)
+    steps = recipe["epochs"] * -(-len(x) // recipe["batch"])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)  # anneal to 0 by the end
     shuffle = torch.Generator().manual_seed(recipe["seed"])
     started = time.time()
     for epoch in range(1, recipe["epochs"] + 1):
@@ -107,6 +109,7 @@ def train_extractor(name: str, n_train: int, log=print) -> tuple[SceneCNN, dict]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
         log(f"extractor {name}: epoch {epoch}/{recipe['epochs']} loss {loss.item():.4f}")
     net.eval()
     with torch.no_grad():

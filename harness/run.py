@@ -202,6 +202,7 @@ def _main(args) -> int:
     # Validate every configuration against the requested (or fallback) profile before Ray starts.
     build_trials(suite, args.profile or "quick", methods, dims, strengths, args.seeds,
                  out, options)
+    suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
 
     from harness import tune as tune_runner  # Ray is imported only for sweeps
     try:

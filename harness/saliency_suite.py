@@ -39,7 +39,7 @@ SETTINGS = {
     "paper": dict(n_train=20000, n_val=1000, n_test=2000, n_pairs_train=40000, n_pairs_val=500,
                   n_pairs_test=2000, epochs=100, batch=256, lr=1e-3, extractor_n_train=20000),
     "quick": dict(n_train=8000, n_val=400, n_test=1000, n_pairs_train=16000, n_pairs_val=200,
-                  n_pairs_test=600, epochs=15, batch=256, lr=1e-3, extractor_n_train=6000),
+                  n_pairs_test=600, epochs=15, batch=256, lr=1e-3, extractor_n_train=10000),
     "smoke": dict(n_train=400, n_val=40, n_test=60, n_pairs_train=400, n_pairs_val=16,
                   n_pairs_test=24, epochs=2, batch=128, lr=1e-3, extractor_n_train=400),
 }
@@ -240,7 +240,7 @@ def _fit(cfg, data, views, device, checkpoint_dir, log):
     if method == "contrastive":
         heads = ContrastiveHeads(h1.shape[1], h2.shape[1], cfg["d"], params["temperature"]).to(device)
         history, _, _ = fit_loop(heads, heads.loss, (h1, h2), epochs=cfg["epochs"],
-                                 batch=cfg["batch"], lr=cfg["lr"], seed=cfg["seed"],
+                                 batch=min(cfg["batch"], len(h1)), lr=cfg["lr"], seed=cfg["seed"],
                                  eval_every=cfg["epochs"], checkpoint_dir=checkpoint_dir,
                                  name=cfg["name"], log=log)
         return heads.eval(), history

@@ -27,13 +27,15 @@ class Suite:
     tables: tuple[str, ...]        # paper tables this suite regenerates
     select_metric: str             # validation metric maximised to choose a strength
     headline: Callable             # metrics dict -> short text for the progress line
+    check_inputs: Callable = lambda options: None  # cheap data checks before Ray starts
 
 
 def _mnist_headline(m: dict) -> str:
     return f"corr_heldout {m['corr_heldout']:.1f} recog {m['recog_acc']:.1f}%"
 
 
-def _saliency_suite(name: str, experiment: str, description: str, load_data, tables) -> Suite:
+def _saliency_suite(name: str, experiment: str, description: str, load_data, tables,
+                    check_inputs=lambda options: None) -> Suite:
     if experiment == "ooi":
         def headline(m):
             return f"AP {m['ap']:.1f} (val {m['val_ap']:.1f})"
@@ -49,7 +51,7 @@ def _saliency_suite(name: str, experiment: str, description: str, load_data, tab
         resolve=lambda config: saliency_suite.resolve(config, experiment),
         grid=lambda method: saliency_suite.METHODS[method].grid,
         known_methods=lambda: list(methods), tables=tables, select_metric="val_select",
-        headline=headline)
+        headline=headline, check_inputs=check_inputs)
 
 
 def _coco_loader(experiment: str):
@@ -57,6 +59,13 @@ def _coco_loader(experiment: str):
         from harness.data import coco_suite
         return coco_suite.coco_data(experiment, profile, options)
     return load
+
+
+def _coco_check(experiment: str):
+    def check(options):
+        from harness.data import coco_suite
+        coco_suite.check_inputs(experiment, options)
+    return check
 
 
 SUITES = {
@@ -79,10 +88,10 @@ SUITES = {
         ("table3", "table4")),
     "coco_ooi": _saliency_suite(
         "coco_ooi", "ooi", "COCO 2017 image–caption object of interest, ResNet50 + BERT (Table 2)",
-        _coco_loader("ooi"), ("table2",)),
+        _coco_loader("ooi"), ("table2",), _coco_check("ooi")),
     "coco_pairs": _saliency_suite(
         "coco_pairs", "pairs", "COCO 2017 image pairs, ResNet50 + CLIP-ResNet50 (Tables 3 and 4)",
-        _coco_loader("pairs"), ("table3", "table4")),
+        _coco_loader("pairs"), ("table3", "table4"), _coco_check("pairs")),
 }
 
 

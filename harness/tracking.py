@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import platform
 import subprocess
@@ -50,6 +51,8 @@ def _connect(uri: str) -> MlflowClient:
     with open(lock_path, "w") if lock_path else contextlib.nullcontext() as lock:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
+        for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # schema chatter
+            logging.getLogger(name).setLevel(logging.WARNING)
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # opens (and if new, creates) the store
     return client

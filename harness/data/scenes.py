@@ -197,35 +197,34 @@ class Pairs:
         return len(self.first)
 
 
-def make_pairs(scenes: Scenes, n: int, seed: int = 0, shared: bool = True,
+def make_pairs(scenes, n: int, seed: int = 0, shared: bool = True,
                max_tries: int = 1000) -> Pairs:
-    """n distinct unordered pairs of distinct scenes.
+    """n distinct unordered pairs of distinct scenes (or images: `scenes` is anything with a
+    multi-hot `.labels` (n, K), or that array itself).
 
-    shared=True (Table 3): a class c is drawn uniformly from 0..9, then two scenes containing
-    c that share NO other class; `shared_class` = c. Each scene then also holds at least one
-    class of its own (scenes have ≥ 2 digits), the target of the individual maps.
-    shared=False (Table 4): two scenes drawn uniformly with no class in common."""
-    labels = scenes.labels > 0
-    with_class = [np.flatnonzero(labels[:, c]) for c in range(N_CLASSES)]
+    shared=True (Table 3): a class c is drawn uniformly among the classes held by ≥ 2 images,
+    then two images containing c that share NO other class; `shared_class` = c. (Scenes have
+    ≥ 2 digits, so each then also holds a class of its own, the target of the individual maps.)
+    shared=False (Table 4): two images drawn uniformly with no class in common."""
+    labels = np.asarray(getattr(scenes, "labels", scenes)) > 0
+    with_class = [np.flatnonzero(col) for col in labels.T]
+    classes = [c for c, pool in enumerate(with_class) if len(pool) >= 2]
     rng = np.random.default_rng((int(seed), 1 if shared else 0))
     first, second, cls, seen = [], [], [], set()
     tries = 0
     while len(first) < n:
         tries += 1
-        if tries > max_tries * max(n, 1):
+        if tries > max_tries * max(n, 1) or (shared and not classes):
             raise ValueError(f"could not find {n} distinct {'shared' if shared else 'no-common'} "
-                             f"pairs among {len(scenes)} scenes")
+                             f"pairs among {len(labels)} images")
         if shared:
-            c = int(rng.integers(N_CLASSES))
-            pool = with_class[c]
-            if len(pool) < 2:
-                continue
-            i, j = (int(v) for v in pool[rng.choice(len(pool), size=2, replace=False)])
+            c = classes[int(rng.integers(len(classes)))]
+            i, j = (int(v) for v in rng.choice(with_class[c], size=2, replace=False))
             if np.count_nonzero(labels[i] & labels[j]) != 1:
                 continue
         else:
             c = -1
-            i, j = (int(v) for v in rng.choice(len(scenes), size=2, replace=False))
+            i, j = (int(v) for v in rng.choice(len(labels), size=2, replace=False))
             if np.any(labels[i] & labels[j]):
                 continue
         key = (min(i, j), max(i, j))
