@@ -65,7 +65,7 @@ METHODS = {m.name: m for m in (
     SaliencyMethod("base_b", "base B", experiments=("pairs",)),
     SaliencyMethod("muc2m", "MUC2M orig", "lam", (5e-3, 5e-2), (0.0, 1e6),
                    {"lam": 5e-3, "gamma": 0.0, "alpha": 0.5}),
-    SaliencyMethod("muc2m_regu", "MUC2M w/ regu", "gamma", (0.01, 0.1, 1.0), (0.0, 1e6),
+    SaliencyMethod("muc2m_regu", "MUC2M w/ regu", "gamma", (0.01, 0.1, 1.0, 10.0), (0.0, 1e6),
                    {"lam": 5e-3, "gamma": 0.1, "alpha": 0.5}),
 )}
 
