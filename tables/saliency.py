@@ -107,6 +107,8 @@ def render(sel: pd.DataFrame, suite: str, profile: str, prov: str, experiment: s
 def gallery(sel: pd.DataFrame, client, out_dir: Path, suite: str, experiment: str) -> list[Path]:
     """gallery.png: the fixed test items with each selected method's maps overlaid
     (common maps; for pairs also individual maps). Rows: methods; columns: items."""
+    import os
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file per row
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
