@@ -180,6 +180,7 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path) -> list[Pa
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from harness.registry import get as get_method
 
     written = []

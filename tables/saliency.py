@@ -112,6 +112,7 @@ def gallery(sel: pd.DataFrame, client, out_dir: Path, suite: str, experiment: st
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from harness import tracking
     from harness.saliency_suite import load_gallery
 

@@ -3,12 +3,12 @@ definition, and a planted two-view problem where the common and individual facto
 import numpy as np
 import pytest
 import torch
+from test_muc2m_fixtures import BLOCK, one_thread, planted  # noqa: F401 (fixture)
 from torch import nn
 
 from harness.models import decoder
 from muc2m.individual import common_basis, individual_loss, individual_score
 from muc2m.model import MUC2M
-from test_muc2m_fixtures import BLOCK, one_thread, planted  # noqa: F401 (fixture)
 
 CONFIG = dict(d=4, hidden=(64, 32), epochs=20, batch_size=256, lr=2e-3, lam=5e-2)
 

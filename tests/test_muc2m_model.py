@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 import torch
-
-from muc2m.model import MUC2M
 from test_muc2m_fixtures import one_thread  # noqa: F401 (fixture)
 
+from muc2m.model import MUC2M
 
 
 def views(n: int, seed: int = 0):

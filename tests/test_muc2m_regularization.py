@@ -2,6 +2,7 @@
 differences: its double-backward gradient with respect to the weights (gradcheck) and the
 score's second derivatives (gradgradcheck), in float64 on a tiny model."""
 import torch
+from test_muc2m_fixtures import one_thread  # noqa: F401 (fixture)
 from torch import nn
 from torch.func import functional_call
 
@@ -9,7 +10,6 @@ from harness.models import TwoViewModel
 from muc2m.common import objective
 from muc2m.regularization import elastic_net, gradient_penalty, score_input_gradients
 from muc2m.scores import cosine_score
-from test_muc2m_fixtures import one_thread  # noqa: F401 (fixture)
 
 PARAMS = {"lam": 5e-3, "gamma": 0.5, "alpha": 0.5}
 

@@ -4,12 +4,11 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from test_muc2m_fixtures import linear_model, one_thread  # noqa: F401 (fixture)
 from torch import nn
 
-from muc2m.model import SCORES, MUC2M
+from muc2m.model import MUC2M, SCORES
 from muc2m.saliency import gradcam, input_gradient
-from test_muc2m_fixtures import linear_model, one_thread  # noqa: F401 (fixture)
-
 
 
 def tiny_cnn(seed: int = 0) -> nn.Module:

@@ -6,12 +6,12 @@ w_i = V_iᵀ h_i.
 """
 import numpy as np
 import torch
+from test_muc2m_fixtures import linear_model, one_thread, planted  # noqa: F401 (fixture)
 
 from harness.linalg import canonical_correlations
 from muc2m.individual import common_basis
 from muc2m.model import MUC2M
 from muc2m.saliency import input_gradient
-from test_muc2m_fixtures import linear_model, one_thread, planted  # noqa: F401 (fixture)
 
 P1, P2, D = 7, 5, 3
 

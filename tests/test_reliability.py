@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tests.test_sweep import REPO, SUITE, PROFILE, csv_rows, harness_run, store
+from tests.test_sweep import PROFILE, REPO, SUITE, csv_rows, harness_run, store
 
 
 def wait_for(predicate, timeout_s=300, what="condition"):

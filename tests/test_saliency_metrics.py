@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness.saliency_metrics import (average_precision, precision, precision_without_background,
-                                      saliency_magnitude, uniform_precision)
+from harness.saliency_metrics import (
+    average_precision,
+    precision,
+    precision_without_background,
+    saliency_magnitude,
+    uniform_precision,
+)
 
 torch.set_num_threads(1)
 H, W = 8, 10

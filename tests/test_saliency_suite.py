@@ -9,7 +9,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from harness import extractors, saliency_suite as S, tracking
+from harness import extractors, tracking
+from harness import saliency_suite as S
 from harness.data.scenes import make_scenes
 from harness.train import ConfigError
 from tables import build as tables_build
