@@ -80,11 +80,13 @@ def f1_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def features(extractor: nn.Module, images, batch: int = 512) -> np.ndarray:
-    """(N, n_features) float32 features of images (N, C, H, W) in eval mode."""
+def features(extractor: nn.Module, images, batch: int = 512, device="cpu") -> np.ndarray:
+    """(N, n_features) float32 features of images (N, C, H, W) in eval mode, computed on
+    `device` batch by batch."""
     extractor.eval()
     x = torch.as_tensor(images)
-    return torch.cat([extractor(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
+    return torch.cat([extractor(x[i:i + batch].to(device)).cpu()
+                      for i in range(0, len(x), batch)]).numpy()
 
 
 def train_extractor(name: str, n_train: int, log=print) -> tuple[SceneCNN, dict]:
@@ -170,8 +172,14 @@ def encode_text(sentences: list[str], model_dir=None) -> np.ndarray:
     model_dir = str(model_dir or minilm_dir())
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+    return nn.functional.normalize(mean_pooled(model, tokenizer, sentences), dim=1).numpy()
+
+
+@torch.no_grad()
+def mean_pooled(model, tokenizer, sentences: list[str]) -> torch.Tensor:
+    """(len(sentences), hidden) float32: a transformers encoder's last hidden state averaged
+    over each sentence's tokens (padding left out)."""
     batch = tokenizer(list(sentences), padding=True, truncation=True, return_tensors="pt")
     hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-    return nn.functional.normalize(pooled, dim=1).numpy()
+    return ((hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)).float()

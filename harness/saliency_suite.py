@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from harness import saliency_metrics as sm
+from harness.extractors import features
 from harness.train import ConfigError, TrialDiverged, fit_loop, run_name
 from muc2m import saliency as explain
 from muc2m.model import MUC2M
@@ -203,7 +204,7 @@ def run_trial(config: dict, data: SaliencyData, checkpoint_dir=None, report=None
     val = evaluate(model, extractors, views, data.val, device)
     test = evaluate(model, extractors, views, data.test, device, gallery=True)
     gallery = test.pop("gallery", None)
-    metrics = {**{k: v for k, v in test.items()}, **{f"val_{k}": v for k, v in val.items()}}
+    metrics = {**test, **{f"val_{k}": v for k, v in val.items()}}
     val_aps = [v for k, v in val.items() if k.startswith("ap")]
     metrics["val_select"] = float(np.mean(val_aps))  # strength selection: mean validation AP
     metrics["eval_seconds"] = time.time() - started - train_seconds
@@ -255,37 +256,45 @@ def _fit(cfg, data, views, device, checkpoint_dir, log):
     return model, history
 
 
-def _batched_maps(model, extractor, images, partner, view, score, device) -> np.ndarray:
-    """GradCAM maps (n, H, W) of `score` for view `view` through `extractor`, in batches."""
+def _batched_maps(model, extractor, images, partner, view, score, device, index=None
+                  ) -> np.ndarray:
+    """GradCAM maps (n, H, W) of `score` for view `view` through `extractor`, in batches; item
+    k is image `index[k]` (default k) with partner features `partner[k]`. Images are gathered
+    per batch, never copied per item."""
+    index = np.arange(len(partner)) if index is None else index
     out = []
-    for i in range(0, len(images), MAP_BATCH):
-        x = torch.as_tensor(images[i:i + MAP_BATCH], device=device)
+    for i in range(0, len(index), MAP_BATCH):
+        x = torch.as_tensor(images[index[i:i + MAP_BATCH]], device=device)
         p = torch.as_tensor(partner[i:i + MAP_BATCH], dtype=torch.float32, device=device)
         out.append(explain.gradcam(model, extractor, x, p, view=view, score=score).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *images.shape[-2:]))
 
 
-@torch.no_grad()
-def _features(extractor, images, device, batch: int = 256) -> np.ndarray:
-    extractor.eval()
-    return np.concatenate([extractor(torch.as_tensor(images[i:i + batch], device=device)).cpu().numpy()
-                           for i in range(0, len(images), batch)])
+def _features(extractor, images, device) -> np.ndarray:
+    return features(extractor, images, batch=256, device=device)
+
+
+def _ap(maps, masks) -> float:
+    """AP of maps against masks; `maps` may be one H×W map broadcast to every mask."""
+    return float(np.mean(sm.precision(maps, masks)))
+
+
+def _ap_without_background(maps, ind, common) -> float:
+    return float(np.nanmean(sm.precision_without_background(maps, ind, common)))
 
 
 def evaluate_ooi(model, extractors, views, ev: OOIEval, device, gallery=False) -> dict:
     """AP of the common-score maps of every (image, class) item (Table 2)."""
-    if model is None:  # uniform map: precision = mask area fraction
-        maps = None
-        ap = float(np.mean(sm.uniform_precision(ev.masks)))
+    if model is None:  # one uniform map: its precision is each mask's area fraction
+        maps = np.ones(ev.masks.shape[-2:], np.float32)
     else:
-        images = ev.images[ev.image_of]
-        maps = _batched_maps(model, extractors["A"], images, ev.text, 1, "cosine", device)
-        ap = sm.average_precision(maps, ev.masks)
-    out = {"ap": 100 * ap, "n_items": float(len(ev.masks))}
+        maps = _batched_maps(model, extractors["A"], ev.images, ev.text, 1, "cosine", device,
+                             index=ev.image_of)
+    out = {"ap": 100 * _ap(maps, ev.masks), "n_items": float(len(ev.masks))}
     if gallery:
         k = min(GALLERY_ITEMS, len(ev.masks))
         out["gallery"] = encode_gallery(images=ev.images[ev.image_of[:k]],
-                                        common=None if maps is None else maps[:k],
+                                        common=None if model is None else maps[:k],
                                         masks=ev.masks[:k], labels=ev.classes[:k])
     return out
 
@@ -295,29 +304,19 @@ def evaluate_pairs(model, extractors, views, ev: PairsEval, device, gallery=Fals
     maps on pairs with nothing in common for the cosine, dot and norm scores (Table 4)."""
     e1, e2 = extractors[views[0]], extractors[views[1]]
     out = {"n_pairs": float(len(ev.images1)), "n_pairs_apart": float(len(ev.apart1))}
-    if model is None:  # uniform maps
-        out["ap_common"] = 50 * float(np.mean(sm.uniform_precision(ev.common1))
-                                      + np.mean(sm.uniform_precision(ev.common2)))
-        out["ap_ind"] = 50 * float(np.mean(sm.uniform_precision(ev.ind1))
-                                   + np.mean(sm.uniform_precision(ev.ind2)))
-        flat = np.ones(ev.ind1.shape, np.float32)
-        out["ap_ind_bg"] = 50 * float(np.nanmean(sm.precision_without_background(flat, ev.ind1, ev.common1))
-                                      + np.nanmean(sm.precision_without_background(flat, ev.ind2, ev.common2)))
-        if gallery:
-            k = min(GALLERY_ITEMS, len(ev.images1))
-            out["gallery"] = encode_gallery(images=ev.images1[:k], common=None, individual=None,
-                                            masks=ev.common1[:k], ind_masks=ev.ind1[:k])
-        return out
-    f1, f2 = _features(e1, ev.images1, device), _features(e2, ev.images2, device)
-    c1 = _batched_maps(model, e1, ev.images1, f2, 1, "cosine", device)
-    c2 = _batched_maps(model, e2, ev.images2, f1, 2, "cosine", device)
-    i1 = _batched_maps(model, e1, ev.images1, f2, 1, "individual", device)
-    i2 = _batched_maps(model, e2, ev.images2, f1, 2, "individual", device)
-    out["ap_common"] = 50 * (sm.average_precision(c1, ev.common1) + sm.average_precision(c2, ev.common2))
-    out["ap_ind"] = 50 * (sm.average_precision(i1, ev.ind1) + sm.average_precision(i2, ev.ind2))
-    out["ap_ind_bg"] = 50 * float(np.nanmean(sm.precision_without_background(i1, ev.ind1, ev.common1))
-                                  + np.nanmean(sm.precision_without_background(i2, ev.ind2, ev.common2)))
-    if len(ev.apart1):
+    if model is None:  # one uniform map for every image
+        c1 = c2 = i1 = i2 = np.ones(ev.common1.shape[-2:], np.float32)
+    else:
+        f1, f2 = _features(e1, ev.images1, device), _features(e2, ev.images2, device)
+        c1 = _batched_maps(model, e1, ev.images1, f2, 1, "cosine", device)
+        c2 = _batched_maps(model, e2, ev.images2, f1, 2, "cosine", device)
+        i1 = _batched_maps(model, e1, ev.images1, f2, 1, "individual", device)
+        i2 = _batched_maps(model, e2, ev.images2, f1, 2, "individual", device)
+    out["ap_common"] = 50 * (_ap(c1, ev.common1) + _ap(c2, ev.common2))
+    out["ap_ind"] = 50 * (_ap(i1, ev.ind1) + _ap(i2, ev.ind2))
+    out["ap_ind_bg"] = 50 * (_ap_without_background(i1, ev.ind1, ev.common1)
+                             + _ap_without_background(i2, ev.ind2, ev.common2))
+    if model is not None and len(ev.apart1):  # a constant map's magnitude is 100 by definition
         a1, a2 = _features(e1, ev.apart1, device), _features(e2, ev.apart2, device)
         for score in COMMON_SCORES:
             m1 = _batched_maps(model, e1, ev.apart1, a2, 1, score, device)
@@ -326,8 +325,10 @@ def evaluate_pairs(model, extractors, views, ev: PairsEval, device, gallery=Fals
                                               + np.mean(sm.saliency_magnitude(m2)))
     if gallery:
         k = min(GALLERY_ITEMS, len(ev.images1))
-        out["gallery"] = encode_gallery(images=ev.images1[:k], common=c1[:k], individual=i1[:k],
-                                        masks=ev.common1[:k], ind_masks=ev.ind1[:k])
+        out["gallery"] = encode_gallery(
+            images=ev.images1[:k], common=None if model is None else c1[:k],
+            individual=None if model is None else i1[:k], masks=ev.common1[:k],
+            ind_masks=ev.ind1[:k])
     return out
 
 
@@ -362,9 +363,6 @@ def load_gallery(path_or_file) -> dict[str, np.ndarray]:
         return {k: arrs[k].astype(np.float32) for k in arrs.files}
 
 
-def decode_gallery(text: str) -> dict[str, np.ndarray]:
-    return load_gallery(io.BytesIO(base64.b64decode(text)))
-
 
 # ----------------------------------------------------------------------------- scenes suites
 def scenes_data(experiment: str, profile: str, options: dict | None = None, log=print) -> SaliencyData:
@@ -381,12 +379,12 @@ def scenes_data(experiment: str, profile: str, options: dict | None = None, log=
     for name in ("A", "B") if experiment == "pairs" else ("A",):
         nets[name], meta = ex.load_extractor(name, s["extractor_n_train"], log=log)
         info[f"f1_{name}"] = meta["test_f1"]
-    feats = {k: ex.features(nets["A"], v.images) for k, v in scenes.items()}
+    feats_a = ex.features(nets["A"], scenes["train"].images)  # val/test: GradCAM on pixels
     if experiment == "ooi":
         text = ex.encode_text([caption(c) for c in range(10)])
         items = {k: _ooi_items(v) for k, v in scenes.items()}
         image_of, classes = items["train"]
-        train = {"A/text": (feats["train"][image_of], text[classes])}
+        train = {"A/text": (feats_a[image_of], text[classes])}
         evals = {k: OOIEval(scenes[k].images, items[k][0], text[items[k][1]],
                             _class_masks(scenes[k], *items[k]), items[k][1]) for k in ("val", "test")}
         info.update(n_train_items=float(len(image_of)))
@@ -394,7 +392,7 @@ def scenes_data(experiment: str, profile: str, options: dict | None = None, log=
 
     feats_b = ex.features(nets["B"], scenes["train"].images)
     pairs = make_pairs(scenes["train"], s["n_pairs_train"], seed=0, shared=True)
-    train = {"A/B": (feats["train"][pairs.first], feats_b[pairs.second])}
+    train = {"A/B": (feats_a[pairs.first], feats_b[pairs.second])}
     evals = {k: _pairs_eval(scenes[k], s[f"n_pairs_{k}"]) for k in ("val", "test")}
     info.update(n_train_pairs=float(len(pairs)))
     return SaliencyData("pairs", nets, train, evals["val"], evals["test"], info)

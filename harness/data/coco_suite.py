@@ -266,13 +266,9 @@ def text_features(weights):
         raise _load_error("BERT", weights, err) from None
     model.eval()
 
-    @torch.no_grad()
     def encode(names: list[str]) -> np.ndarray:
-        batch = tokenizer([caption(n) for n in names], padding=True, truncation=True,
-                          return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # padding left out
-        return ((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)).float().numpy()
+        from harness.extractors import mean_pooled
+        return mean_pooled(model, tokenizer, [caption(n) for n in names]).numpy()
     return encode
 
 
