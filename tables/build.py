@@ -255,7 +255,7 @@ def build(suite: str, profile: str, client=None, uri: str | None = None,
         texts, sel = render(df, profile, parent, suite)
     else:
         from tables import saliency
-        sel = select(df, "val_select")
+        sel = select(df, _select_metric(suite))
         sel = sel.merge(_selected_run_ids(df, sel), on=["method", "d"], how="left")
         texts = saliency.render(sel, suite, profile, provenance(df, profile, parent), experiment)
     written = []
@@ -280,6 +280,12 @@ def _saliency_experiment(suite: str) -> str | None:
     return "pairs" if "table3" in tables else None
 
 
+def _select_metric(suite: str) -> str:
+    """The validation metric the suite selects strengths by (`Suite.select_metric`)."""
+    from harness.suites import SUITES
+    return SUITES[suite].select_metric if suite in SUITES else "val_corr_best"
+
+
 def _selected_run_ids(df: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
     """The run of the selected strength (seed 0, or the lowest seed) per (method, d): its
     gallery is the one shown."""
@@ -302,7 +308,7 @@ def summary(client, parent) -> str:
     experiment = _saliency_experiment(parent.data.tags.get("suite", ""))
     if experiment is not None:
         from tables.saliency import TABLE3_KEYS, TABLE4_KEYS
-        sel = select(df, "val_select")
+        sel = select(df, _select_metric(parent.data.tags.get("suite", "")))
         keys = ("ap",) if experiment == "ooi" else TABLE3_KEYS + TABLE4_KEYS
         lines = ["method       " + "".join(f"{k:>12}" for k in keys)]
         for r in sel.sort_values("method").itertuples():
