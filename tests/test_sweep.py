@@ -156,3 +156,12 @@ def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path, args, messa
     error_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(error_lines) == 1 and message in error_lines[0], proc.stderr[-2000:]
     assert "ended:" not in proc.stderr  # no trial started
+
+
+def test_trials_start_with_the_largest_d_so_a_sweep_does_not_end_on_its_slowest_trials(tmp_path):
+    from harness.run import build_trials
+    from harness.suites import get_suite
+    trials = build_trials(get_suite("mnist_halves"), "quick", ["cca", "muc2m"], [50, 1000, 200],
+                          None, 1, tmp_path, {})
+    assert [t["d"] for t in trials] == [1000] * 4 + [200] * 4 + [50] * 4
+    assert {t["method"] for t in trials[:4]} == {"cca", "muc2m"}

@@ -80,8 +80,9 @@ def test_cli_bad_input_is_one_line_and_non_zero():
 def test_quick_profile_divides_epochs_by_a_methods_epoch_cost():
     from harness import registry
     from harness.train import resolve
-    assert resolve({"method": "dcca", "d": 50, "profile": "quick"})["epochs"] == 60
+    assert resolve({"method": "dcca", "d": 50, "profile": "quick"})["epochs"] == 50
     assert registry.get("corrnet").epoch_cost == 2.0
-    assert resolve({"method": "corrnet", "d": 50, "profile": "quick"})["epochs"] == 30
+    assert resolve({"method": "corrnet", "d": 50, "profile": "quick"})["epochs"] == 25
+    assert resolve({"method": "dccae", "d": 200, "profile": "quick"})["epochs"] == 15
     assert resolve({"method": "corrnet", "d": 1000, "profile": "quick"})["epochs"] == 5  # ≥ eval_every
     assert resolve({"method": "corrnet", "d": 50, "profile": "paper"})["epochs"] == 1000
