@@ -272,7 +272,8 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
         ended = tune_runner.run_grid(todo, data, storage_dir=sweep_dir / "ray_results", on_result=on_result,
                              gpus_per_trial=gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                              max_concurrent=args.max_concurrent, experiment_name=parent.info.run_id,
-                             trial_fn=suite.run_trial, headline=suite.headline)
+                             trial_fn=suite.run_trial, headline=suite.headline,
+                             leader_metric=suite.leader_metric)
     except KeyboardInterrupt:
         ended = -1
     if ended < len(todo):  # Ray Tune returns early on Ctrl-C

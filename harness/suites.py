@@ -28,6 +28,7 @@ class Suite:
     select_metric: str             # validation metric maximised to choose a strength
     headline: Callable             # metrics dict -> short text for the progress line
     check_inputs: Callable = lambda options: None  # cheap data checks before Ray starts
+    leader_metric: str | None = None  # test metric the progress view ranks per d (None: none)
 
 
 def _mnist_headline(m: dict) -> str:
@@ -78,6 +79,7 @@ SUITES = {
         run_trial=train.run_trial, resolve=train.resolve,
         grid=lambda method: registry.get(method).grid, known_methods=registry.list_methods,
         tables=("table1", "table5"), select_metric="val_corr_best", headline=_mnist_headline,
+        leader_metric="corr_heldout",
     ),
     "scenes_ooi": _saliency_suite(
         "scenes_ooi", "ooi", "MNIST scenes, image–text object of interest (Table 2)",

@@ -99,9 +99,10 @@ class SweepCallback(tune.Callback):
     """Hands each finished trial to `on_result` and prints a compact live view."""
 
     def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=sys.stderr,
-                 headline=None):
+                 headline=None, leader_metric: str | None = None):
         self.total, self.on_result, self.stream = total, on_result, stream
         self.headline = headline or (lambda m: "")
+        self.leader_metric = leader_metric  # ranks the "best so far per d" part of each line
         self.done = self.failed = self.diverged = 0
         self.running: set[str] = set()
         self.best: dict = {}
@@ -141,10 +142,10 @@ class SweepCallback(tune.Callback):
             self.done += 1
             m = result["metrics"]
             best = ""
-            if "corr_heldout" in m:  # mnist_halves: the best correlation so far per d
-                key = result["d"]
-                if m["corr_heldout"] > self.best.get(key, ("", -1e9))[1]:
-                    self.best[key] = (result["method"], m["corr_heldout"])
+            if self.leader_metric in m:
+                value, d = m[self.leader_metric], result["d"]
+                if value > self.best.get(d, ("", -1e9))[1]:
+                    self.best[d] = (result["method"], value)
                 best = " | best " + ", ".join(f"d={d}: {meth} {v:.1f}"
                                               for d, (meth, v) in sorted(self.best.items()))
             self._line(f"{name} {self.headline(m)} ({result['train_seconds']:.0f} s){best}")
@@ -169,7 +170,8 @@ class SweepCallback(tune.Callback):
 
 def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per_trial: float = 0,
              cpus_per_trial: int = 1, max_concurrent: int | None = None, max_failures: int = 2,
-             experiment_name: str = "sweep", trial_fn=run_trial, headline=None) -> int:
+             experiment_name: str = "sweep", trial_fn=run_trial, headline=None,
+             leader_metric: str | None = None) -> int:
     """Run every trial config through Ray Tune (Ray must be connected); returns how many
     trials ended (fewer than given when the sweep was interrupted)."""
     if not trials:
@@ -179,7 +181,7 @@ def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per
                            f"use --gpus-per-trial 0")
     trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, trial_fn=trial_fn),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    callback = SweepCallback(len(trials), on_result, headline=headline)
+    callback = SweepCallback(len(trials), on_result, headline=headline, leader_metric=leader_metric)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},

@@ -165,3 +165,34 @@ def test_trials_start_with_the_largest_d_so_a_sweep_does_not_end_on_its_slowest_
                           None, 1, tmp_path, {})
     assert [t["d"] for t in trials] == [1000] * 4 + [200] * 4 + [50] * 4
     assert {t["method"] for t in trials[:4]} == {"cca", "muc2m"}
+
+
+def test_progress_view_counts_trials_and_ranks_the_suites_leader_metric_per_d():
+    import io
+    import json
+    from types import SimpleNamespace
+
+    from harness.tune import SweepCallback
+
+    def trial(name, method, d, metrics):
+        final = json.dumps({"name": name, "method": method, "d": d, "status": "ok",
+                            "metrics": metrics, "train_seconds": 3.0})
+        return SimpleNamespace(config={"trial": {"name": name}}, status="TERMINATED",
+                               last_result={"final": final})
+
+    stream, seen = io.StringIO(), []
+    view = SweepCallback(3, seen.append, stream=stream, leader_metric="corr_heldout",
+                         headline=lambda m: f"corr {m['corr_heldout']:.1f}")
+    for t in (trial("a", "dcca", 50, {"corr_heldout": 40.0}),
+              trial("b", "muc2m", 50, {"corr_heldout": 45.6}),
+              trial("c", "cca", 100, {"corr_heldout": 30.0})):
+        view.on_trial_complete(0, [], t)
+    lines = stream.getvalue().splitlines()
+    assert [r["name"] for r in seen] == ["a", "b", "c"]
+    assert lines[-1].startswith("[3/3 ended: 3 ok, 0 diverged, 0 failed | 0 running] c corr 30.0")
+    assert lines[-1].endswith("| best d=50: muc2m 45.6, d=100: cca 30.0")
+
+    stream = io.StringIO()  # a suite without a leader metric prints no ranking
+    view = SweepCallback(1, seen.append, stream=stream, headline=lambda m: "AP 7.5")
+    view.on_trial_complete(0, [], trial("u", "uniform", 64, {"ap": 7.5}))
+    assert "best" not in stream.getvalue() and "u AP 7.5 (3 s)" in stream.getvalue()
