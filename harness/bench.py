@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from harness.models import TwoViewModel
+from harness.models import PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
 from harness.registry import get as get_method
 from harness.registry import list_methods
@@ -43,10 +43,12 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device) -> list[float]:
+def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device,
+                precision: str = "fp32") -> list[float]:
     torch.manual_seed(0)
     p1, p2 = train[0].shape[1], train[1].shape[1]
-    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders).to(device)
+    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
+                         precision=precision).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
     params = spec.params()
@@ -81,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="all")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="the networks' arithmetic, objective and floor alike (default fp32)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -97,8 +101,10 @@ def main(argv=None) -> int:
             spec = get_method(method)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            obj = time_epochs(spec, spec.objective, train, d, batch, args.epochs, device)
-            flo = time_epochs(spec, floor_objective, train, d, batch, args.epochs, device)
+            obj = time_epochs(spec, spec.objective, train, d, batch, args.epochs, device,
+                              args.precision)
+            flo = time_epochs(spec, floor_objective, train, d, batch, args.epochs, device,
+                              args.precision)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
                    "floor_s_per_epoch": statistics.median(flo),
                    "peak_mem_mb": peak_memory_mb(device)}
@@ -111,9 +117,11 @@ def main(argv=None) -> int:
     machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     if args.json:
-        print(json.dumps({"device": machine, "batch": batch, "epochs": args.epochs, "rows": rows}))
+        print(json.dumps({"device": machine, "batch": batch, "epochs": args.epochs,
+                          "precision": args.precision, "rows": rows}))
     else:
-        print(f"device: {machine}; batch {batch}; median of {args.epochs} epochs after 1 warm-up")
+        print(f"device: {machine}; batch {batch}; precision {args.precision}; median of "
+              f"{args.epochs} epochs after 1 warm-up")
     return 0
 
 

@@ -73,7 +73,7 @@ import torch
 
 from harness import metrics
 from harness.linalg import center, ridge_cov
-from harness.models import TwoViewModel
+from harness.models import PRECISIONS, TwoViewModel
 from harness.registry import get as get_method
 from harness.train import TrialDiverged, load_data, represent_all
 
@@ -176,13 +176,15 @@ MAPPING_WHY = {
 }
 
 
-def build_zoo(pair: str, d: int, p1: int, p2: int, lr: float, seed: int, kwargs: dict):
+def build_zoo(pair: str, d: int, p1: int, p2: int, lr: float, seed: int, kwargs: dict,
+              precision: str = "fp32"):
     """The cca-zoo model of `pair` on our networks, initialised exactly as ours (same seed, same
     construction order as `TwoViewModel`)."""
     from cca_zoo import deep
     spec = get_method(pair)
     torch.manual_seed(seed)
-    nets = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders)
+    nets = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
+                        precision=precision)  # bf16: cca-zoo gets the same mixed-precision nets
     encoders = [nets.enc1, nets.enc2]
     cls = getattr(deep, ZOO_CLASS[pair])
     if pair == "dccae":
@@ -191,10 +193,12 @@ def build_zoo(pair: str, d: int, p1: int, p2: int, lr: float, seed: int, kwargs:
     return cls(n_components=d, encoders=encoders, learning_rate=lr, **kwargs)
 
 
-def build_ours(pair: str, d: int, p1: int, p2: int, seed: int) -> TwoViewModel:
+def build_ours(pair: str, d: int, p1: int, p2: int, seed: int,
+               precision: str = "fp32") -> TwoViewModel:
     spec = get_method(pair)
     torch.manual_seed(seed)
-    return TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders)
+    return TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
+                        precision=precision)
 
 
 # ---------------------------------------------------------------- training and timing
@@ -209,12 +213,12 @@ def summarise(times: list[float]) -> float:
     return statistics.median(times[1:]) if len(times) > 1 else times[0]
 
 
-def train_ours(variant: Variant, train, d, batch, epochs, lr, seed, device):
+def train_ours(variant: Variant, train, d, batch, epochs, lr, seed, device, precision="fp32"):
     """Adam over shuffled index batches of device-resident tensors calling the objective.
     Returns (model, per-epoch seconds)."""
     spec = get_method(variant.method)
     p1, p2 = train[0].shape[1], train[1].shape[1]
-    model = build_ours(variant.method, d, p1, p2, seed).to(device)
+    model = build_ours(variant.method, d, p1, p2, seed, precision).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
     shuffle = torch.Generator(device="cpu").manual_seed(seed)
@@ -257,7 +261,7 @@ def zoo_loader(train_np, batch: int, seed: int):
     return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True)
 
 
-def train_zoo(pair, train_np, d, batch, epochs, lr, seed, device, kwargs):
+def train_zoo(pair, train_np, d, batch, epochs, lr, seed, device, kwargs, precision="fp32"):
     """cca-zoo's model trained by a Lightning Trainer. Returns (model, per-epoch s, fit s)."""
     import lightning.pytorch as pl
 
@@ -275,7 +279,7 @@ def train_zoo(pair, train_np, d, batch, epochs, lr, seed, device, kwargs):
 
     _quiet_lightning()
     p1, p2 = train_np[0].shape[1], train_np[1].shape[1]
-    model = build_zoo(pair, d, p1, p2, lr, seed, kwargs)
+    model = build_zoo(pair, d, p1, p2, lr, seed, kwargs, precision)
     loader = zoo_loader(train_np, batch, seed)
     timer = EpochTimer()
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cuda" if device.type == "cuda" else "cpu",
@@ -317,7 +321,7 @@ def zoo_represent(model):
 
 
 def compare(pairs, train_np, test_np, d: int, batch: int, epochs: int, lr: float, seed: int,
-            device, zoo_defaults: bool = False, log=None) -> list[dict]:
+            device, zoo_defaults: bool = False, log=None, precision: str = "fp32") -> list[dict]:
     """Every requested pair: our variants and cca-zoo, trained and scored alike. Rows of dicts."""
     log = log or (lambda msg: None)
     train, test = _tensors(train_np, device), _tensors(test_np, device)
@@ -330,14 +334,15 @@ def compare(pairs, train_np, test_np, d: int, batch: int, epochs: int, lr: float
         log(f"{pair}: cca-zoo {ZOO_CLASS[pair]}({_fmt_kwargs(kwargs)}) ...")
         try:
             zmodel, ztimes, zfit = train_zoo(pair, train_np, d, batch, epochs, lr, seed, device,
-                                             kwargs)
+                                             kwargs, precision)
             zcorr, zerr = heldout(zoo_represent(zmodel), train, test, d), None
         except torch.linalg.LinAlgError as err:  # eigh failing on an ill-conditioned batch
             ztimes, zfit, zcorr, zerr = [float("nan")], float("nan"), float("nan"), str(err)[:200]
         for variant in variants:
             log(f"{pair}: {variant.label} ...")
             try:
-                model, times = train_ours(variant, train, d, batch, epochs, lr, seed, device)
+                model, times = train_ours(variant, train, d, batch, epochs, lr, seed, device,
+                                          precision)
                 corr, err = heldout(ours_represent(model), train, test, d), None
             except torch.linalg.LinAlgError as exc:  # Cholesky of a singular batch
                 times, corr, err = [float("nan")], float("nan"), str(exc)[:200]
@@ -399,6 +404,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     parser.add_argument("--zoo-defaults", action="store_true",
                         help="run cca-zoo with its own default hyperparameters, not the mapping")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the networks' "
+                        "arithmetic on BOTH sides: cca-zoo is handed the same bf16 networks")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     pairs = [p for p in args.pairs.split(",") if p]
@@ -431,6 +438,7 @@ def main(argv=None) -> int:
                else f"{platform.machine()} CPU")
     header = {"device": machine, "threads": torch.get_num_threads(), "batch": args.batch,
               "epochs": args.epochs, "lr": args.lr, "d": d, "seed": args.seed, "n_train": n,
+              "precision": args.precision,
               "n_test": len(test_np), "steps_per_epoch": n // args.batch,
               "cca_zoo": cca_zoo.__version__, "torch": torch.__version__,
               "timing": TIMING_NOTE, "fairness": FAIRNESS_NOTE,
@@ -441,7 +449,8 @@ def main(argv=None) -> int:
                 "why": MAPPING_WHY[pr]} for pr in pairs]
     if not args.json:
         print(f"device {machine}; threads {header['threads']}; batch {args.batch}; epochs "
-              f"{args.epochs}; lr {args.lr:g}; d {d}; seed {args.seed}; train {n} pairs "
+              f"{args.epochs}; lr {args.lr:g}; d {d}; seed {args.seed}; precision "
+              f"{args.precision} (both sides); train {n} pairs "
               f"({n // args.batch} steps/epoch), test {len(test_np)}; cca-zoo "
               f"{cca_zoo.__version__}, torch {torch.__version__}")
         print("hyperparameter mapping (ours -> cca-zoo"
@@ -453,7 +462,8 @@ def main(argv=None) -> int:
     header["zoo_loader_s_per_epoch"] = loader_seconds((train_np.x1, train_np.x2), args.batch,
                                                       args.seed)
     rows = compare(pairs, (train_np.x1, train_np.x2), (test_np.x1, test_np.x2), d, args.batch,
-                   args.epochs, args.lr, args.seed, device, args.zoo_defaults, log=log)
+                   args.epochs, args.lr, args.seed, device, args.zoo_defaults, log=log,
+                   precision=args.precision)
     header["threads_after"] = torch.get_num_threads()
     if args.json:
         print(json.dumps(_nan_to_none({**header, "mapping": mapping, "rows": rows})))

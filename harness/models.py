@@ -7,22 +7,39 @@ from torch import nn
 HIDDEN = (500, 300)
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
+PRECISIONS = ("fp32", "bf16")
+
+
+class MixedPrecisionMLP(nn.Sequential):
+    """Runs its layers under bfloat16 autocast and hands back float32: the networks' matmuls
+    run at bf16 speed (2-3x fp32 on CPUs with AVX512-BF16 and on GPUs) while weights, Adam
+    state and every objective's arithmetic keep their own precision. Same parameters and
+    state_dict keys as the float32 `nn.Sequential`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            out = super().forward(x)
+        return out.float()
+
+
+def mlp(sizes: list[int], precision: str = "fp32") -> nn.Sequential:
     """Linear layers with ReLU between them and no activation after the last."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return (MixedPrecisionMLP if precision == "bf16" else nn.Sequential)(*layers)
 
 
-def encoder(p: int, d: int, hidden=HIDDEN) -> nn.Sequential:
-    return mlp([p, *hidden, d])
+def encoder(p: int, d: int, hidden=HIDDEN, precision: str = "fp32") -> nn.Sequential:
+    return mlp([p, *hidden, d], precision)
 
 
-def decoder(d: int, p: int, hidden=HIDDEN) -> nn.Sequential:
-    return mlp([d, *reversed(hidden), p])
+def decoder(d: int, p: int, hidden=HIDDEN, precision: str = "fp32") -> nn.Sequential:
+    return mlp([d, *reversed(hidden), p], precision)
 
 
 class TwoViewModel(nn.Module):
@@ -33,15 +50,16 @@ class TwoViewModel(nn.Module):
     """
 
     def __init__(self, p1: int, p2: int, d: int, batchnorm: bool = False,
-                 decoders: str | None = None, hidden=HIDDEN):
+                 decoders: str | None = None, hidden=HIDDEN, precision: str = "fp32"):
         super().__init__()
-        self.enc1, self.enc2 = encoder(p1, d, hidden), encoder(p2, d, hidden)
+        self.enc1, self.enc2 = encoder(p1, d, hidden, precision), encoder(p2, d, hidden, precision)
         self.bn1 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
         self.bn2 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
         if decoders == "views":
-            self.dec1, self.dec2 = decoder(d, p1, hidden), decoder(d, p2, hidden)
+            self.dec1 = decoder(d, p1, hidden, precision)
+            self.dec2 = decoder(d, p2, hidden, precision)
         elif decoders == "joint":
-            self.dec = decoder(d, p1 + p2, hidden)
+            self.dec = decoder(d, p1 + p2, hidden, precision)
         elif decoders is not None:
             raise ValueError(f"unknown decoder layout {decoders!r}")
 

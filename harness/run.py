@@ -62,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs "
                    "(for every d)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="the "
+                   "networks' arithmetic (mnist_halves): fp32 (default) or bf16 mixed precision "
+                   "(bf16 matmuls, fp32 weights, objectives unchanged; see BENCHMARKS.md)")
     p.add_argument("--data-root", default=None, help="COCO 2017 root (coco_* suites): holds "
                    "annotations/instances_{train,val}2017.json and {train,val}2017/")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
@@ -199,6 +202,8 @@ def _main(args) -> int:
         if not sep or not key or not value:
             raise UsageError(f"--weights {pair!r}: expected NAME=PATH, e.g. resnet50=/data/rn50.pth")
         options.setdefault("weights", {})[key] = value
+    if args.precision != "fp32":
+        options["precision"] = args.precision
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError(f"--epochs {args.epochs}: must be at least 1")

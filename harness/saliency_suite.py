@@ -104,6 +104,9 @@ def resolve(config: dict, experiment: str) -> dict:
             raise ConfigError(f"{name}: {method.strength}={strength} is outside its valid range "
                               f"[{lo}, {hi}]; pick a value inside it")
         params[method.strength] = strength = float(strength)
+    if config.get("precision", "fp32") != "fp32":
+        raise ConfigError(f"precision {config['precision']!r}: the saliency suites train small "
+                          f"heads in fp32 only; drop --precision")
     seed = int(config.get("seed", 0))
     return {"method": name, "d": d, "seed": seed, "profile": profile,
             "strength_name": method.strength, "strength": strength, "params": params,

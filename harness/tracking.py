@@ -171,6 +171,7 @@ def log_trial(client: MlflowClient, parent, result: dict) -> str:
               "profile": result["profile"], "strength_name": result.get("strength_name"),
               "strength": result.get("strength"), "batch": result.get("batch"),
               "lr": result.get("lr"), "epochs": result.get("epochs"),
+              "precision": result.get("precision", "fp32"),
               "git_commit": git_commit(), "device": result.get("device"),
               **{f"param_{k}": v for k, v in result.get("params", {}).items()},
               **{f"version_{k}": v for k, v in library_versions().items()}}

@@ -19,7 +19,7 @@ import torch
 
 from harness import metrics
 from harness.data import mnist_halves
-from harness.models import TwoViewModel
+from harness.models import PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
 from harness.registry import get as get_method
 
@@ -62,11 +62,14 @@ def resolve(config: dict) -> dict:
                           f"larger batch")
     strength = params[spec.strength] if spec.strength else None
     seed = int(config.get("seed", 0))
+    precision = config.get("precision") or "fp32"
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
     return {"method": spec.name, "d": d, "seed": seed, "profile": profile.name,
             "strength_name": spec.strength, "strength": strength, "params": params,
             "batch": batch, "lr": config.get("lr") or profile.lr,
             "epochs": config.get("epochs") or profile.epochs_for(d, spec.epoch_cost),
-            "eval_every": config.get("eval_every") or profile.eval_every,
+            "eval_every": config.get("eval_every") or profile.eval_every, "precision": precision,
             "name": run_name(spec.name, d, spec.strength, strength, seed)}
 
 
@@ -147,7 +150,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     out["best_epoch"] = best_epoch
     out["resumed_from"] = resumed_from  # the epoch a restored checkpoint continued from
     return {**{key: cfg[key] for key in ("name", "method", "d", "seed", "profile", "strength_name",
-                                         "strength", "batch", "lr", "epochs")},
+                                         "strength", "batch", "lr", "epochs", "precision")},
             "params": cfg["params"], "n_components": k, "best_epoch": best_epoch,
             "metrics": out, "history": history, "train_seconds": train_seconds,
             "device": str(device)}
@@ -157,7 +160,8 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     """Build the method's model and running statistics and train them with `fit_loop`."""
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]
-    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders).to(device)
+    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
+                         precision=cfg["precision"]).to(device)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
 
     def represent(h1, h2):
@@ -280,11 +284,14 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint-dir", help="save/restore the full trial state here")
     parser.add_argument("--mnist-dir", help="directory with the MNIST IDX files (torchvision layout)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="the networks' arithmetic: fp32 (default) or bf16 (mixed precision: "
+                        "bf16 matmuls, fp32 weights, objectives unchanged)")
     args = parser.parse_args(argv)
     try:
         config = {"method": args.method, "d": args.d, "strength": args.strength, "seed": args.seed,
                   "profile": args.profile, "overrides": parse_overrides(args.overrides),
-                  "epochs": args.epochs, "mnist_dir": args.mnist_dir}
+                  "epochs": args.epochs, "mnist_dir": args.mnist_dir, "precision": args.precision}
         resolve(config)  # refuse bad input before loading data
         result = run_trial(config, checkpoint_dir=args.checkpoint_dir, device=args.device)
     except (ConfigError, mnist_halves.DataError, TrialDiverged) as err:

@@ -36,7 +36,8 @@ def load_rows(client, parent) -> list[dict]:
                "seed": int(p.get("seed", 0)), "status": t.get("status", "ok"),
                "strength_name": p.get("strength_name"), "strength": _num(p.get("strength")),
                "profile": p.get("profile"), "epochs": p.get("epochs"), "batch": p.get("batch"),
-               "lr": p.get("lr"), "device": p.get("device"), "git_commit": p.get("git_commit"),
+               "lr": p.get("lr"), "precision": p.get("precision", "fp32"),
+               "device": p.get("device"), "git_commit": p.get("git_commit"),
                "reason": t.get("failure_reason", ""), "run_id": run.info.run_id,
                "end_time": run.info.end_time or 0}
         if mnist_like:  # a diverged trial has no metrics: keep its columns (as NaN)
@@ -61,7 +62,8 @@ def _method_rank(method):
 
 
 NON_METRIC = {"name", "method", "d", "seed", "status", "strength_name", "strength", "profile",
-              "epochs", "batch", "lr", "device", "git_commit", "reason", "run_id", "end_time"}
+              "epochs", "batch", "lr", "precision", "device", "git_commit", "reason", "run_id",
+              "end_time"}
 
 
 def select(df: pd.DataFrame, select_metric: str = "val_corr_best") -> pd.DataFrame:
@@ -127,6 +129,9 @@ def provenance(df: pd.DataFrame, profile: str, parent) -> str:
     hardware = parent.data.tags.get("hardware", "?") if parent is not None else "?"
     when = time.strftime("%Y-%m-%d", time.gmtime(max(df.end_time) / 1000)) if len(df) else "?"
     seeds = ",".join(str(s) for s in sorted(set(ok.seed)))
+    precisions = sorted(set(ok.get("precision", pd.Series(dtype=str)).astype(str)) - {"fp32"})
+    if precisions:  # only mixed precision is named: fp32 is the default
+        epochs += f", precision {','.join(precisions)}"
     return (f"Provenance: profile `{profile}`, epochs {epochs}, seeds {{{seeds}}}, commit {commits}, "
             f"hardware {hardware} ({devices}), finished {when}; {len(df)} trials "
             f"({(df.status == 'ok').sum()} ok, {(df.status == 'diverged').sum()} diverged, "

@@ -142,6 +142,7 @@ def test_python_m_tables_build_resolves_to_this_project(tmp_path):
     (["--suite", SUITE, "--dims", "12.5"], "not a positive integer"),
     (["--suite", SUITE, "--profile", "smoke", "--dims", "300"], "not larger than d"),
     (["--suite", SUITE, "--methods", "sdcca", "--strengths", "2"], "outside its valid range"),
+    (["--suite", "scenes_pairs", "--precision", "bf16"], "fp32 only"),
     (["--suite", SUITE, "--out", "/proc/forbidden"], "cannot write there"),
     (["--suite", SUITE, "--mlflow-uri", "sqlite:////proc/nope/x.db"], "cannot open the MLflow store"),
     (["--suite", SUITE, "--profile", "smoke", "--dims", "8", "--address", "127.0.0.1:1"],

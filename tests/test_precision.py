@@ -1,0 +1,38 @@
+"""Mixed precision (`--precision bf16`): the same network in bf16 arithmetic, float32 outside."""
+import pytest
+import torch
+
+from harness.models import MixedPrecisionMLP, TwoViewModel
+from harness.train import ConfigError, resolve, run_trial
+
+
+def test_bf16_networks_compute_the_fp32_function_to_bf16_accuracy_with_fp32_weights():
+    torch.manual_seed(0)
+    fp32 = TwoViewModel(392, 392, 50, decoders="views")
+    bf16 = TwoViewModel(392, 392, 50, decoders="views", precision="bf16")
+    assert list(bf16.state_dict()) == list(fp32.state_dict())  # checkpoints interchange
+    bf16.load_state_dict(fp32.state_dict())
+    assert isinstance(bf16.enc1, MixedPrecisionMLP) and isinstance(bf16.dec2, MixedPrecisionMLP)
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    h1, h2 = torch.rand(256, 392), torch.rand(256, 392)
+    for model in (fp32, bf16):
+        f1, f2 = model(h1, h2)
+        (f1.pow(2).sum() + model.dec1(f1).sum() + model.dec2(f2).pow(2).sum()).backward()
+    out32, out16 = fp32(h1, h2)[0], bf16(h1, h2)[0]
+    assert out16.dtype == torch.float32
+    # bf16 keeps 8 significant bits: ~0.4 % per rounding, a few roundings deep
+    assert (out16 - out32).norm() / out32.norm() < 2e-2
+    assert (out16 - out32).norm() / out32.norm() > 0  # it did run in bf16
+    for (name, p32), p16 in zip(fp32.named_parameters(), bf16.parameters()):
+        assert (p16.grad - p32.grad).norm() / p32.grad.norm() < 5e-2, name
+
+
+def test_precision_is_validated_and_recorded(mnist_smoke):
+    with pytest.raises(ConfigError, match="precision 'fp16'"):
+        resolve({"method": "dcca", "d": 10, "profile": "smoke", "precision": "fp16"})
+    assert resolve({"method": "dcca", "d": 10, "profile": "smoke"})["precision"] == "fp32"
+    result = run_trial({"method": "muc2m", "d": 10, "profile": "smoke", "precision": "bf16"},
+                       data=mnist_smoke, device="cpu", log=lambda m: None)
+    assert result["precision"] == "bf16"
+    assert torch.isfinite(torch.tensor(result["metrics"]["corr_heldout"]))
+    assert result["metrics"]["corr_heldout"] > result["metrics"]["corr_floor"]
