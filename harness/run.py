@@ -20,6 +20,7 @@ from harness import tracking
 from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
 from harness.extractors import MissingTextEncoder
+from harness.models import PRECISIONS
 from harness.profiles import PROFILES
 from harness.registry import list_methods
 from harness.suites import SUITES, get_suite
@@ -62,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs "
                    "(for every d)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="the "
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the "
                    "networks' arithmetic (mnist_halves): fp32 (default) or bf16 mixed precision "
                    "(bf16 matmuls, fp32 weights, objectives unchanged; see BENCHMARKS.md)")
     p.add_argument("--data-root", default=None, help="COCO 2017 root (coco_* suites): holds "
@@ -100,11 +101,14 @@ def build_trials(suite, profile: str, methods: list[str], dims: list[int], stren
     trials in this order, so the sweep ends on short trials instead of idling all but one
     slot through a long one (an earlier quick sweep ended on one d = 1000 trial, 16 min alone)."""
     trials = []
+    grids = {}
+    for method in methods:
+        default_grid = suite.grid(method)
+        grids[method] = (strengths if strengths is not None and default_grid
+                         else (default_grid or (None,)))
     for d in sorted(dims, reverse=True):
         for method in methods:
-            default_grid = suite.grid(method)
-            grid = strengths if strengths is not None and default_grid else (default_grid or (None,))
-            for strength in grid:
+            for strength in grids[method]:
                 for seed in range(seeds):
                     config = {"method": method, "d": d, "strength": strength, "seed": seed,
                               "profile": profile, **options}

@@ -366,7 +366,6 @@ def load_gallery(path_or_file) -> dict[str, np.ndarray]:
         return {k: arrs[k].astype(np.float32) for k in arrs.files}
 
 
-
 # ----------------------------------------------------------------------------- scenes suites
 def scenes_data(experiment: str, profile: str, options: dict | None = None, log=print) -> SaliencyData:
     """Features and evaluation sets of `scenes_ooi` / `scenes_pairs` (SPEC §3.2), computed once

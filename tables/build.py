@@ -129,10 +129,9 @@ def provenance(df: pd.DataFrame, profile: str, parent) -> str:
     hardware = parent.data.tags.get("hardware", "?") if parent is not None else "?"
     when = time.strftime("%Y-%m-%d", time.gmtime(max(df.end_time) / 1000)) if len(df) else "?"
     seeds = ",".join(str(s) for s in sorted(set(ok.seed)))
-    precisions = sorted(set(ok.get("precision", pd.Series(dtype=str)).astype(str)) - {"fp32"})
-    if precisions:  # only mixed precision is named: fp32 is the default
-        epochs += f", precision {','.join(precisions)}"
-    return (f"Provenance: profile `{profile}`, epochs {epochs}, seeds {{{seeds}}}, commit {commits}, "
+    precisions = sorted(set(ok.precision.astype(str)) - {"fp32"})  # fp32, the default, unnamed
+    mixed = f", precision {','.join(precisions)}" if precisions else ""
+    return (f"Provenance: profile `{profile}`, epochs {epochs}{mixed}, seeds {{{seeds}}}, commit {commits}, "
             f"hardware {hardware} ({devices}), finished {when}; {len(df)} trials "
             f"({(df.status == 'ok').sum()} ok, {(df.status == 'diverged').sum()} diverged, "
             f"{(df.status == 'failed').sum()} failed).")

@@ -34,6 +34,7 @@ from torch import nn
 
 from harness.data.coco import CocoDataError, caption, check_coco_root, load_coco
 from harness.data.scenes import Pairs, make_pairs
+from harness.extractors import mean_pooled, minilm_dir
 from harness.saliency_suite import SETTINGS, OOIEval, PairsEval, SaliencyData
 
 IMAGE_SIZE = {"paper": 224, "quick": 224, "smoke": 64}  # S: images and masks are S×S
@@ -142,7 +143,6 @@ def check_inputs(experiment: str, options: dict) -> tuple[Path, dict]:
         raise CocoDataError("CLIP-ResNet50 weights are read with open_clip, which is not "
                             "installed: run `pip install open_clip_torch`")
     if weights.get("bert") == RANDOM:
-        from harness.extractors import minilm_dir
         minilm_dir()  # the random BERT borrows MiniLM's tokenizer (MissingTextEncoder if absent)
     return root, weights
 
@@ -250,7 +250,6 @@ def text_features(weights):
     hf_logging.set_verbosity_error()
     try:
         if weights == RANDOM:
-            from harness.extractors import minilm_dir
             # MiniLM's (BERT uncased) tokenizer, used only to tokenise; the network is random.
             tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
             config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=RANDOM_BERT_HIDDEN,
@@ -267,7 +266,6 @@ def text_features(weights):
     model.eval()
 
     def encode(names: list[str]) -> np.ndarray:
-        from harness.extractors import mean_pooled
         return mean_pooled(model, tokenizer, [caption(n) for n in names]).numpy()
     return encode
 
