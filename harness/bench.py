@@ -23,7 +23,7 @@ from harness.models import PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
 from harness.registry import get as get_method
 from harness.registry import list_methods
-from harness.train import load_data, to_device
+from harness.train import batches, load_data, to_device
 
 
 def floor_objective(model, h1, h2, state, params):
@@ -58,9 +58,8 @@ def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device,
         _sync(device)
         start = time.perf_counter()
         order = torch.randperm(n, device=device)
-        for b in range(n // batch):
-            idx = order[b * batch:(b + 1) * batch]
-            terms = objective(model, train[0][idx], train[1][idx], state, params)
+        for h1, h2 in batches(train, order, batch):
+            terms = objective(model, h1, h2, state, params)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

@@ -75,7 +75,7 @@ from harness import metrics
 from harness.linalg import center, ridge_cov
 from harness.models import PRECISIONS, TwoViewModel
 from harness.registry import get as get_method
-from harness.train import TrialDiverged, load_data, represent_all
+from harness.train import TrialDiverged, batches, load_data, represent_all
 
 PAIRS = ("dcca", "dccae", "sdcca", "softcca")
 ZOO_CLASS = {"dcca": "DCCA", "dccae": "DCCAE", "sdcca": "DCCANOI", "softcca": "DCCASDL"}
@@ -229,9 +229,8 @@ def train_ours(variant: Variant, train, d, batch, epochs, lr, seed, device, prec
         _sync(device)
         start = time.perf_counter()
         order = torch.randperm(n, generator=shuffle).to(device)
-        for b in range(n // batch):  # the last partial batch is dropped
-            idx = order[b * batch:(b + 1) * batch]
-            terms = variant.objective(model, train[0][idx], train[1][idx], state, variant.params)
+        for h1, h2 in batches(train, order, batch):
+            terms = variant.objective(model, h1, h2, state, variant.params)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()

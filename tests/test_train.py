@@ -4,7 +4,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from harness import train
 from harness.train import ConfigError, resolve, run_trial
 
 
@@ -86,3 +88,13 @@ def test_quick_profile_divides_epochs_by_a_methods_epoch_cost():
     assert resolve({"method": "dccae", "d": 200, "profile": "quick"})["epochs"] == 15
     assert resolve({"method": "corrnet", "d": 1000, "profile": "quick"})["epochs"] == 5  # ≥ eval_every
     assert resolve({"method": "corrnet", "d": 50, "profile": "paper"})["epochs"] == 1000
+
+
+def test_batches_are_the_indexed_rows_of_every_view_and_drop_the_partial_batch():
+    views = (torch.arange(30.0).reshape(10, 3), torch.arange(20.0).reshape(10, 2))
+    order = torch.tensor([7, 2, 9, 0, 4, 1, 8, 3, 6, 5])
+    got = list(train.batches(views, order, batch=4))
+    assert len(got) == 2  # 10 rows: two full batches of 4, the last 2 rows dropped
+    for b, batch_views in enumerate(got):
+        idx = order[4 * b:4 * (b + 1)]
+        assert all(torch.equal(v, full[idx]) for v, full in zip(batch_views, views))
