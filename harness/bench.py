@@ -5,11 +5,13 @@
 For each gradient objective and d: the median seconds per epoch (50k MNIST-halves pairs,
 the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one warm-up
 epoch; the same for the *floor* — the same networks (decoders included) and batches with a
-trivial loss, the cost no objective can avoid — and their ratio; peak memory.
+trivial loss, the cost no objective can avoid (for a method that penalises input gradients,
+with one double backward through the encoders) — and their ratio; peak memory.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import resource
@@ -26,11 +28,23 @@ from harness.registry import list_methods
 from harness.train import batches, load_data, to_device
 
 
-def floor_objective(model, h1, h2, state, params):
-    """Touches every network the method trains, with a loss that costs nothing."""
+FLOOR_PLAIN = "networks"
+FLOOR_DOUBLE_BACKWARD = "networks + double backward"
+
+
+def floor_objective(model, h1, h2, state, params, input_gradients: bool = False):
+    """Touches every network the method trains, with a loss that costs nothing. With
+    `input_gradients` (methods that penalise ∂score/∂h), it also penalises the input gradients
+    of a trivial two-view score: the double backward through both encoders that any such
+    penalty needs, whatever its score."""
+    if input_gradients:
+        h1, h2 = h1.detach().requires_grad_(True), h2.detach().requires_grad_(True)
     f1, f2 = model(h1, h2)
     z1, z2 = model.bn1(f1), model.bn2(f2)
     loss = z1.mean() + z2.mean()
+    if input_gradients:
+        grads = torch.autograd.grad((z1 * z2).sum(), (h1, h2), create_graph=True)
+        loss = loss + sum(g.pow(2).mean() for g in grads)
     if hasattr(model, "dec1"):
         loss = loss + model.dec1(f1).mean() + model.dec2(f2).mean()
     if hasattr(model, "dec"):
@@ -84,16 +98,27 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="the networks' arithmetic, objective and floor alike (default fp32)")
+    parser.add_argument("--subset", type=int, default=None, metavar="N",
+                        help="train on the first N pairs only (quick checks; figures use all 50k)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
+    batch = get_profile("paper").batch
+    if args.subset is not None and args.subset < batch:
+        parser.error(f"--subset {args.subset} is smaller than one batch ({batch})")
+    try:
+        names = list_methods() if args.methods == "all" else args.methods.split(",")
+        methods = [m for m in names if get_method(m).objective is not None]
+        dims = [int(d) for d in args.dims.split(",")]
+        if min(dims) < 1 or max(dims) >= batch:
+            parser.error(f"--dims {args.dims}: every d must lie in 1..{batch - 1} (batch {batch})")
+    except KeyError as err:
+        parser.error(err.args[0])
+    except ValueError:
+        parser.error(f"--dims {args.dims!r}: expected comma-separated integers, e.g. 50,1000")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
-    methods = [m for m in (list_methods() if args.methods == "all" else args.methods.split(","))
-               if get_method(m).objective is not None]
-    dims = [int(d) for d in args.dims.split(",")]
-    batch = get_profile("paper").batch
-    train = to_device(load_data("paper")["train"], device)
+    train = to_device(load_data("paper")["train"].head(args.subset), device)
     rows = []
     for d in dims:
         for method in methods:
@@ -102,17 +127,21 @@ def main(argv=None) -> int:
                 torch.cuda.reset_peak_memory_stats()
             obj = time_epochs(spec, spec.objective, train, d, batch, args.epochs, device,
                               args.precision)
-            flo = time_epochs(spec, floor_objective, train, d, batch, args.epochs, device,
-                              args.precision)
+            floor = functools.partial(floor_objective,
+                                      input_gradients=spec.input_gradient_penalty)
+            flo = time_epochs(spec, floor, train, d, batch, args.epochs, device, args.precision)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
                    "floor_s_per_epoch": statistics.median(flo),
-                   "peak_mem_mb": peak_memory_mb(device)}
+                   "peak_mem_mb": peak_memory_mb(device),
+                   "floor": FLOOR_DOUBLE_BACKWARD if spec.input_gradient_penalty else FLOOR_PLAIN}
             row["ratio"] = row["s_per_epoch"] / row["floor_s_per_epoch"]
             rows.append(row)
             if not args.json:
                 print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
                       f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
-                      f"peak {row['peak_mem_mb']:8.0f} MB", flush=True)
+                      f"peak {row['peak_mem_mb']:8.0f} MB"
+                      + ("   (floor with a double backward)" if spec.input_gradient_penalty else ""),
+                      flush=True)
     machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     if args.json:

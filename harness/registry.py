@@ -30,6 +30,8 @@ class MethodSpec:
     decoders: str | None = None        # None | "views" (decoder per view) | "joint" (one for [h1;h2])
     init_state: Callable | None = None  # (d) -> dict of running statistics, checkpointed
     closed_form: Callable | None = None  # (h1, h2, d, params) -> representation function
+    input_gradient_penalty: bool = False  # the loss differentiates ∂score/∂h (a second,
+                                          # double backward): the bench floor includes one
     epoch_cost: float = 1.0            # an epoch's cost relative to DCCA's; budget profiles
                                        # (quick) divide their epochs by it
     notes: str = ""

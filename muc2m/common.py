@@ -54,5 +54,6 @@ REGU_SPEC = register(MethodSpec(
     name="muc2m_regu", title="MUC2M w/ regu",
     defaults={"lam": 5e-3, "gamma": 1e-2, "alpha": 0.5}, strength="gamma", grid=(1e-2, 1e-1),
     valid=(0.0, 1e6), objective=objective, loss_fn=common_loss, batchnorm=True,
+    input_gradient_penalty=True,
     notes="MUC2M common component with the contractive gradient regularization (Eq. 7)",
 ))

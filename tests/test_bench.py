@@ -1,0 +1,33 @@
+"""harness.bench: its rows, the floor each method is measured against, and its refusals."""
+import json
+
+import pytest
+
+from harness import bench
+
+
+def test_bench_prints_one_row_per_method_and_d_against_the_right_floor(capsys):
+    assert bench.main(["--dims", "8", "--epochs", "1", "--methods", "dcca,muc2m_regu",
+                       "--subset", "4096", "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {row["method"]: row for row in out["rows"]}
+    assert set(rows) == {"dcca", "muc2m_regu"} and all(r["d"] == 8 for r in rows.values())
+    # Only the method whose loss differentiates input gradients gets the double-backward floor.
+    assert rows["dcca"]["floor"] == bench.FLOOR_PLAIN
+    assert rows["muc2m_regu"]["floor"] == bench.FLOOR_DOUBLE_BACKWARD
+    for row in rows.values():
+        assert row["s_per_epoch"] > 0 and row["floor_s_per_epoch"] > 0
+        assert row["ratio"] == pytest.approx(row["s_per_epoch"] / row["floor_s_per_epoch"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "nope"], "unknown method 'nope'"),
+    (["--dims", "50,x"], "expected comma-separated integers"),
+    (["--dims", "0"], "every d must lie in"),
+    (["--subset", "10"], "smaller than one batch"),
+])
+def test_bench_refuses_bad_input_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
