@@ -36,3 +36,19 @@ def test_precision_is_validated_and_recorded(mnist_smoke):
     assert result["precision"] == "bf16"
     assert torch.isfinite(torch.tensor(result["metrics"]["corr_heldout"]))
     assert result["metrics"]["corr_heldout"] > result["metrics"]["corr_floor"]
+
+
+def test_bf16_encoders_compute_their_last_layer_in_fp32_and_decoders_do_not():
+    torch.manual_seed(0)
+    model = TwoViewModel(392, 392, 50, decoders="views", precision="bf16")
+    h = torch.rand(64, 392)
+    hidden = h
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for layer in list(model.enc1)[:-1]:
+            hidden = layer(hidden)
+    expected = model.enc1[-1](hidden.float())  # float32 Linear on the bf16 activations
+    out = model.enc1(h)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert not torch.equal(out, out.bfloat16().float())  # float32 resolution, not bf16's
+    recon = model.dec1(out)
+    assert recon.dtype == torch.float32 and torch.equal(recon, recon.bfloat16().float())
