@@ -127,21 +127,20 @@ def main(argv=None) -> int:
                 torch.cuda.reset_peak_memory_stats()
             obj = time_epochs(spec, spec.objective, train, d, batch, args.epochs, device,
                               args.precision)
-            floor = functools.partial(floor_objective,
-                                      input_gradients=spec.input_gradient_penalty)
+            double_backward = spec.input_gradient_penalty
+            floor = functools.partial(floor_objective, input_gradients=double_backward)
             flo = time_epochs(spec, floor, train, d, batch, args.epochs, device, args.precision)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
                    "floor_s_per_epoch": statistics.median(flo),
                    "peak_mem_mb": peak_memory_mb(device),
-                   "floor": FLOOR_DOUBLE_BACKWARD if spec.input_gradient_penalty else FLOOR_PLAIN}
+                   "floor": FLOOR_DOUBLE_BACKWARD if double_backward else FLOOR_PLAIN}
             row["ratio"] = row["s_per_epoch"] / row["floor_s_per_epoch"]
             rows.append(row)
             if not args.json:
+                note = "   (floor with a double backward)" if double_backward else ""
                 print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
                       f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
-                      f"peak {row['peak_mem_mb']:8.0f} MB"
-                      + ("   (floor with a double backward)" if spec.input_gradient_penalty else ""),
-                      flush=True)
+                      f"peak {row['peak_mem_mb']:8.0f} MB{note}", flush=True)
     machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     if args.json:
