@@ -44,3 +44,42 @@ def test_recognition_is_perfect_on_separable_shared_codes_and_chance_on_noise():
     assert fwd > 0.99 and swapped > 0.99
     noise_fwd, _ = metrics.cross_modal_recognition(z1, rng.standard_normal((2000, 8)), labels)
     assert noise_fwd < 0.2
+
+
+def test_row_space_basis_spans_the_rows_of_rank_deficient_features_and_is_none_at_full_rank():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((500, 6)) @ rng.standard_normal((6, 40))  # rank 6 in 40 dimensions
+    basis = metrics.row_space_basis(x)
+    assert basis.shape == (40, 6)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(x @ basis @ basis.T, x, atol=1e-9)  # every row lies in the span
+    assert metrics.row_space_basis(rng.standard_normal((500, 40))) is None
+
+
+def test_linear_svm_in_row_space_coordinates_is_the_svm_on_the_full_features():
+    """Ground truth: liblinear solved to convergence on the original d features. The optimum of
+    an L2-regularised linear model lies in the span of the training rows, so the fit in an
+    orthonormal basis of that span has the same weights (mapped back) and the same predictions,
+    also on test rows with components outside the span."""
+    import warnings
+
+    from sklearn.svm import LinearSVC
+    rng = np.random.default_rng(4)
+    n, d, rank = 1200, 60, 5
+    mix = rng.standard_normal((rank, d))
+    codes = rng.standard_normal((n, rank))
+    labels = np.argmax(codes[:, :3] + 0.3 * rng.standard_normal((n, 3)), axis=1)
+    x = codes @ mix
+    x_test = rng.standard_normal((300, rank)) @ mix + 0.1 * rng.standard_normal((300, d))
+    basis = metrics.row_space_basis(x)
+    assert basis.shape == (d, rank)
+
+    def fit(features):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return LinearSVC(C=1.0, dual=False, tol=1e-10, max_iter=10000).fit(features, labels)
+
+    full, reduced = fit(x), fit(x @ basis)
+    np.testing.assert_allclose(reduced.coef_ @ basis.T, full.coef_, atol=1e-6)
+    np.testing.assert_allclose(reduced.intercept_, full.intercept_, atol=1e-6)
+    assert (reduced.predict(x_test @ basis) == full.predict(x_test)).all()
