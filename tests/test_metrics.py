@@ -83,3 +83,14 @@ def test_linear_svm_in_row_space_coordinates_is_the_svm_on_the_full_features():
     np.testing.assert_allclose(reduced.coef_ @ basis.T, full.coef_, atol=1e-6)
     np.testing.assert_allclose(reduced.intercept_, full.intercept_, atol=1e-6)
     assert (reduced.predict(x_test @ basis) == full.predict(x_test)).all()
+
+
+def test_recognition_on_collapsed_features_predicts_the_majority_class():
+    """Constant representations carry no information: after standardisation they are all
+    zero, and the SVM can only predict the most frequent training class."""
+    rng = np.random.default_rng(5)
+    labels = np.where(rng.random(2000) < 0.6, 3, rng.integers(0, 10, 2000))
+    z = np.ones((2000, 12))
+    assert metrics.row_space_basis(np.zeros((100, 12))) is None
+    fwd, swapped = metrics.cross_modal_recognition(z, z, labels)
+    assert fwd == pytest.approx(np.mean(labels == 3)) and swapped == fwd
