@@ -39,9 +39,10 @@ ROW_SPACE_RTOL = 1e-12  # on eigenvalues of XᵀX, i.e. 1e-6 on singular values
 
 def row_space_basis(x: np.ndarray, rtol: float = ROW_SPACE_RTOL) -> np.ndarray | None:
     """An orthonormal basis (d × r) of the span of x's rows, or None when they span all d
-    dimensions (or none: all-zero features keep their d columns). Eigenvalues of XᵀX below `rtol` × the largest count as zero: a network's d
-    outputs computed from its last 300 hidden units have rank ≤ 301 whatever d is, and the
-    rest of the spectrum is float32 rounding noise (~1e-14 relative)."""
+    dimensions (or none: all-zero features keep their d columns). Eigenvalues of XᵀX below
+    `rtol` × the largest count as zero: a network's d outputs computed from its last 300
+    hidden units have rank ≤ 301 whatever d is, and the rest of the spectrum is float32
+    rounding noise (~1e-14 relative)."""
     evals, evecs = np.linalg.eigh(x.T @ x)
     keep = evals > rtol * evals.max()
     if keep.all() or not keep.any():  # full rank, or all-zero (collapsed) features
