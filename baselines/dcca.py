@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.linalg import center, ridge_cov
+from harness.linalg import center, cholesky_whitened_cross
 from harness.registry import MethodSpec, register
 
 
@@ -27,10 +27,7 @@ class TraceNormCorrelation(torch.autograd.Function):
         m = x.shape[0]
         xc, yc = center(x), center(y)
         # A rank-deficient Σ with ridge 0 makes Cholesky fail: the trial is reported as diverged.
-        l1 = torch.linalg.cholesky(ridge_cov(xc, ridge=ridge))
-        l2 = torch.linalg.cholesky(ridge_cov(yc, ridge=ridge))
-        t = torch.linalg.solve_triangular(l1, ridge_cov(xc, yc), upper=False)      # L1⁻¹ Σ12
-        t = torch.linalg.solve_triangular(l2, t.T, upper=False).T                   # … L2⁻ᵀ
+        t, l1, l2 = cholesky_whitened_cross(xc, yc, ridge)
         u, s, vh = torch.linalg.svd(t, full_matrices=False)
         a = torch.linalg.solve_triangular(l1.T, u, upper=True)    # Σ11^{-1/2} U
         b = torch.linalg.solve_triangular(l2.T, vh.T, upper=True)  # Σ22^{-1/2} V

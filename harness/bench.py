@@ -21,12 +21,13 @@ import time
 
 import torch
 
+from harness.common import default_device, synchronize
+from harness.loop import batches, train_epoch
 from harness.models import PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
 from harness.registry import get as get_method
 from harness.registry import list_methods
-from harness.train import batches, load_data, to_device
-
+from harness.suites.mnist_halves import load_data, to_device
 
 FLOOR_PLAIN = "networks"
 FLOOR_DOUBLE_BACKWARD = "networks + double backward"
@@ -52,11 +53,6 @@ def floor_objective(model, h1, h2, state, params, input_gradients: bool = False)
     return {"loss": loss}
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device,
                 precision: str = "fp32") -> list[float]:
     torch.manual_seed(0)
@@ -69,15 +65,12 @@ def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device,
     n = train[0].shape[0]
     times = []
     for _ in range(epochs + 1):  # the first epoch is a warm-up
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         order = torch.randperm(n, device=device)
-        for h1, h2 in batches(train, order, batch):
-            terms = objective(model, h1, h2, state, params)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-        _sync(device)
+        train_epoch(optimizer, lambda h1, h2: objective(model, h1, h2, state, params),
+                    batches(train, order, batch))
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return times[1:]
 
@@ -115,7 +108,7 @@ def main(argv=None) -> int:
         parser.error(err.args[0])
     except ValueError:
         parser.error(f"--dims {args.dims!r}: expected comma-separated integers, e.g. 50,1000")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     train = to_device(load_data("paper")["train"].head(args.subset), device)

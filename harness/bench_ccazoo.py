@@ -72,10 +72,13 @@ import numpy as np
 import torch
 
 from harness import metrics
-from harness.linalg import center, ridge_cov
+from harness.common import TrialDiverged
+from harness.common import synchronize as _sync
+from harness.linalg import center, cholesky_whitened_cross
+from harness.loop import batches, represent_all, train_epoch
 from harness.models import PRECISIONS, TwoViewModel
 from harness.registry import get as get_method
-from harness.train import TrialDiverged, batches, load_data, represent_all
+from harness.suites.mnist_halves import load_data
 
 PAIRS = ("dcca", "dccae", "sdcca", "softcca")
 ZOO_CLASS = {"dcca": "DCCA", "dccae": "DCCAE", "sdcca": "DCCANOI", "softcca": "DCCASDL"}
@@ -97,11 +100,7 @@ def frobenius_dcca_loss(f1: torch.Tensor, f2: torch.Tensor, *, ridge: float = 1e
     With Cholesky factors Σii = Li Liᵀ, L1⁻¹ Σ12 L2⁻ᵀ = Q1 T Q2ᵀ (Qi orthogonal) has T's singular
     values, hence its Frobenius norm; autograd through `cholesky`/`solve_triangular` is well
     defined at repeated canonical correlations (unlike through `eigh`'s eigenvectors)."""
-    x, y = center(f1.double()), center(f2.double())
-    l1 = torch.linalg.cholesky(ridge_cov(x, ridge=ridge))
-    l2 = torch.linalg.cholesky(ridge_cov(y, ridge=ridge))
-    t = torch.linalg.solve_triangular(l1, ridge_cov(x, y), upper=False)   # L1⁻¹ Σ12
-    t = torch.linalg.solve_triangular(l2, t.T, upper=False).T              # … L2⁻ᵀ
+    t, _, _ = cholesky_whitened_cross(center(f1.double()), center(f2.double()), ridge)
     corr2 = t.pow(2).sum()
     return {"loss": (-corr2).to(f1.dtype), "corr2": corr2.detach()}
 
@@ -203,11 +202,6 @@ def build_ours(pair: str, d: int, p1: int, p2: int, seed: int,
 
 # ---------------------------------------------------------------- training and timing
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def summarise(times: list[float]) -> float:
     """The reported s/epoch: median of the epochs after the first (warm-up) one."""
     return statistics.median(times[1:]) if len(times) > 1 else times[0]
@@ -229,11 +223,8 @@ def train_ours(variant: Variant, train, d, batch, epochs, lr, seed, device, prec
         _sync(device)
         start = time.perf_counter()
         order = torch.randperm(n, generator=shuffle).to(device)
-        for h1, h2 in batches(train, order, batch):
-            terms = variant.objective(model, h1, h2, state, variant.params)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
+        train_epoch(optimizer, lambda h1, h2: variant.objective(model, h1, h2, state, variant.params),
+                    batches(train, order, batch))
         _sync(device)
         times.append(time.perf_counter() - start)
     model.eval()

@@ -9,9 +9,7 @@ with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
-import json
 import os
 import time
 from pathlib import Path
@@ -20,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.data import mnist_halves
+from harness.common import cache_root, recipe_hash, torch_save_atomic
 from harness.data.scenes import GENERATOR_VERSION, N_CLASSES, load_scenes
+from harness.loop import train_epoch
 
 RECIPE_VERSION = 1  # bump when the training procedure changes: it is in the cache key
 
@@ -69,7 +68,7 @@ def build(name: str) -> SceneCNN:
 def recipe_key(name: str, n_train: int) -> str:
     recipe = {"version": RECIPE_VERSION, "scenes_version": GENERATOR_VERSION, "n_train": n_train,
               "architecture": ARCHITECTURES[name], **RECIPES[name]}
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return recipe_hash(recipe)
 
 
 def f1_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -102,17 +101,17 @@ def train_extractor(name: str, n_train: int, log=print) -> tuple[SceneCNN, dict]
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)  # anneal to 0 by the end
     shuffle = torch.Generator().manual_seed(recipe["seed"])
     started = time.time()
+    def batch_loss(xb, yb):
+        return {"loss": nn.functional.binary_cross_entropy_with_logits(net.logits(xb), yb)}
+
     for epoch in range(1, recipe["epochs"] + 1):
         net.train()
         order = torch.randperm(len(x), generator=shuffle)
-        for b in range(0, len(x), recipe["batch"]):
-            idx = order[b:b + recipe["batch"]]
-            loss = nn.functional.binary_cross_entropy_with_logits(net.logits(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        log(f"extractor {name}: epoch {epoch}/{recipe['epochs']} loss {loss.item():.4f}")
+        # every batch, the last partial one included (as the cached weights were trained)
+        batch_iter = ((x[idx], y[idx]) for idx in order.split(recipe["batch"]))
+        sums = train_epoch(optimizer, batch_loss, batch_iter, after_step=schedule.step)
+        log(f"extractor {name}: epoch {epoch}/{recipe['epochs']} summed loss "
+            f"{float(sums['loss']):.4f}")
     net.eval()
     with torch.no_grad():
         logits = torch.cat([net.logits(torch.from_numpy(test.images[i:i + 500]))
@@ -126,7 +125,7 @@ def load_extractor(name: str, n_train: int = 10000, cache_dir=None, log=print
     """The cached extractor `name` ("A" or "B"), trained on first use; (network, info)."""
     if name not in RECIPES:
         raise KeyError(f"unknown extractor {name!r}; choose one of: {', '.join(RECIPES)}")
-    root = Path(cache_dir) if cache_dir else mnist_halves.default_cache_dir() / "extractors"
+    root = Path(cache_dir) if cache_dir else cache_root() / "extractors"
     path = root / f"cnn{name}-n{n_train}-{recipe_key(name, n_train)}.pt"
     net = build(name)
     if path.is_file():
@@ -136,9 +135,7 @@ def load_extractor(name: str, n_train: int = 10000, cache_dir=None, log=print
     log(f"training extractor {name} on {n_train} scenes (cached at {path})")
     net, info = train_extractor(name, n_train, log=log)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-    torch.save({"state_dict": net.state_dict(), "info": info}, tmp)
-    os.replace(tmp, path)
+    torch_save_atomic({"state_dict": net.state_dict(), "info": info}, path)
     log(f"extractor {name}: test F1 {info['test_f1']:.3f} ({info['seconds']:.0f} s)")
     return net, info
 

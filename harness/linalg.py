@@ -56,6 +56,20 @@ def whitened_cross(x: torch.Tensor, y: torch.Tensor, ridge: float):
     return t, s11_is, s22_is, xc, yc, min(rank1, rank2)
 
 
+def cholesky_whitened_cross(xc: torch.Tensor, yc: torch.Tensor, ridge: float):
+    """T' = L1⁻¹ Σ12 L2⁻ᵀ of centred views, with Σii + ridge·I = Li Liᵀ; returns (T', L1, L2).
+
+    T' = Q1 T Q2ᵀ with Qi orthogonal, so it has the singular values of
+    T = Σ11^{-1/2} Σ12 Σ22^{-1/2} (half the cost of two inverse square roots); autograd
+    through `cholesky`/`solve_triangular` stays defined at repeated canonical correlations.
+    A rank-deficient Σ with ridge 0 makes `cholesky` raise (the caller's trial diverges)."""
+    l1 = torch.linalg.cholesky(ridge_cov(xc, ridge=ridge))
+    l2 = torch.linalg.cholesky(ridge_cov(yc, ridge=ridge))
+    t = torch.linalg.solve_triangular(l1, ridge_cov(xc, yc), upper=False)      # L1⁻¹ Σ12
+    t = torch.linalg.solve_triangular(l2, t.T, upper=False).T                   # … L2⁻ᵀ
+    return t, l1, l2
+
+
 def canonical_correlations(x, y, ridge: float = 1e-4, k: int | None = None) -> torch.Tensor:
     """Canonical correlations of two views (descending), at most min(k, ranks) of them."""
     t, *_, rank = whitened_cross(as_f64(x), as_f64(y), ridge)

@@ -1,9 +1,12 @@
-"""Training profiles: how long and how hard every gradient method trains.
+"""Every suite's profiles: how much data and how long and hard each method trains.
 
-`paper` is Appendix 7.4.2 (Adam, lr 2e-4, batch 2048, 1000 epochs). `quick` keeps the paper's
-network and batch but trains far fewer epochs at a higher learning rate, sized so the whole
-quick `mnist_halves` sweep fits in about 90 minutes on a 2-core CPU (see README, "Profiles").
-`smoke` trains on a small subset for seconds: for tests only.
+Two-view suites (`mnist_halves`): `paper` is Appendix 7.4.2 (Adam, lr 2e-4, batch 2048, 1000
+epochs). `quick` keeps the paper's network and batch but trains far fewer epochs at a higher
+learning rate, sized so the whole quick `mnist_halves` sweep fits in about 90 minutes on a
+2-core CPU (see README, "Profiles"). `smoke` trains on a small subset for seconds: for tests.
+
+Saliency suites: how many scenes or COCO images, pairs and epochs per stage, and the image
+size COCO is resized to. quick fits a 2-core CPU in minutes per trial.
 """
 from __future__ import annotations
 
@@ -35,7 +38,22 @@ class Profile:
         return epochs
 
 
-PROFILES = {
+@dataclass(frozen=True)
+class SaliencyProfile(Profile):
+    n_pairs_train: int = 0   # pairs sharing one class, per split
+    n_pairs_val: int = 0
+    n_pairs_test: int = 0
+    extractor_n_train: int = 10000  # scenes the CNN extractors A and B train on
+    image_size: int = 224    # COCO images and masks are resized to this square
+
+    def n_pairs(self, split: str) -> int:
+        return getattr(self, f"n_pairs_{split}")
+
+    def n_images(self, split: str) -> int:
+        return getattr(self, f"n_{split}")
+
+
+TWO_VIEW = {
     "paper": Profile("paper", batch=2048, lr=2e-4, epochs=1000, eval_every=10),
     # Measured on the 2-core CPU: one epoch costs ~2 s at d ≤ 100 and 10–25 s at d = 1000
     # (DCCA's float64 SVD), hence fewer epochs at large d; DCCAE's and CorrNet's epochs cost
@@ -48,8 +66,24 @@ PROFILES = {
                      n_train=2000, n_val=500, n_test=1000, val_fit_n=2000),
 }
 
+SALIENCY = {
+    "paper": SaliencyProfile("paper", batch=256, lr=1e-3, epochs=100, eval_every=100,
+                             n_train=20000, n_val=1000, n_test=2000, n_pairs_train=40000,
+                             n_pairs_val=500, n_pairs_test=2000, extractor_n_train=20000),
+    "quick": SaliencyProfile("quick", batch=256, lr=1e-3, epochs=15, eval_every=15,
+                             n_train=8000, n_val=400, n_test=1000, n_pairs_train=16000,
+                             n_pairs_val=200, n_pairs_test=600, extractor_n_train=10000),
+    "smoke": SaliencyProfile("smoke", batch=128, lr=1e-3, epochs=2, eval_every=2,
+                             n_train=400, n_val=40, n_test=60, n_pairs_train=400, n_pairs_val=16,
+                             n_pairs_test=24, extractor_n_train=400, image_size=64),
+}
 
-def get_profile(name: str) -> Profile:
-    if name not in PROFILES:
-        raise KeyError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
-    return PROFILES[name]
+FAMILIES = {"two_view": TWO_VIEW, "saliency": SALIENCY}
+PROFILES = TWO_VIEW  # every family has the same three names
+
+
+def get_profile(name: str, family: str = "two_view") -> Profile:
+    profiles = FAMILIES[family]
+    if name not in profiles:
+        raise KeyError(f"unknown profile {name!r}; choose one of: {', '.join(profiles)}")
+    return profiles[name]

@@ -1,8 +1,16 @@
-"""The method registry: one `MethodSpec` per objective, looked up by name.
+"""The one method registry: a `MethodSpec` per method, looked up by name.
 
-A spec names the method's defaults, its swept strength and grid, and its capabilities
-(batch-norm on the outputs, decoders, running statistics, closed-form fit), so the shared
-training loop never branches on a method's name.
+A spec names the method's defaults, its swept strength and grids, and its capabilities, so
+neither the training loop, the suites nor the tables ever branch on a method's name:
+
+- `capabilities`: which suites can run it. "two_view" (a representation trained by
+  `objective`, or fitted by `closed_form`, on two views: mnist_halves and its like), "ooi" and
+  "pairs" (a score model for the saliency suites, built by `score_model`).
+- `grids` / `titles`: per suite family ("two_view", "saliency"), where they differ from
+  `grid` / `title`.
+
+Built-in methods live one per file in `baselines/` and `muc2m/`; importing those packages
+registers them, in the paper's row order (which is the tables' row order).
 """
 from __future__ import annotations
 
@@ -11,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 _REGISTRY: dict[str, "MethodSpec"] = {}
-_PLUGIN_PACKAGES = ("baselines", "muc2m")
+_BUILTIN_PACKAGES = ("baselines", "muc2m")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
     title: str                         # the row name in the paper's tables
-    defaults: dict                     # every parameter of the objective with its default
+    defaults: dict                     # every parameter of the method with its default
     strength: str | None               # name of the parameter the sweep varies
     grid: tuple = ()                   # default sweep values of `strength`
     valid: tuple = (0.0, float("inf"))  # closed range a strength must lie in
@@ -34,11 +42,25 @@ class MethodSpec:
                                           # double backward): the bench floor includes one
     epoch_cost: float = 1.0            # an epoch's cost relative to DCCA's; budget profiles
                                        # (quick) divide their epochs by it
+    capabilities: tuple = ("two_view",)  # the suites' kinds it can run in (module doc)
+    score_model: Callable | None = None  # saliency: (cfg, (h1, h2) train features or None,
+                                         # device, checkpoint_dir, log, individual: bool)
+                                         # -> (model with score_tensor, or None; history)
+    feature_views: tuple = ("A", "B")  # saliency pairs: the extractor feeding each view
+    constant_maps: bool = False        # saliency: its maps are uniform (no map to show or measure)
+    grids: dict = field(default_factory=dict)   # suite family -> default sweep values
+    titles: dict = field(default_factory=dict)  # suite family -> row name
+    default_off: tuple = ()            # suite families whose `--methods all` leaves it out
     notes: str = ""
-    extra: dict = field(default_factory=dict)
+
+    def grid_for(self, family: str) -> tuple:
+        return tuple(self.grids.get(family, self.grid))
+
+    def title_for(self, family: str) -> str:
+        return self.titles.get(family, self.title)
 
     def params(self, strength: float | None = None, overrides: dict | None = None) -> dict:
-        """The objective's parameters: defaults, then the swept strength, then overrides."""
+        """The method's parameters: defaults, then the swept strength, then overrides."""
         params = dict(self.defaults)
         for key, value in (overrides or {}).items():
             if key not in params:
@@ -60,25 +82,53 @@ class MethodSpec:
                              f"[{lo}, {hi}]; pick a value inside it")
 
 
-def register(spec: MethodSpec) -> MethodSpec:
-    if spec.name in _REGISTRY:
+def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
+    """Add `spec`; a second spec of the same name is refused unless `replace` (a Ray worker
+    re-registering a driver's out-of-package method)."""
+    if spec.name in _REGISTRY and not replace:
         raise ValueError(f"method {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def _load_plugins() -> None:
-    for package in _PLUGIN_PACKAGES:
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def _load_builtins() -> None:
+    for package in _BUILTIN_PACKAGES:
         importlib.import_module(package)
 
 
 def get(name: str) -> MethodSpec:
-    _load_plugins()
+    _load_builtins()
     if name not in _REGISTRY:
         raise KeyError(f"unknown method {name!r}; choose one of: {', '.join(list_methods())}")
     return _REGISTRY[name]
 
 
+def _package_rank(spec: MethodSpec) -> int:
+    fn = spec.objective or spec.closed_form or spec.score_model
+    package = (getattr(fn, "__module__", "") or "").split(".")[0]
+    return _BUILTIN_PACKAGES.index(package) if package in _BUILTIN_PACKAGES else len(_BUILTIN_PACKAGES)
+
+
 def list_methods() -> list[str]:
-    _load_plugins()
-    return list(_REGISTRY)
+    """Every method: the built-in packages in order (baselines, then muc2m), each in its own
+    registration order, then methods registered from elsewhere, as they came."""
+    _load_builtins()
+    order = {name: i for i, name in enumerate(_REGISTRY)}
+    return sorted(_REGISTRY, key=lambda n: (_package_rank(_REGISTRY[n]), order[n]))
+
+
+def rank(name: str) -> int:
+    """A method's row position in every table: its registration order (unknown: last)."""
+    names = list_methods()
+    return names.index(name) if name in names else len(names)
+
+
+def external_specs() -> list[MethodSpec]:
+    """Methods registered from outside the built-in packages (tests, plug-ins): a Ray worker
+    does not import those modules, so the runner hands these specs to its trials."""
+    _load_builtins()
+    return [spec for spec in _REGISTRY.values() if _package_rank(spec) == len(_BUILTIN_PACKAGES)]

@@ -16,15 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from harness import tracking
+from harness import record, tracking
+from harness.common import ConfigError, save_atomic
 from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
 from harness.extractors import MissingTextEncoder
 from harness.models import PRECISIONS
 from harness.profiles import PROFILES
-from harness.registry import list_methods
-from harness.suites import SUITES, get_suite
-from harness.train import ConfigError
+from harness.suites import all_suites, get_suite
 
 DEFAULT_DIMS = "50,100,200,500,1000"
 
@@ -36,12 +35,13 @@ class UsageError(ValueError):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m harness.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", required=True, help=f"one of: {', '.join(SUITES)}")
+    suites = all_suites()
+    p.add_argument("--suite", required=True, help=f"one of: {', '.join(suites)}")
     p.add_argument("--profile", choices=None, help="paper | quick | smoke (default: paper where "
                    "the cluster has a GPU, otherwise quick)")
     p.add_argument("--methods", default="all", help="comma-separated methods or 'all' (the "
-                   f"suite's defaults); mnist_halves: {', '.join(list_methods())}; saliency "
-                   "suites: uniform, contrastive (ooi), base_a, base_b (pairs), muc2m, muc2m_regu")
+                   "suite's defaults); " + "; ".join(
+                       f"{name}: {', '.join(s.known_methods())}" for name, s in suites.items()))
     p.add_argument("--dims", default=None, help=f"comma-separated latent dimensions "
                    f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves, 64 for saliency)")
     p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
@@ -132,35 +132,15 @@ def check_writable(out: Path) -> None:
                          f"folder") from None
 
 
-IDENTITY_COLUMNS = ["name", "method", "d", "seed", "status", "strength_name", "strength"]
-TRAILING_COLUMNS = ["train_seconds", "profile", "epochs", "batch", "lr", "device", "git_commit",
-                    "reason"]
-MNIST_METRICS = ["corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
-                 "recog_acc_swapped", "val_corr_best", "n_components", "best_epoch", "resumed_from"]
-
-
-def result_columns(rows: list[dict]) -> list[str]:
-    """Identity, then every metric any row has (MNIST's in their usual order), then the rest."""
-    fixed = set(IDENTITY_COLUMNS) | set(TRAILING_COLUMNS) | {"run_id", "end_time"}
-    seen = [k for r in rows for k in r if k not in fixed]
-    metrics = [k for k in MNIST_METRICS if k in seen] + sorted(set(seen) - set(MNIST_METRICS))
-    return IDENTITY_COLUMNS + (metrics or MNIST_METRICS) + TRAILING_COLUMNS
-
-
-def result_row(result: dict) -> dict:
-    row = {k: result.get(k, "") for k in IDENTITY_COLUMNS + TRAILING_COLUMNS}
-    row.update(result.get("metrics", {}))
-    row["git_commit"] = result.get("git_commit") or tracking.git_commit()
-    return row
-
-
-def write_results_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, result_columns(rows), extrasaction="ignore", restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def write_results_csv(path: Path, rows: list[dict], metric_columns: tuple = ()) -> None:
+    """results.csv from `TrialRecord.csv_row` rows, replaced atomically."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, record.csv_columns(rows, metric_columns),
+                                    extrasaction="ignore", restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+    save_atomic(path, write)
 
 
 def main(argv=None) -> int:
@@ -270,19 +250,19 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
 
     print(f"{len(todo)} trials to run ({len(trials)} in the grid: {len(methods)} methods × "
           f"{len(dims)} d × strengths × {args.seeds} seeds)", flush=True)
-    rows = tables_build.load_rows(client, parent)
+    rows = tables_build.load_rows(client, parent, suite, csv=True)
 
-    def on_result(result: dict) -> None:
+    def on_result(result: record.TrialRecord) -> None:
         tracking.log_trial(client, parent, result)
-        rows.append(result_row(result))
-        write_results_csv(results_csv, rows)
+        rows.append(result.csv_row(suite.columns))
+        write_results_csv(results_csv, rows, suite.columns)
 
     try:
-        ended = tune_runner.run_grid(todo, data, storage_dir=sweep_dir / "ray_results", on_result=on_result,
-                             gpus_per_trial=gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-                             max_concurrent=args.max_concurrent, experiment_name=parent.info.run_id,
-                             trial_fn=suite.run_trial, headline=suite.headline,
-                             leader_metric=suite.leader_metric)
+        ended = tune_runner.run_grid(todo, data, suite=suite, storage_dir=sweep_dir / "ray_results",
+                                     on_result=on_result, gpus_per_trial=gpus_per_trial,
+                                     cpus_per_trial=args.cpus_per_trial,
+                                     max_concurrent=args.max_concurrent,
+                                     experiment_name=parent.info.run_id)
     except KeyboardInterrupt:
         ended = -1
     if ended < len(todo):  # Ray Tune returns early on Ctrl-C
@@ -290,7 +270,7 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
               "to continue", file=sys.stderr)
         return 130
     written = tables_build.build(suite.name, profile, client=client, out_dir=sweep_dir)
-    write_results_csv(results_csv, tables_build.load_rows(client, parent))
+    write_results_csv(results_csv, tables_build.load_rows(client, parent, suite, csv=True), suite.columns)
     tracking.end_sweep(client, parent, written + [results_csv])
     print(tables_build.summary(client, parent), flush=True)
     print(f"\nsweep finished in {(time.time() - started) / 60:.1f} min; tables and plots in "

@@ -7,17 +7,18 @@ an unfinished child, which `prepare_resume` deletes before the trial reruns.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import logging
-import os
-import platform
-import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from harness.record import TrialRecord, git_commit, hardware
 
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
 GALLERY_ARTIFACT = "gallery.npz"
@@ -60,35 +61,6 @@ def _connect(uri: str) -> MlflowClient:
 
 def default_uri(out_dir: Path) -> str:
     return f"sqlite:///{Path(out_dir).resolve() / 'mlflow.db'}"
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def library_versions() -> dict:
-    import mlflow
-    import sklearn
-    import torch
-    versions = {"torch": torch.__version__, "sklearn": sklearn.__version__,
-                "mlflow": mlflow.__version__, "python": platform.python_version()}
-    try:
-        import ray
-        versions["ray"] = ray.__version__
-    except ImportError:
-        pass
-    return versions
-
-
-def hardware() -> str:
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def open_client(uri: str, artifact_dir: Path | None = None) -> MlflowClient:
@@ -158,42 +130,24 @@ def prepare_resume(client: MlflowClient, parent) -> dict:
     return finished
 
 
-def log_trial(client: MlflowClient, parent, result: dict) -> str:
-    """One child run for a finished (or diverged/failed) trial, in one batch."""
+def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
+    """One child run for a finished (or diverged/failed) trial, in batches."""
     now = int(time.time() * 1000)
-    status = result.get("status", "ok")
     tags = {PARENT_RUN_ID_TAG: parent.info.run_id, "suite": parent.data.tags.get("suite", ""),
-            "profile": result["profile"], "status": status}
-    if result.get("reason"):
-        tags["failure_reason"] = result["reason"][:4000]
-    run = retrying(client.create_run, parent.info.experiment_id, run_name=result["name"], tags=tags)
-    params = {"method": result["method"], "d": result["d"], "seed": result["seed"],
-              "profile": result["profile"], "strength_name": result.get("strength_name"),
-              "strength": result.get("strength"), "batch": result.get("batch"),
-              "lr": result.get("lr"), "epochs": result.get("epochs"),
-              "precision": result.get("precision", "fp32"),
-              "git_commit": git_commit(), "device": result.get("device"),
-              **{f"param_{k}": v for k, v in result.get("params", {}).items()},
-              **{f"version_{k}": v for k, v in library_versions().items()}}
-    metrics = [Metric(k, float(v), now, 0) for k, v in result.get("metrics", {}).items()]
-    if "train_seconds" in result:
-        metrics.append(Metric("train_seconds", float(result["train_seconds"]), now, 0))
-    for row in result.get("history", []):
-        for key in ("val_corr", "loss"):
-            if key in row:
-                metrics.append(Metric(key if key == "val_corr" else "train_loss", float(row[key]),
-                                      now, int(row["epoch"])))
+            "profile": record.profile, "status": record.status}
+    if record.reason:
+        tags["failure_reason"] = record.reason[:4000]
+    run = retrying(client.create_run, parent.info.experiment_id, run_name=record.name, tags=tags)
+    metrics = [Metric(k, v, now, step) for k, v, step in record.mlflow_metrics()]
     retrying(client.log_batch, run.info.run_id,
-             params=[Param(k, str(v)) for k, v in params.items()],
+             params=[Param(k, str(v)) for k, v in record.mlflow_params().items()],
              tags=[RunTag(k, v) for k, v in tags.items() if k != PARENT_RUN_ID_TAG])
     for i in range(0, len(metrics), MAX_BATCH):
         retrying(client.log_batch, run.info.run_id, metrics=metrics[i:i + MAX_BATCH])
-    if result.get("gallery"):  # saliency suites: maps of fixed test items, for the gallery PNG
-        import base64
-        import tempfile
+    if record.gallery:  # saliency suites: maps of fixed test items, for the gallery PNG
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / GALLERY_ARTIFACT
-            path.write_bytes(base64.b64decode(result["gallery"]))
+            path.write_bytes(base64.b64decode(record.gallery))
             retrying(client.log_artifact, run.info.run_id, str(path))
     retrying(client.set_terminated, run.info.run_id, "FINISHED")
     return run.info.run_id

@@ -1,9 +1,11 @@
-"""The only place that imports Ray: schedules `run_trial` over a grid with Ray Tune.
+"""The only place that imports Ray: schedules a suite's trials over a grid with Ray Tune.
 
-Ray is a scheduler here, nothing more: every trial is `harness.train.run_trial`, which also
-runs without Ray. The data go into the object store once (`tune.with_parameters`). A trial
-checkpoints itself into `<checkpoint_root>/<trial name>/`, so a retried trial (killed worker)
-or a rerun sweep (`--resume`) continues where it stopped.
+Ray is a scheduler here, nothing more: every trial is `Suite.trial`, which also runs without
+Ray (`python -m harness.train`). The data go into the object store once
+(`tune.with_parameters`). A trial checkpoints itself into `<checkpoint_root>/<trial name>/`,
+so a retried trial (killed worker) or a rerun sweep (`--resume`) continues where it stopped.
+Methods and suites registered outside this package (tests, plug-ins) travel with the trials
+(pickled by value) and are registered in the worker before it runs one.
 """
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ import sys
 import time
 from pathlib import Path
 
+from harness import registry
+from harness.common import TrialDiverged, first_line
+from harness.record import TrialRecord
+
 # The classic reporter honours verbose=0 (no configuration box, no per-trial tables).
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
-
-from harness.train import TrialDiverged, run_trial
 
 
 class ClusterError(RuntimeError):
@@ -44,7 +48,7 @@ def connect(address: str | None, num_cpus: int | None = None, timeout_s: float =
         ray.init(**kwargs)
     except Exception as err:  # reported as one line
         where = address or "a local Ray"
-        raise ClusterError(f"cannot connect to {where}: {str(err).splitlines()[0]}; check "
+        raise ClusterError(f"cannot connect to {where}: {first_line(err)}; check "
                            f"--address (host:port of the head's GCS, e.g. 10.0.0.1:6379)") from None
     return ray.cluster_resources()
 
@@ -68,10 +72,12 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
 
-def _trainable(config: dict, data=None, trial_fn=run_trial):
-    """One Tune trial: run the trial, report validation rows as they come and the result last."""
+def _trainable(config: dict, data=None, suite=None, specs=()):
+    """One Tune trial: run the trial, report validation rows as they come and the record last."""
     import torch
     torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
+    for spec in specs:  # methods the worker's own imports do not register
+        registry.register(spec, replace=True)
     trial = config["trial"]
     # The pid lets an operator (or a test) find and kill this trial's worker.
     Path(trial["checkpoint_dir"]).mkdir(parents=True, exist_ok=True)
@@ -81,18 +87,16 @@ def _trainable(config: dict, data=None, trial_fn=run_trial):
         tune.report({"epoch": epoch, "val_corr": row["val_corr"], "final": ""})
 
     try:
-        result = trial_fn(trial, data=data, checkpoint_dir=trial["checkpoint_dir"], report=report,
-                           log=lambda msg: None)
-        result["status"] = "ok"
+        record = suite.trial(trial, data=data, checkpoint_dir=trial["checkpoint_dir"],
+                             report=report, log=lambda msg: None)
     except TrialDiverged as err:  # a diverged configuration is a result, not a crash to retry
-        result = {**_identity(trial), "status": "diverged", "reason": str(err)}
-    tune.report({"final": json.dumps(result), "epoch": -1, "val_corr": float("nan")})
+        record = _identity(trial, status="diverged", reason=str(err))
+    tune.report({"final": json.dumps(record.to_dict()), "epoch": -1, "val_corr": float("nan")})
 
 
-def _identity(trial: dict) -> dict:
-    keys = ("name", "method", "d", "seed", "profile", "strength_name", "strength", "batch", "lr",
-            "epochs", "params")
-    return {k: trial.get(k) for k in keys}
+def _identity(trial: dict, **fields) -> TrialRecord:
+    """The record of a trial that produced none of its own (diverged, failed)."""
+    return TrialRecord.of(trial, **fields)
 
 
 class SweepCallback(tune.Callback):
@@ -130,58 +134,75 @@ class SweepCallback(tune.Callback):
             self._line(f"{trial.config['trial']['name']} epoch {result['epoch']} "
                        f"val_corr {result['val_corr']:.1f}")
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def _ended(self, trials, trial) -> str:
         name = trial.config["trial"]["name"]
         self._track(trials)
         self.running.discard(name)
+        return name
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        name = self._ended(trials, trial)
         final = (trial.last_result or {}).get("final")
-        result = json.loads(final) if final else {**_identity(trial.config["trial"]),
-                                                  "status": "failed", "reason": "no result"}
-        self.on_result(result)
-        if result["status"] == "ok":
-            self.done += 1
-            m = result["metrics"]
+        record = (TrialRecord.from_dict(json.loads(final)) if final else
+                  _identity(trial.config["trial"], status="failed", reason="no result"))
+        self.on_result(record)
+        self.done += 1
+        if record.status == "ok":
+            m = record.metrics
             best = ""
             if self.leader_metric in m:
-                value, d = m[self.leader_metric], result["d"]
+                value, d = m[self.leader_metric], record.d
                 if value > self.best.get(d, ("", -1e9))[1]:
-                    self.best[d] = (result["method"], value)
+                    self.best[d] = (record.method, value)
                 best = " | best " + ", ".join(f"d={d}: {meth} {v:.1f}"
                                               for d, (meth, v) in sorted(self.best.items()))
-            self._line(f"{name} {self.headline(m)} ({result['train_seconds']:.0f} s){best}")
+            self._line(f"{name} {self.headline(m)} ({record.train_seconds:.0f} s){best}")
         else:
-            self.done += 1
             self.diverged += 1
-            self._line(f"{name} DIVERGED: {result.get('reason', '')}")
+            self._line(f"{name} DIVERGED: {record.reason}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        name = trial.config["trial"]["name"]
-        self._track(trials)
-        self.running.discard(name)
+        name = self._ended(trials, trial)
         self.failed += 1
         err = getattr(trial, "error_file", None)
         reason = "worker failed repeatedly"
         if err and Path(err).exists():
             lines = [ln for ln in Path(err).read_text().strip().splitlines() if ln.strip()]
             reason = lines[-1] if lines else reason
-        self.on_result({**_identity(trial.config["trial"]), "status": "failed", "reason": reason})
+        self.on_result(_identity(trial.config["trial"], status="failed", reason=reason))
         self._line(f"{name} FAILED: {reason}")
 
 
-def run_grid(trials: list[dict], data, *, storage_dir: Path, on_result, gpus_per_trial: float = 0,
-             cpus_per_trial: int = 1, max_concurrent: int | None = None, max_failures: int = 2,
-             experiment_name: str = "sweep", trial_fn=run_trial, headline=None,
-             leader_metric: str | None = None) -> int:
-    """Run every trial config through Ray Tune (Ray must be connected); returns how many
-    trials ended (fewer than given when the sweep was interrupted)."""
+def _by_value(objects) -> None:
+    """Let Ray ship the code of methods and suites defined outside installed packages (a test
+    file, a plug-in on the driver's path): a worker could not import it by name."""
+    from ray import cloudpickle
+    for obj in objects:
+        module = sys.modules.get(getattr(obj, "__module__", "") or "")
+        name = getattr(module, "__name__", "")
+        if module is not None and not name.startswith(("harness", "baselines", "muc2m")):
+            cloudpickle.register_pickle_by_value(module)
+
+
+def run_grid(trials: list[dict], data, *, suite, storage_dir: Path, on_result,
+             gpus_per_trial: float = 0, cpus_per_trial: int = 1,
+             max_concurrent: int | None = None, max_failures: int = 2,
+             experiment_name: str = "sweep") -> int:
+    """Run every trial config of `suite` through Ray Tune (Ray must be connected); returns
+    how many trials ended (fewer than given when the sweep was interrupted)."""
     if not trials:
         return 0
     if gpus_per_trial > 0 and cluster_gpus() == 0:
         raise ClusterError(f"--gpus-per-trial {gpus_per_trial} but the cluster has no GPU; "
                            f"use --gpus-per-trial 0")
-    trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, trial_fn=trial_fn),
-                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    callback = SweepCallback(len(trials), on_result, headline=headline, leader_metric=leader_metric)
+    specs = registry.external_specs()
+    _by_value([fn for spec in specs for fn in (spec.objective, spec.closed_form, spec.score_model)
+               if fn is not None] + [suite.run_trial, suite.load_data, suite.render])
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, data=data, suite=suite, specs=specs),
+        {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    callback = SweepCallback(len(trials), on_result, headline=suite.headline,
+                             leader_metric=suite.leader_metric)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},

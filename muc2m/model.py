@@ -18,11 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.common import default_device
+from harness.loop import fit_loop
 from harness.models import HIDDEN, TwoViewModel
-from harness.train import fit_loop
 from muc2m import saliency as _saliency
 from muc2m.common import objective as common_objective
-from muc2m.individual import LAM_IND, IndividualComponent, individual_loss, individual_score
+from muc2m.individual import (
+    LAM_IND,
+    IndividualComponent,
+    individual_loss,
+    individual_score,
+)
 from muc2m.scores import COMMON_SCORES
 
 SCORES = (*COMMON_SCORES, "individual")
@@ -48,7 +54,7 @@ class MUC2M:
                            ind_epochs=int(epochs if ind_epochs is None else ind_epochs),
                            batch_size=int(batch_size), lr=float(lr),
                            hidden=[int(h) for h in hidden], seed=int(seed))
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.common: TwoViewModel | None = None
         self.individual: IndividualComponent | None = None
         self.history: dict[str, list[dict]] = {}
@@ -109,7 +115,7 @@ class MUC2M:
 
     def run_stage(self, module: torch.nn.Module, terms_fn, data, val, epochs: int,
                   checkpoint_dir=None) -> list[dict]:
-        """Train `module` with the harness's one training loop (`harness.train.fit_loop`):
+        """Train `module` with the harness's one training loop (`harness.loop.fit_loop`):
         Adam over shuffled batches, one record per epoch; with `val`, the state at the epoch of
         lowest validation loss (same terms, eval mode) is restored at the end."""
         c = self.config

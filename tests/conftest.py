@@ -21,5 +21,5 @@ def correlated_views(n: int, rhos, p1: int, p2: int, seed: int = 0, mix_seed: in
 
 @pytest.fixture(scope="session")
 def mnist_smoke():
-    from harness.train import load_data
+    from harness.suites.mnist_halves import load_data
     return load_data("smoke")

@@ -1,4 +1,4 @@
-"""The COCO saliency suites' data path (`harness.data.coco_suite`, SPEC §3.3, §4.3) end to end
+"""The COCO saliency suites' data path (`harness.suites.saliency.coco`, SPEC §3.3, §4.3) end to end
 on a tiny COCO-format fixture written here, with randomly initialised networks."""
 import json
 import os
@@ -11,14 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from harness import saliency_suite
-from harness.data import coco_suite as CS
 from harness.data.coco import CocoDataError
+from harness.profiles import get_profile
+from harness.suites import get_suite
+from harness.suites.saliency import coco as CS
 from muc2m.saliency import last_conv
 
 torch.set_num_threads(1)
 
-SIZE = CS.IMAGE_SIZE["smoke"]  # 64: evaluation images are 128×128, so masks halve exactly
+SIZE = get_profile("smoke", "saliency").image_size  # 64: evaluation images are 128×128, so masks halve exactly
 EVAL_SIDE = 128
 CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person"},
               {"id": 3, "name": "car", "supercategory": "vehicle"},
@@ -144,14 +145,14 @@ def test_ooi_features_items_and_masks(coco, ooi):
 
 def test_ooi_trials_end_to_end(coco, ooi):
     _, splits = coco
-    uniform = saliency_suite.run_trial({"method": "uniform", "d": 4, "profile": "smoke"}, data=ooi)
+    uniform = get_suite("coco_ooi").trial({"method": "uniform", "d": 4, "profile": "smoke"}, data=ooi)
     fractions = [expected_mask(item, c).mean() for item in splits["test"] for c in item["rects"]]
-    assert uniform["metrics"]["ap"] == pytest.approx(100 * np.mean(fractions), abs=1e-9)
+    assert uniform.metrics["ap"] == pytest.approx(100 * np.mean(fractions), abs=1e-9)
     # batch 8: the fixture has 18 training items, fewer than the smoke batch of 128, and the
     # contrastive baseline's loop drops an incomplete last batch
-    result = saliency_suite.run_trial({"method": "contrastive", "d": 4, "profile": "smoke",
-                                       "strength": 0.1, "batch": 8}, data=ooi)
-    m = result["metrics"]
+    result = get_suite("coco_ooi").trial({"method": "contrastive", "d": 4, "profile": "smoke",
+                                          "strength": 0.1, "batch": 8}, data=ooi)
+    m = result.metrics
     assert all(np.isfinite(v) for v in m.values())
     assert 0.0 <= m["ap"] <= 100.0 and 0.0 <= m["val_ap"] <= 100.0
     assert m["n_items"] == len(fractions) and m["data_image_size"] == SIZE
@@ -212,14 +213,14 @@ def test_pairs_trials_end_to_end(coco, pairs):
         (c,) = set(items[i]["rects"]) & set(items[j]["rects"])
         area1.append(expected_mask(items[i], c).mean())
         area2.append(expected_mask(items[j], c).mean())
-    uniform = saliency_suite.run_trial({"method": "uniform", "d": 4, "profile": "smoke"},
-                                       data=pairs)
-    assert uniform["metrics"]["ap_common"] == pytest.approx(50 * (np.mean(area1) + np.mean(area2)),
+    uniform = get_suite("coco_pairs").trial({"method": "uniform", "d": 4, "profile": "smoke"},
+                                            data=pairs)
+    assert uniform.metrics["ap_common"] == pytest.approx(50 * (np.mean(area1) + np.mean(area2)),
                                                             abs=1e-9)
-    for method in ("muc2m_regu", "base_a"):
-        result = saliency_suite.run_trial({"method": method, "d": 4, "profile": "smoke",
-                                           "strength": 0.1}, data=pairs)
-        m = result["metrics"]
+    for method, strength in (("muc2m_regu", 0.1), ("base_a", None)):
+        result = get_suite("coco_pairs").trial({"method": method, "d": 4, "profile": "smoke",
+                                                "strength": strength}, data=pairs)
+        m = result.metrics
         assert all(np.isfinite(v) for v in m.values()), (method, m)
         for key in ("ap_common", "ap_ind", "ap_ind_bg", "val_ap_common", "val_ap_ind"):
             assert 0.0 <= m[key] <= 100.0, (method, key, m[key])

@@ -2,8 +2,12 @@
 import pytest
 import torch
 
+from harness.common import ConfigError
 from harness.models import MixedPrecisionMLP, TwoViewModel
-from harness.train import ConfigError, resolve, run_trial
+from harness.suites.mnist_halves import SUITE as MNIST
+
+resolve = MNIST.resolve
+run_trial = MNIST.trial
 
 
 def test_bf16_networks_compute_the_fp32_function_to_bf16_accuracy_with_fp32_weights():
@@ -33,9 +37,9 @@ def test_precision_is_validated_and_recorded(mnist_smoke):
     assert resolve({"method": "dcca", "d": 10, "profile": "smoke"})["precision"] == "fp32"
     result = run_trial({"method": "muc2m", "d": 10, "profile": "smoke", "precision": "bf16"},
                        data=mnist_smoke, device="cpu", log=lambda m: None)
-    assert result["precision"] == "bf16"
-    assert torch.isfinite(torch.tensor(result["metrics"]["corr_heldout"]))
-    assert result["metrics"]["corr_heldout"] > result["metrics"]["corr_floor"]
+    assert result.precision == "bf16"
+    assert torch.isfinite(torch.tensor(result.metrics["corr_heldout"]))
+    assert result.metrics["corr_heldout"] > result.metrics["corr_floor"]
 
 
 def test_bf16_encoders_compute_their_last_layer_in_fp32_and_decoders_do_not():

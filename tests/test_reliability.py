@@ -6,7 +6,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.test_sweep import PROFILE, REPO, SUITE, csv_rows, harness_run, store
+
+pytestmark = pytest.mark.sweep  # every test here starts Ray
 
 
 def wait_for(predicate, timeout_s=300, what="condition"):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.saliency_metrics import (
+from harness.suites.saliency.metrics import (
     average_precision,
     precision,
     precision_without_background,

@@ -9,10 +9,14 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from harness import extractors, tracking
-from harness import saliency_suite as S
+from baselines.contrastive import ContrastiveHeads
+from baselines.feature_scores import FeatureScores
+from harness import extractors, registry, tracking
+from harness.common import ConfigError
 from harness.data.scenes import make_scenes
-from harness.train import ConfigError
+from harness.suites import get_suite
+from harness.suites.saliency import evaluation as S
+from harness.suites.saliency import scenes as SC
 from tables import build as tables_build
 
 torch.set_num_threads(1)
@@ -58,8 +62,8 @@ def ink_fraction(image, mask):
 
 
 def test_object_of_interest_ap_equals_each_objects_share_of_the_ink(scenes):
-    image_of, classes = S._ooi_items(scenes)
-    masks = S._class_masks(scenes, image_of, classes)
+    image_of, classes = SC._ooi_items(scenes)
+    masks = SC._class_masks(scenes, image_of, classes)
     ev = S.OOIEval(scenes.images, image_of, np.zeros((len(classes), 3), np.float32), masks, classes)
     got = S.evaluate_ooi(InkScore(), {"A": ink_extractor()}, ("A", "text"), ev, "cpu")
     expected = np.mean([ink_fraction(scenes.images[i, 0], scenes.mask(i, c))
@@ -71,7 +75,7 @@ def test_object_of_interest_ap_equals_each_objects_share_of_the_ink(scenes):
 
 
 def test_pair_aps_and_magnitudes_match_the_ink_of_each_mask(scenes):
-    ev = S._pairs_eval(scenes, 12)
+    ev = SC._pairs_eval(scenes, 12)
     got = S.evaluate_pairs(InkScore(), {"A": ink_extractor(), "B": ink_extractor()}, ("A", "B"),
                            ev, "cpu")
     for key, masks in (("ap_common", (ev.common1, ev.common2)), ("ap_ind", (ev.ind1, ev.ind2))):
@@ -87,7 +91,7 @@ def test_pair_aps_and_magnitudes_match_the_ink_of_each_mask(scenes):
 
 
 def test_pairs_share_exactly_one_class_and_masks_split_it_from_the_rest(scenes):
-    ev = S._pairs_eval(scenes, 12)
+    ev = SC._pairs_eval(scenes, 12)
     for common, ind in ((ev.common1, ev.ind1), (ev.common2, ev.ind2)):
         assert common.any(axis=(1, 2)).all() and ind.any(axis=(1, 2)).all()
         assert not (common & ind).any()
@@ -95,14 +99,14 @@ def test_pairs_share_exactly_one_class_and_masks_split_it_from_the_rest(scenes):
 
 def test_feature_scores_individual_is_the_component_orthogonal_to_the_partner():
     h1, h2 = torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 0.0]])
-    fs = S.FeatureScores()
+    fs = FeatureScores()
     assert fs.score_tensor(h1, h2, "individual").item() == pytest.approx(4.0)
     assert fs.score_tensor(h1, h2, "cosine").item() == pytest.approx(0.6)
     assert fs.score_tensor(h1, h2, "norm", view=2).item() == pytest.approx(1.0)
 
 
 def test_contrastive_loss_treats_identical_captions_as_positives():
-    heads = S.ContrastiveHeads(2, 2, 2, temperature=0.1)
+    heads = ContrastiveHeads(2, 2, 2, temperature=0.1)
     with torch.no_grad():
         heads.head1.weight.copy_(torch.eye(2)), heads.head1.bias.zero_()
         heads.head2.weight.copy_(torch.eye(2)), heads.head2.bias.zero_()
@@ -115,14 +119,15 @@ def test_contrastive_loss_treats_identical_captions_as_positives():
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"method": "contrastive", "d": 8}, "not part of this saliency suite"),
-    ({"method": "dcca", "d": 8}, "not part of this saliency suite"),
+    ({"method": "contrastive", "d": 8}, "not part of suite scenes_pairs"),
+    ({"method": "dcca", "d": 8}, "not part of suite scenes_pairs"),
+    ({"method": "muc2m", "d": 8, "precision": "bf16"}, "fp32 only"),
     ({"method": "muc2m_regu", "d": 8, "strength": -1.0}, "outside its valid range"),
     ({"method": "muc2m", "d": 300}, "not larger than d"),
 ])
 def test_bad_saliency_configurations_are_refused(config, message):
     with pytest.raises(ConfigError, match=message):
-        S.resolve({"profile": "quick", **config}, "pairs")
+        get_suite("scenes_pairs").resolve({"profile": "quick", **config})
 
 
 def test_minilm_encodes_offline_and_knows_a_paraphrase():
@@ -142,6 +147,7 @@ def test_extractor_cache_loads_weights_only_and_reproduces_the_trained_network(t
     assert torch.equal(net.eval()(x), again(x)) and info == info2 and 0 <= info["test_f1"] <= 1
 
 
+@pytest.mark.sweep
 def test_saliency_sweep_through_the_cli_logs_tables_and_gallery(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "-m", "harness.run", "--suite", "scenes_pairs",
@@ -153,7 +159,7 @@ def test_saliency_sweep_through_the_cli_logs_tables_and_gallery(tmp_path):
     parent = tracking.find_sweep(client, "scenes_pairs", "smoke")
     names = sorted(r.info.run_name for r in tracking.child_runs(client, parent))
     assert names == sorted(["uniform[d=8,seed=0]", "base_b[d=8,seed=0]"]
-                           + [f"muc2m_regu[d=8,gamma={g:g},seed=0]" for g in S.METHODS["muc2m_regu"].grid])
+                           + [f"muc2m_regu[d=8,gamma={g:g},seed=0]" for g in registry.get("muc2m_regu").grid_for("saliency")])
     sweep_dir = out / "scenes_pairs-smoke"
     for name in ("table3.md", "table4.md", "tables.csv", "gallery.png", "results.csv"):
         assert (sweep_dir / name).is_file(), name

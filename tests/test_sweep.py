@@ -29,7 +29,7 @@ def expected_names(methods, dims):
     for method in methods:
         spec = get(method)
         for d in dims:
-            for strength in spec.grid:
+            for strength in spec.grid_for("two_view"):
                 names.add(f"{method}[d={d},{spec.strength}={strength:g},seed=0]")
     return names
 
@@ -46,6 +46,7 @@ def csv_rows(out: Path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.sweep
 def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_path):
     out = tmp_path / "runs"
     proc = harness_run("--methods", "cca,muc2m", "--dims", "8,16", "--out", str(out))
@@ -75,6 +76,7 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
     assert "| CCA |" in table1 and "| MUC2M |" in table1 and "Provenance: profile `smoke`" in table1
 
 
+@pytest.mark.sweep
 def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "harness.run", "--suite", SUITE, "--profile", PROFILE,
@@ -106,6 +108,7 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert sorted(r["name"] for r in csv_rows(out)) == sorted(names)
 
 
+@pytest.mark.sweep
 def test_sweep_runs_on_a_two_node_ray_cluster_given_by_address(tmp_path):
     from ray.cluster_utils import Cluster
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -189,7 +192,7 @@ def test_progress_view_counts_trials_and_ranks_the_suites_leader_metric_per_d():
               trial("c", "cca", 100, {"corr_heldout": 30.0})):
         view.on_trial_complete(0, [], t)
     lines = stream.getvalue().splitlines()
-    assert [r["name"] for r in seen] == ["a", "b", "c"]
+    assert [r.name for r in seen] == ["a", "b", "c"]
     assert lines[-1].startswith("[3/3 ended: 3 ok, 0 diverged, 0 failed | 0 running] c corr 30.0")
     assert lines[-1].endswith("| best d=50: muc2m 45.6, d=100: cca 30.0")
 

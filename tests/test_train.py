@@ -1,4 +1,5 @@
-"""The shared training loop: checkpoint/restore, refusals, the single-trial CLI."""
+"""The shared training loop (`harness.loop`) through the two-view trial: checkpoint/restore,
+refusals, the single-trial CLI."""
 import json
 import subprocess
 import sys
@@ -6,8 +7,12 @@ import sys
 import pytest
 import torch
 
-from harness import train
-from harness.train import ConfigError, resolve, run_trial
+from harness.common import ConfigError
+from harness.loop import batches
+from harness.suites.mnist_halves import SUITE as MNIST
+
+resolve = MNIST.resolve
+run_trial = MNIST.trial
 
 
 class Interrupted(Exception):
@@ -30,10 +35,10 @@ def test_restored_trial_ends_with_the_same_metrics(method, mnist_smoke, tmp_path
         run_trial(config, data=mnist_smoke, checkpoint_dir=tmp_path, report=interrupt_at(2),
                   device="cpu")
     resumed = run_trial(config, data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")
-    assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]
-    assert resumed["metrics"].pop("resumed_from") == 2 and straight["metrics"].pop("resumed_from") == 0
-    assert resumed["metrics"] == straight["metrics"]
-    assert resumed["history"] == straight["history"]
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert resumed.metrics.pop("resumed_from") == 2 and straight.metrics.pop("resumed_from") == 0
+    assert resumed.metrics == straight.metrics
+    assert resumed.history == straight.history
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(mnist_smoke):
@@ -41,8 +46,8 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(mnist_smoke
     a = run_trial(config, data=mnist_smoke, device="cpu")
     b = run_trial(config, data=mnist_smoke, device="cpu")
     c = run_trial({**config, "seed": 1}, data=mnist_smoke, device="cpu")
-    assert a["metrics"] == b["metrics"]
-    assert a["metrics"] != c["metrics"]
+    assert a.metrics == b.metrics
+    assert a.metrics != c.metrics
 
 
 @pytest.mark.parametrize("d", [256, 300])
@@ -70,6 +75,7 @@ def test_cli_prints_one_json_object_on_the_last_line():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["profile"] == "smoke" and result["method"] == "cca"
     assert 0 < result["metrics"]["corr_heldout"] <= 10
+    assert result["status"] == "ok" and result["git_commit"] and result["versions"]["torch"]
 
 
 def test_cli_bad_input_is_one_line_and_non_zero():
@@ -81,7 +87,6 @@ def test_cli_bad_input_is_one_line_and_non_zero():
 
 def test_quick_profile_divides_epochs_by_a_methods_epoch_cost():
     from harness import registry
-    from harness.train import resolve
     assert resolve({"method": "dcca", "d": 50, "profile": "quick"})["epochs"] == 50
     assert registry.get("corrnet").epoch_cost == 2.0
     assert resolve({"method": "corrnet", "d": 50, "profile": "quick"})["epochs"] == 25
@@ -93,7 +98,7 @@ def test_quick_profile_divides_epochs_by_a_methods_epoch_cost():
 def test_batches_are_the_indexed_rows_of_every_view_and_drop_the_partial_batch():
     views = (torch.arange(30.0).reshape(10, 3), torch.arange(20.0).reshape(10, 2))
     order = torch.tensor([7, 2, 9, 0, 4, 1, 8, 3, 6, 5])
-    got = list(train.batches(views, order, batch=4))
+    got = list(batches(views, order, batch=4))
     assert len(got) == 2  # 10 rows: two full batches of 4, the last 2 rows dropped
     for b, batch_views in enumerate(got):
         idx = order[4 * b:4 * (b + 1)]

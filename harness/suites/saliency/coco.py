@@ -1,5 +1,5 @@
 """The COCO 2017 data of the suites `coco_ooi` and `coco_pairs` (SPEC §3.3, §4.3; paper
-Tables 2–4): the COCO counterpart of `harness.saliency_suite.scenes_data`.
+Tables 2–4): the COCO counterpart of `harness.suites.saliency.scenes.scenes_data`.
 
 - "ooi" (Table 2): extractor A = ResNet50 up to global average pooling (2048-d), text = the
   mean-pooled last hidden state of BERT on "the image contains {category}". Train pairs: every
@@ -10,7 +10,7 @@ Tables 2–4): the COCO counterpart of `harness.saliency_suite.scenes_data`.
 Splits: training images come from train2017; val2017, sorted by image id, is cut in half: the
 first half is our validation split, the second our test split (the paper's test annotations
 are not public). Each split keeps the images with at least one category, capped by the
-profile's `saliency_suite.SETTINGS`. Images are RGB, resized to S×S (bilinear, aspect ratio not
+saliency profile (`harness.profiles.SALIENCY`). Images are RGB, resized to S×S (bilinear, aspect ratio not
 kept), in [0, 1]; class masks (union of the class's instances) are resized the same way with
 nearest-neighbour. Every extractor normalises its input itself, so GradCAM sees [0, 1] images.
 
@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.common import default_device
 from harness.data.coco import CocoDataError, caption, check_coco_root, load_coco
 from harness.data.scenes import Pairs, make_pairs
 from harness.extractors import mean_pooled, minilm_dir
-from harness.saliency_suite import SETTINGS, OOIEval, PairsEval, SaliencyData
+from harness.profiles import get_profile
+from harness.suites.saliency.evaluation import OOIEval, PairsEval, SaliencyData
 
-IMAGE_SIZE = {"paper": 224, "quick": 224, "smoke": 64}  # S: images and masks are S×S
 FEATURE_BATCH = 64
 PAIR_SEED = 0
 RANDOM = "random"  # weights value: an untrained network of the right interface
@@ -61,8 +62,9 @@ def coco_data(experiment: str, profile: str, options: dict | None = None,
     if experiment not in NEEDS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of: {', '.join(NEEDS)}")
     root, weights = check_inputs(experiment, options or {})
-    s, size = SETTINGS[profile], IMAGE_SIZE[profile]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    s = get_profile(profile, "saliency")
+    size = s.image_size  # S: images and masks are S×S
+    device = default_device()
 
     # Networks before annotations: a bad weights file fails in seconds, not after parsing JSON.
     nets = {"A": resnet50_extractor(weights["resnet50"], seed=0)}
@@ -75,10 +77,10 @@ def coco_data(experiment: str, profile: str, options: dict | None = None,
     if train_split.category_ids != val_split.category_ids:  # class indices must mean the same
         raise CocoDataError(f"{root}: instances_train2017.json and instances_val2017.json list "
                             f"different categories; use the two files of one COCO 2017 release")
-    train_index = _with_categories(train_split, range(len(train_split)))[:s["n_train"]]
+    train_index = _with_categories(train_split, range(len(train_split)))[:s.n_train]
     half = len(val_split) // 2  # image ids ascend: first half validation, second half test
-    eval_index = {"val": _with_categories(val_split, range(half))[:s["n_val"]],
-                  "test": _with_categories(val_split, range(half, len(val_split)))[:s["n_test"]]}
+    eval_index = {"val": _with_categories(val_split, range(half))[:s.n_val],
+                  "test": _with_categories(val_split, range(half, len(val_split)))[:s.n_test]}
     for name, index in (("train2017", train_index), ("the val half of val2017", eval_index["val"]),
                         ("the test half of val2017", eval_index["test"])):
         if not index:
@@ -100,12 +102,12 @@ def coco_data(experiment: str, profile: str, options: dict | None = None,
         info["n_train_items"] = float(len(image_of))
         return SaliencyData("ooi", nets, train, ev["val"], ev["test"], info)
 
-    pairs = sample_pairs(train_labels, s["n_pairs_train"], seed=PAIR_SEED, shared=True)
+    pairs = sample_pairs(train_labels, s.n_pairs("train"), seed=PAIR_SEED, shared=True)
     if not len(pairs):
         raise CocoDataError(f"no two train2017 images under {root} share exactly one category: "
                             f"no training pairs; use the full train2017 annotations")
     train = {"A/B": (feats["A"][pairs.first], feats["B"][pairs.second])}
-    ev = {k: _pairs_eval(*evals[k], s[f"n_pairs_{k}"], k) for k in evals}
+    ev = {k: _pairs_eval(*evals[k], s.n_pairs(k), k) for k in evals}
     info["n_train_pairs"] = float(len(pairs))
     return SaliencyData("pairs", nets, train, ev["val"], ev["test"], info)
 

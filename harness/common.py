@@ -1,0 +1,58 @@
+"""Small shared homes: the one-line errors, atomic saves, the cache root, recipe hashes and
+the default device. Everything the suites, the loop and the CLIs need in common, nothing else."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+
+class ConfigError(ValueError):
+    """A trial configuration that cannot run; the message says what to change."""
+
+
+class TrialDiverged(RuntimeError):
+    """The loss or the representations became NaN/inf (a result, not a crash to retry)."""
+
+
+def cache_root() -> Path:
+    """Where built data and trained extractors are cached (`$MUC2M_CACHE`)."""
+    return Path(os.environ.get("MUC2M_CACHE", Path.home() / ".cache" / "muc2m-harness"))
+
+
+def recipe_hash(recipe: dict) -> str:
+    """A short, stable hash of a JSON-able recipe: the cache key of whatever it builds."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_atomic(path: Path, write) -> None:
+    """`write(tmp)` then rename over `path`: a concurrent reader never sees a partial file.
+    The temporary name keeps `path`'s suffix (numpy appends .npz to names without it)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def torch_save_atomic(obj, path: Path) -> None:
+    save_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else CUDA where it exists, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work, so a wall clock measures it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line (what a one-line error shows)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,189 @@
+"""The one trial record: identity, parameters, metrics, provenance and status of a trial.
+
+A trial returns a `TrialRecord`; Ray carries it as JSON (`to_dict`/`from_dict`); `tracking`
+writes it to MLflow (`mlflow_params`, `mlflow_metrics`); the tables and `results.csv` read it
+back from the store (`from_run`, then `table_row` / `csv_row`). No other module spells out
+the fields of a trial.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+IDENTITY = ("name", "method", "d", "seed", "status", "strength_name", "strength")
+SETTINGS = ("profile", "epochs", "batch", "lr", "precision")
+PROVENANCE = ("device", "git_commit")
+TERM_PREFIX = "term_"  # per-epoch curves of the named loss terms (not summary metrics)
+CURVES = {"val_corr": "val_corr", "loss": "train_loss"}  # history key -> MLflow metric
+
+
+@dataclass
+class TrialRecord:
+    name: str
+    method: str
+    d: int
+    seed: int = 0
+    profile: str = ""
+    strength_name: str | None = None
+    strength: float | None = None
+    batch: int | None = None
+    lr: float | None = None
+    epochs: int | None = None
+    precision: str = "fp32"
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)  # validation rows: epoch, loss, terms, val_*
+    train_seconds: float | None = None
+    device: str = ""
+    status: str = "ok"                  # ok | diverged | failed
+    reason: str = ""
+    git_commit: str = ""
+    versions: dict = field(default_factory=dict)
+    hardware: str = ""
+    gallery: str | None = None          # saliency: base64 .npz of fixed test items' maps
+    run_id: str = ""                    # set when read back from the store
+    end_time: int = 0
+
+    # ---------------------------------------------------------------------------- creation
+    @classmethod
+    def of(cls, cfg: dict, **fields_) -> "TrialRecord":
+        """A record for a resolved configuration (`Suite.resolve`), with provenance."""
+        names = {f.name for f in fields(cls)}
+        base = {k: v for k, v in cfg.items() if k in names}
+        record = cls(**{**base, **fields_})
+        record.git_commit = record.git_commit or git_commit()
+        record.versions = record.versions or library_versions()
+        record.hardware = record.hardware or hardware()
+        return record
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrialRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    # ------------------------------------------------------------------------------ MLflow
+    def mlflow_params(self) -> dict:
+        return {"method": self.method, "d": self.d, "seed": self.seed, "profile": self.profile,
+                "strength_name": self.strength_name, "strength": self.strength,
+                "batch": self.batch, "lr": self.lr, "epochs": self.epochs,
+                "precision": self.precision, "git_commit": self.git_commit,
+                "device": self.device, "hardware": self.hardware,
+                **{f"param_{k}": v for k, v in self.params.items()},
+                **{f"version_{k}": v for k, v in self.versions.items()}}
+
+    def mlflow_metrics(self) -> list[tuple[str, float, int]]:
+        """(key, value, step): the summary metrics at step 0, then one point per validation
+        pass of every curve (validation metric, training loss, each named loss term)."""
+        out = [(k, float(v), 0) for k, v in self.metrics.items()]
+        if self.train_seconds is not None:
+            out.append(("train_seconds", float(self.train_seconds), 0))
+        for row in self.history:
+            step = int(row["epoch"])
+            for key, metric in CURVES.items():
+                if key in row:
+                    out.append((metric, float(row[key]), step))
+            for key, value in row.get("terms", {}).items():
+                out.append((TERM_PREFIX + key, float(value), step))
+        return out
+
+    @classmethod
+    def from_run(cls, run) -> "TrialRecord":
+        """The record of a child run, as `tracking.log_trial` wrote it. `metrics` holds the
+        last value of every metric but the loss-term curves, in the store's order."""
+        p, m, t = run.data.params, run.data.metrics, run.data.tags
+        return cls(
+            name=run.info.run_name, method=p.get("method"), d=int(p.get("d", 0)),
+            seed=int(p.get("seed", 0)), profile=p.get("profile"),
+            strength_name=p.get("strength_name"), strength=_num(p.get("strength")),
+            batch=p.get("batch"), lr=p.get("lr"), epochs=p.get("epochs"),
+            precision=p.get("precision", "fp32"),
+            params={k[len("param_"):]: v for k, v in p.items() if k.startswith("param_")},
+            metrics={k: v for k, v in m.items() if not k.startswith(TERM_PREFIX)},
+            train_seconds=m.get("train_seconds"), device=p.get("device"),
+            status=t.get("status", "ok"), reason=t.get("failure_reason", ""),
+            git_commit=p.get("git_commit"), hardware=p.get("hardware", ""),
+            versions={k[len("version_"):]: v for k, v in p.items() if k.startswith("version_")},
+            run_id=run.info.run_id, end_time=run.info.end_time or 0)
+
+    # ------------------------------------------------------------------------------ tables
+    def table_row(self, columns: tuple = ()) -> dict:
+        """Flat row for the tables: identity, settings, provenance, then the suite's metric
+        `columns` (NaN where absent: a diverged trial keeps its cells), then its other metrics."""
+        row = {k: getattr(self, k) for k in IDENTITY + SETTINGS + PROVENANCE}
+        row.update(reason=self.reason, run_id=self.run_id, end_time=self.end_time)
+        if self.train_seconds is not None and "train_seconds" not in self.metrics:
+            row["train_seconds"] = self.train_seconds
+        row.update({k: self.metrics.get(k, math.nan) for k in columns})
+        row.update({k: v for k, v in self.metrics.items() if k not in row})
+        return row
+
+    def csv_row(self, columns: tuple = ()) -> dict:
+        """`table_row` plus the method's parameters, library versions and hardware."""
+        row = self.table_row(columns)
+        row["hardware"] = self.hardware
+        row.update({f"param_{k}": v for k, v in self.params.items()})
+        row.update({f"version_{k}": v for k, v in self.versions.items()})
+        return row
+
+
+# Columns that are not metrics (everything else in a table row is one).
+NON_METRIC = set(IDENTITY + SETTINGS + PROVENANCE) | {"reason", "run_id", "end_time"}
+CSV_TRAILING = ("train_seconds", *SETTINGS, *PROVENANCE, "hardware", "reason")
+
+
+def csv_columns(rows: list[dict], metric_columns: tuple = ()) -> list[str]:
+    """results.csv's header: identity, every metric any row has (the suite's in their order,
+    then the rest sorted), settings and provenance, then parameters and versions."""
+    fixed = NON_METRIC | set(CSV_TRAILING)
+    seen = {k for r in rows for k in r if k not in fixed}
+    extra = sorted(k for k in seen if k.startswith(("param_", "version_")))
+    metrics = [k for k in metric_columns if k in seen]
+    metrics += sorted(seen - set(metrics) - set(extra))
+    return list(IDENTITY) + (metrics or list(metric_columns)) + list(CSV_TRAILING) + extra
+
+
+def _num(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# -------------------------------------------------------------------------------- provenance
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def library_versions() -> dict:
+    """Versions of the libraries a result depends on, read from the installed metadata (a
+    worker need not import MLflow or Ray to know them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+    versions = {"torch": torch.__version__}  # with its build tag (+cu130), unlike the metadata
+    for key, dist in (("sklearn", "scikit-learn"), ("mlflow", "mlflow")):
+        versions[key] = version(dist)
+    versions["python"] = platform.python_version()
+    try:
+        versions["ray"] = version("ray")
+    except PackageNotFoundError:
+        pass
+    return versions
+
+
+def hardware() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"

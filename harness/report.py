@@ -1,0 +1,111 @@
+"""What every suite's tables share: model selection on validation, mean ± std cells, a
+Markdown table with the registry's titles and row order, and the provenance line."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from harness import registry
+from harness.record import NON_METRIC
+
+
+def select(df: pd.DataFrame, select_metric: str, reference=None) -> pd.DataFrame:
+    """Per (method, d): the strength with the best mean `select_metric` (a validation metric)
+    over its ok seeds. Cells where no trial ended ok are kept with status 'diverged' or 'failed'.
+    `reference(method, d)` -> {column: value} adds the paper's numbers to each ok cell."""
+    metric_keys = [c for c in df.columns if c not in NON_METRIC]
+    out = []
+    for (method, d), cell in df.groupby(["method", "d"], sort=False):
+        ok = cell[cell.status == "ok"]
+        if ok.empty:
+            status = "diverged" if (cell.status == "diverged").any() else "failed"
+            out.append({"method": method, "d": d, "status": status, "n_seeds": 0,
+                        "reason": "; ".join(sorted(set(cell.reason.astype(str)))[:2])})
+            continue
+        by_strength = ok.groupby("strength", dropna=False)[select_metric].mean()
+        best = by_strength.idxmax()
+        chosen = ok[ok.strength == best] if not pd.isna(best) else ok
+        row = {"method": method, "d": d, "status": "ok", "n_seeds": len(chosen),
+               "strength_name": chosen.strength_name.iloc[0], "strength": best,
+               "n_tried": len(cell), "n_diverged": int((cell.status != "ok").sum())}
+        for key in metric_keys:
+            values = chosen[key].astype(float)
+            row[f"{key}_mean"] = values.mean()
+            row[f"{key}_std"] = values.std(ddof=0)
+        if reference is not None:
+            row.update(reference(method, d))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def fmt(row: dict, key: str, digits: int = 1) -> str:
+    """`mean` (one seed) or `mean ± std`; a cell that did not end ok shows its status."""
+    if row.get("status") != "ok":
+        return row.get("status", "—")
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    if pd.isna(mean):
+        return "–"
+    text = f"{mean:.{digits}f}"
+    if row["n_seeds"] > 1:
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+def strength_text(row: dict, missing: str | None = None) -> str:
+    """`name=value` of the selected strength; a cell that did not end ok shows `missing`
+    (default: its status), a method without a strength "–"."""
+    if row.get("status") != "ok":
+        return row.get("status", "–") if missing is None else missing
+    if pd.isna(row.get("strength")):
+        return "–"
+    return f"{row['strength_name']}={row['strength']:g}"
+
+
+def ordered_methods(methods) -> list[str]:
+    return sorted(methods, key=registry.rank)
+
+
+def title(method: str, family: str) -> str:
+    try:
+        return registry.get(method).title_for(family)
+    except KeyError:  # a store may hold a method this checkout does not know
+        return method
+
+
+def markdown_table(sel: pd.DataFrame, dims, cell, family: str = "two_view") -> str:
+    """Rows: methods (registry order); columns: d; `cell(row, method, d)` -> text."""
+    header = "| method | " + " | ".join(f"d={d}" for d in dims) + " |"
+    lines = [header, "|---" * (len(dims) + 1) + "|"]
+    for method in ordered_methods(sel.method.unique()):
+        cells = []
+        for d in dims:
+            match = sel[(sel.method == method) & (sel.d == d)]
+            cells.append(cell(match.iloc[0].to_dict(), method, d) if len(match) else "not run")
+        lines.append(f"| {title(method, family)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save_figure(fig, path, dpi: int) -> Path:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def provenance(df: pd.DataFrame, profile: str, parent) -> str:
+    ok = df[df.status == "ok"]
+    epochs = ",".join(sorted(set(ok.epochs.astype(str)))) or "?"
+    commits = ",".join(sorted(set(df.git_commit.astype(str))))
+    devices = ",".join(sorted(set(ok.device.astype(str))))
+    hardware = parent.data.tags.get("hardware", "?") if parent is not None else "?"
+    when = time.strftime("%Y-%m-%d", time.gmtime(max(df.end_time) / 1000)) if len(df) else "?"
+    seeds = ",".join(str(s) for s in sorted(set(ok.seed)))
+    precisions = sorted(set(ok.precision.astype(str)) - {"fp32"})  # fp32, the default, unnamed
+    mixed = f", precision {','.join(precisions)}" if precisions else ""
+    return (f"Provenance: profile `{profile}`, epochs {epochs}{mixed}, seeds {{{seeds}}}, commit {commits}, "
+            f"hardware {hardware} ({devices}), finished {when}; {len(df)} trials "
+            f"({(df.status == 'ok').sum()} ok, {(df.status == 'diverged').sum()} diverged, "
+            f"{(df.status == 'failed').sum()} failed).")

@@ -1,0 +1,151 @@
+"""A suite = a data set + the methods and dimensions it sweeps + the tables it renders.
+
+Every suite runs through the same Ray runner, MLflow tracking and table driver: it names a data
+loader (called once per sweep; its output goes to every trial), a trial function, the
+capability a method needs to run in it, the validation metric that selects a strength, its
+metric columns, and its renderers (store rows -> table files and plots).
+
+Add a suite: one module in this package that builds a `Suite` and calls `register_suite`,
+plus its name in `SUITE_MODULES` below.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from harness import registry
+from harness.common import ConfigError, default_device
+from harness.models import PRECISIONS
+from harness.profiles import FAMILIES, Profile
+
+SUITE_MODULES = ("harness.suites.mnist_halves", "harness.suites.saliency")
+_SUITES: dict[str, "Suite"] = {}
+
+
+def run_name(method: str, d: int, strength_name: str | None, strength, seed: int) -> str:
+    """Deterministic trial name, reused as the MLflow run name: `muc2m[d=50,lam=0.005,seed=0]`."""
+    parts = [f"d={d}"]
+    if strength_name is not None:
+        parts.append(f"{strength_name}={strength:g}")
+    parts.append(f"seed={seed}")
+    return f"{method}[{','.join(parts)}]"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    family: str                    # "two_view" | "saliency": its profiles, grids and titles
+    needs: str                     # the capability a method must declare to run here
+    dims: tuple[int, ...]          # default latent dimensions
+    load_data: Callable            # (profile_name, options dict) -> data handed to every trial
+    run_trial: Callable            # (config, data=, checkpoint_dir=, report=, log=, suite=)
+                                   #   -> TrialRecord; call it through `trial`
+    render: Callable               # (df of table rows, profile, parent run, client, out_dir,
+                                   #  suite name) -> (paths written, selected cells)
+    summary: Callable              # (df of table rows) -> one-screen text
+    select_metric: str             # validation metric maximised to choose a strength
+    headline: Callable             # metrics dict -> short text for the progress line
+    columns: tuple[str, ...] = ()  # metric columns in table order (NaN where a trial has none)
+    check_inputs: Callable = lambda options: None  # cheap data checks before Ray starts
+    leader_metric: str | None = None  # test metric the progress view ranks per d (None: none)
+    precisions: tuple[str, ...] = ("fp32",)
+    batch_must_exceed_d: str = ("a batch covariance has rank ≤ batch−1, so its correlations "
+                                "are meaningless")
+
+    def trial(self, config: dict, **kwargs):
+        """Run one trial of this suite (what the Ray runner and `harness.train` call)."""
+        return self.run_trial(config, suite=self, **kwargs)
+
+    def begin(self, config: dict, device=None, log=None):
+        """What every trial starts with: (resolved config, method spec, device, log)."""
+        cfg = self.resolve(config)
+        return cfg, registry.get(cfg["method"]), default_device(device), log or (lambda msg: None)
+
+    # ------------------------------------------------------------------------------ methods
+    def accepts(self, spec: registry.MethodSpec) -> bool:
+        return self.needs in spec.capabilities
+
+    def known_methods(self) -> list[str]:
+        return [m for m in registry.list_methods() if self.accepts(registry.get(m))]
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """`--methods all`: every method that can run here, less those off by default."""
+        return tuple(m for m in self.known_methods()
+                     if self.family not in registry.get(m).default_off)
+
+    def grid(self, method: str) -> tuple:
+        return registry.get(method).grid_for(self.family)
+
+    def profile(self, name: str) -> Profile:
+        profiles = FAMILIES[self.family]
+        if name not in profiles:
+            raise ConfigError(f"unknown profile {name!r}; choose one of: {', '.join(profiles)}")
+        return profiles[name]
+
+    # ------------------------------------------------------------------------------ resolve
+    def resolve(self, config: dict) -> dict:
+        """Validate a trial configuration and fill in its defaults (raises ConfigError)."""
+        try:
+            spec = registry.get(config["method"])
+        except KeyError as err:
+            raise ConfigError(err.args[0]) from None
+        if not self.accepts(spec):
+            raise ConfigError(f"method {spec.name!r} is not part of suite {self.name}; choose "
+                              f"one of: {', '.join(self.known_methods())}")
+        profile = self.profile(config.get("profile", "quick"))
+        try:
+            params = spec.params(config.get("strength"), config.get("overrides"))
+        except ValueError as err:
+            raise ConfigError(err.args[0]) from None
+        d = config["d"]
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ConfigError(f"d={d!r} must be a positive integer")
+        batch = config.get("batch") or profile.batch
+        if spec.closed_form is None and batch <= d:
+            raise ConfigError(f"batch size {batch} is not larger than d={d}: "
+                              f"{self.batch_must_exceed_d}; use d < {batch} or a larger batch")
+        precision = config.get("precision") or "fp32"
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
+        if precision not in self.precisions:
+            raise ConfigError(f"precision {precision!r}: suite {self.name} runs in "
+                              f"{', '.join(self.precisions)} only; drop --precision")
+        strength = params[spec.strength] if spec.strength else None
+        seed = int(config.get("seed", 0))
+        return {"method": spec.name, "d": d, "seed": seed, "profile": profile.name,
+                "strength_name": spec.strength, "strength": strength, "params": params,
+                "batch": batch, "lr": config.get("lr") or profile.lr,
+                "epochs": config.get("epochs") or profile.epochs_for(d, spec.epoch_cost),
+                "eval_every": config.get("eval_every") or profile.eval_every,
+                "precision": precision, "name": run_name(spec.name, d, spec.strength, strength, seed)}
+
+
+def register_suite(suite: Suite, replace: bool = False) -> Suite:
+    if suite.name in _SUITES and not replace:
+        raise ValueError(f"suite {suite.name!r} registered twice")
+    _SUITES[suite.name] = suite
+    return suite
+
+
+def unregister_suite(name: str) -> None:
+    _SUITES.pop(name, None)
+
+
+def _load_builtins() -> None:
+    for module in SUITE_MODULES:
+        importlib.import_module(module)
+
+
+def all_suites() -> dict[str, Suite]:
+    _load_builtins()
+    return dict(_SUITES)
+
+
+def get_suite(name: str) -> Suite:
+    _load_builtins()
+    if name not in _SUITES:
+        raise KeyError(f"unknown suite {name!r}; choose one of: {', '.join(_SUITES)}")
+    return _SUITES[name]

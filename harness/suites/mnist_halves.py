@@ -1,0 +1,283 @@
+"""MNIST halves (SPEC §3.1, paper Tables 1 and 5): the left and right halves of a digit as two
+views; every two-view method learns d-dimensional representations of both, scored by total
+correlation (Table 1) and cross-modal recognition (Table 5).
+
+`run_trial` is the generic two-view trial: any suite whose data are {"train", "val", "test"}
+splits of `TwoViews` can reuse it, and its renderers.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harness import metrics, report
+from harness.data import mnist_halves as mnist
+from harness.loop import fit_loop, represent_all
+from harness.models import PRECISIONS, TwoViewModel
+from harness.profiles import get_profile
+from harness.record import TrialRecord
+from harness.suites import Suite, register_suite
+
+# Metric columns, in table order (SPEC §4).
+COLUMNS = ("corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
+           "recog_acc_swapped", "val_corr_best", "train_seconds", "n_components", "best_epoch",
+           "resumed_from")
+DIMS = (50, 100, 200, 500, 1000)
+
+# The paper's numbers (SPEC §5), by method and d (None = not reported).
+PAPER_DIMS = (50, 100, 200, 500, 1000)
+PAPER_TABLE1 = {  # total correlation on the MNIST-halves test set
+    "cca": (28.3, 34.2, 48.7, 74.0, None),
+    "dcca": (29.5, 44.9, 59.0, 84.7, None),
+    "dccae": (29.3, 44.2, 58.1, 84.4, None),
+    "corrnet": (44.5, None, None, None, None),
+    "sdcca": (46.4, 89.5, 166.1, 307.4, None),
+    "softcca": (45.5, 87.0, 166.3, 356.8, 437.7),
+    "muc2m": (46.1, 89.8, 169.8, 422.3, 638.2),
+}
+PAPER_TABLE5 = {  # cross-modality recognition accuracy (%)
+    "cca": (70, 70, 70, 70, None),
+    "dcca": (72, None, None, None, None),
+    "dccae": (71, 75, 76, 79, None),
+    "corrnet": (80, None, None, None, None),
+    "sdcca": (80, 80, 81, 82, None),
+    "softcca": (82, 84, 85, 86, 87),
+    "muc2m": (87.1, 88.3, 88.8, 90.1, 90.9),
+}
+
+
+def paper_value(table: dict, method: str, d: int):
+    row = table.get(method)
+    if row is None or d not in PAPER_DIMS:
+        return None
+    return row[PAPER_DIMS.index(d)]
+
+
+# ------------------------------------------------------------------------------------- data
+def load_data(profile_name: str, mnist_dir=None) -> dict:
+    """MNIST halves, cut to the profile's subset sizes."""
+    profile = get_profile(profile_name)
+    data = mnist.load(mnist_dir)
+    sizes = {"train": profile.n_train, "val": profile.n_val, "test": profile.n_test}
+    return {split: views.head(sizes[split]) for split, views in data.items()}
+
+
+def to_device(views, device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.as_tensor(views.x1, device=device), torch.as_tensor(views.x2, device=device))
+
+
+# ------------------------------------------------------------------------------------ trial
+def validation_corr(represent, train, val, k: int) -> float:
+    """Held-out correlation of the validation split (CCA fitted on train outputs)."""
+    tr = represent_all(represent, *train)
+    va = represent_all(represent, *val)
+    return metrics.corr_heldout(*tr, *va, k)
+
+
+def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, report=None,
+              device: str | None = None, log=None, suite: Suite | None = None) -> TrialRecord:
+    """Train (or fit) one configuration and return its record.
+
+    config: method, d, and optionally strength, seed, profile, overrides (parameter → value),
+    batch/lr/epochs/eval_every (profile overrides). data: the splits from `load_data`.
+    checkpoint_dir: where the full state is saved every `eval_every` epochs and restored from.
+    report(epoch, row): called after each validation pass (the Ray runner reports through it).
+    """
+    cfg, spec, device, log = (suite or SUITE).begin(config, device, log)
+    data = data or load_data(cfg["profile"], config.get("mnist_dir"))
+    profile = (suite or SUITE).profile(cfg["profile"])
+    train = to_device(data["train"], device)
+    val, test = to_device(data["val"], device), to_device(data["test"], device)
+    train_fit = tuple(h[:profile.val_fit_n] for h in train)
+    d, started = cfg["d"], time.time()
+
+    if spec.closed_form is not None:
+        represent = spec.closed_form(*train, d, cfg["params"])
+        k = represent.n_components
+        history = [{"epoch": 0, "val_corr": validation_corr(represent, train_fit, val, k)}]
+        best_epoch = resumed_from = 0
+    else:
+        represent, history, best_epoch, resumed_from = _train(
+            spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log)
+        k = d
+    train_seconds = time.time() - started
+    out = metrics.all_metrics(represent_all(represent, *train), represent_all(represent, *test),
+                              data["test"].y, k, aligned=spec.aligned)
+    out["val_corr_best"] = max(row["val_corr"] for row in history)  # the selection metric
+    out["n_components"] = k
+    out["best_epoch"] = best_epoch
+    out["resumed_from"] = resumed_from  # the epoch a restored checkpoint continued from
+    return TrialRecord.of(cfg, metrics=out, history=history, train_seconds=train_seconds,
+                          device=str(device))
+
+
+def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log):
+    """Build the method's model and running statistics and train them with `fit_loop`."""
+    torch.manual_seed(cfg["seed"])
+    p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]
+    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
+                         precision=cfg["precision"]).to(device)
+    state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
+
+    def represent(h1, h2):
+        model.eval()
+        return model.represent(h1, h2)
+
+    history, best_epoch, start_epoch = fit_loop(
+        model, lambda h1, h2: spec.objective(model, h1, h2, state, cfg["params"]), train,
+        epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], seed=cfg["seed"],
+        eval_every=cfg["eval_every"], validate=lambda: validation_corr(represent, train_fit, val, d),
+        state=state, checkpoint_dir=checkpoint_dir, name=cfg["name"], log=log, report=report)
+    return represent, history, best_epoch, start_epoch
+
+
+def headline(m: dict) -> str:
+    return f"corr_heldout {m['corr_heldout']:.1f} recog {m['recog_acc']:.1f}%"
+
+
+# ----------------------------------------------------------------------------------- tables
+def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_name: str):
+    """table1.md, table5.md, tables.csv and the plots; returns (paths, selected cells)."""
+    sel = report.select(df, "val_corr_best", lambda method, d: {
+        "paper_table1": paper_value(PAPER_TABLE1, method, d),
+        "paper_table5": paper_value(PAPER_TABLE5, method, d)})
+    dims = sorted(df.d.unique())
+    prov = report.provenance(df, profile, parent)
+
+    def with_paper(key, paper_key, digits=1):
+        def cell(row, method, d):
+            ours = report.fmt(row, key, digits)
+            return f"{ours} ({_paper(row.get(paper_key))})" if row.get("status") == "ok" else ours
+        return cell
+
+    def refit_cell(row, method, d):
+        if row.get("status") != "ok":
+            return row.get("status")
+        text = f"{report.fmt(row, 'corr_refit')} [floor {row['corr_floor_mean']:.1f}]"
+        if row["n_components_mean"] < d:
+            text += f" (k={row['n_components_mean']:.0f})"
+        return text
+
+    table1 = "\n\n".join([
+        f"# Table 1 — total correlation, {suite_name} test set (profile `{profile}`)",
+        "Primary: `corr_heldout` (linear CCA fitted on the train outputs, per-dimension "
+        "correlations summed on test). Cell: ours (paper). Upper bound = d.",
+        report.markdown_table(sel, dims, with_paper("corr_heldout", "paper_table1")),
+        "`corr_refit` (CCA refitted on the test outputs, the DCCA literature's number) with its "
+        "noise floor `corr_floor` (pairs shuffled); k = components that exist when fewer than d.",
+        report.markdown_table(sel, dims, refit_cell),
+        "Selected strength per cell (best mean validation correlation):",
+        report.markdown_table(sel, dims, lambda r, m, d: report.strength_text(r)),
+        prov])
+    table5 = "\n\n".join([
+        f"# Table 5 — cross-modality recognition accuracy (%), {suite_name} (profile `{profile}`)",
+        "LinearSVC trained on view-1 representations of 4 test folds, tested on view 2 of the "
+        "fifth (5 contiguous folds). Cell: ours (paper).",
+        report.markdown_table(sel, dims, with_paper("recog_acc", "paper_table5")),
+        "Swapped direction (view 2 → view 1):",
+        report.markdown_table(sel, dims, lambda r, m, d: report.fmt(r, "recog_acc_swapped")),
+        prov])
+    written = []
+    for fname, text in (("table1.md", table1), ("table5.md", table5)):
+        (out_dir / fname).write_text(text + "\n")
+        written.append(out_dir / fname)
+    sel.to_csv(out_dir / "tables.csv", index=False, float_format="%.4f")
+    written.append(out_dir / "tables.csv")
+    return written + plots(df, sel, client, out_dir), sel
+
+
+def _paper(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:g}"
+
+
+def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    ok = sel[sel.status == "ok"]
+    for key, paper_table, fname, ylabel in (
+            ("corr_heldout", PAPER_TABLE1, "corr_vs_d.png", "total correlation (corr_heldout)"),
+            ("recog_acc", PAPER_TABLE5, "recog_vs_d.png", "cross-modal recognition (%)")):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for i, method in enumerate(report.ordered_methods(ok.method.unique())):
+            color = f"C{i}"
+            rows = ok[ok.method == method].sort_values("d")
+            ax.errorbar(rows.d, rows[f"{key}_mean"], yerr=rows[f"{key}_std"], color=color,
+                        marker="o", label=report.title(method, "two_view"))
+            ref = [(d, paper_value(paper_table, method, d)) for d in PAPER_DIMS]
+            ref = [(d, v) for d, v in ref if v is not None]
+            if ref:
+                ax.plot(*zip(*ref), color=color, linestyle="--", marker="x", alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_xlabel("latent dimension d")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{ylabel}: ours solid, paper dashed")
+        ax.legend(fontsize=8)
+        written.append(report.save_figure(fig, out_dir / fname, dpi=110))
+
+    methods = report.ordered_methods(df[df.status == "ok"].method.unique())
+    if methods:
+        cols = min(4, len(methods))
+        rows_n = int(np.ceil(len(methods) / cols))
+        fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), squeeze=False)
+        for ax, method in zip(axes.flat, methods):
+            for _, trial in df[(df.method == method) & (df.status == "ok")].iterrows():
+                hist = sorted((m.step, m.value) for m in
+                              client.get_metric_history(trial.run_id, "val_corr"))
+                if len(hist) > 1:  # epoch 0 is a validation point only for closed-form fits
+                    hist = [(step, value) for step, value in hist if step > 0]
+                if hist:
+                    ax.plot(*zip(*hist), marker=".", label=trial["name"].split("[", 1)[1][:-1])
+            ax.set_title(report.title(method, "two_view"))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("val_corr")
+            ax.legend(fontsize=5)
+        for ax in list(axes.flat)[len(methods):]:
+            ax.axis("off")
+        written.append(report.save_figure(fig, out_dir / "val_curves.png", dpi=100))
+    return written
+
+
+def summary(df: pd.DataFrame) -> str:
+    """A one-screen text table of the selected cells (corr_heldout / recog_acc)."""
+    sel = report.select(df, "val_corr_best")
+    dims = sorted(df.d.unique())
+    lines = ["method     " + "".join(f"{'d=' + str(d):>16}" for d in dims),
+             "           " + "".join(f"{'corr / recog%':>16}" for _ in dims)]
+    for method in report.ordered_methods(sel.method.unique()):
+        cells = []
+        for d in dims:
+            r = sel[(sel.method == method) & (sel.d == d)]
+            if not len(r):
+                cells.append(f"{'-':>16}")
+            elif r.iloc[0].status != "ok":
+                cells.append(f"{r.iloc[0].status:>16}")
+            else:
+                r = r.iloc[0]
+                cells.append(f"{r.corr_heldout_mean:>9.1f} / {r.recog_acc_mean:4.1f}")
+        lines.append(f"{method:<11}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def two_view_suite(name: str, description: str, load, dims=DIMS, **overrides) -> Suite:
+    """A suite of the two-view family: this module's trial, columns and renderers on `load`'s
+    data ((profile, options) -> {"train", "val", "test"} of `TwoViews`)."""
+    fields = dict(
+        name=name, description=description, family="two_view", needs="two_view", dims=dims,
+        load_data=load, run_trial=run_trial,
+        render=render,
+        summary=summary, select_metric="val_corr_best", headline=headline, columns=COLUMNS,
+        leader_metric="corr_heldout", precisions=PRECISIONS)
+    fields.update(overrides)
+    return Suite(**fields)
+
+
+SUITE = register_suite(two_view_suite(
+    "mnist_halves", "MNIST left/right halves: total correlation (Table 1), recognition (Table 5)",
+    lambda profile, options: load_data(profile, options.get("mnist_dir"))))

@@ -1,0 +1,147 @@
+"""Tables 2–4 (saliency AP and magnitude), the gallery and the summary, from a sweep's rows.
+
+The paper's numbers are on COCO 2017; beside the scenes suites they are a different data set,
+and the tables say so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness import registry, report
+from harness.suites.saliency import gallery
+
+TABLE3_KEYS = ("ap_common", "ap_ind", "ap_ind_bg")
+TABLE4_KEYS = ("mag_cosine", "mag_dot", "mag_norm")
+
+# The paper's COCO 2017 numbers (SPEC §5). Keys: our method names.
+PAPER_TABLE2 = {"uniform": 10.9, "contrastive": 20.6, "muc2m": 18.1, "muc2m_regu": 21.2}
+# AP_common / AP_ind / AP_ind−bg; base A/B = the paper's base ResNet50 / base CLIP-ResNet50
+PAPER_TABLE3 = {"uniform": (14.9, 20.1, 65.5), "base_a": (16.5, 21.5, 65.1),
+                "base_b": (18.9, 26.9, 57.4), "muc2m": (18.1, 26.9, 68.2),
+                "muc2m_regu": (22.7, 27.5, 70.1)}
+# saliency magnitude for the scores cosine (Eq. 4) / dot / norm; lower is better
+PAPER_TABLE4 = {"base_a": (16.2, 18.3, 47.6), "base_b": (2.6, 4.0, 11.7),
+                "muc2m": (15.7, 16.6, 41.4), "muc2m_regu": (14.3, 16.2, 34.9)}
+
+
+def _title(method: str) -> str:
+    return report.title(method, "saliency")
+
+
+def _rows(sel: pd.DataFrame):
+    return sorted(sel.to_dict("records"), key=lambda r: registry.rank(r["method"]))
+
+
+def _paper_note(on_coco: bool) -> str:
+    if on_coco:
+        return "Paper: the paper's COCO 2017 number (same data set)."
+    return ("Paper: the paper's COCO 2017 number — a DIFFERENT data set (COCO with ResNet50/BERT/"
+            "CLIP), shown for orientation only; our numbers are on the MNIST scenes (SPEC §3.2).")
+
+
+def _constant(method: str) -> bool:
+    return method in registry.list_methods() and registry.get(method).constant_maps
+
+
+def _line(r: dict, keys, paper: dict) -> str:
+    """`| title | cells of keys | the paper's numbers |` of one selected row."""
+    ref = paper.get(r["method"])
+    ref_text = "–" if ref is None else " / ".join(f"{v:g}" for v in ref)
+    return (f"| {_title(r['method'])} | " + " | ".join(report.fmt(r, k) for k in keys)
+            + f" | {ref_text} |")
+
+
+def markdown(sel: pd.DataFrame, suite: str, profile: str, prov: str, experiment: str,
+             on_coco: bool) -> dict[str, str]:
+    out = {}
+    rows = _rows(sel)
+    data = "COCO 2017" if on_coco else "MNIST scenes"
+    cell = report.fmt
+    if experiment == "ooi":
+        lines = ["| method | AP (%) | val AP | paper (COCO) | strength |", "|---|---|---|---|---|"]
+        for r in rows:
+            ref = PAPER_TABLE2.get(r["method"])
+            lines.append(f"| {_title(r['method'])} | {cell(r, 'ap')} | {cell(r, 'val_ap')} | "
+                         f"{'–' if ref is None else ref} | {report.strength_text(r, '–')} |")
+        out["table2.md"] = "\n\n".join([
+            f"# Table 2 — object-of-interest saliency AP, {data} (suite `{suite}`, profile `{profile}`)",
+            "One GradCAM map of the common score per (test image, class in it) against the text "
+            "\"the image contains {class}\"; precision = Σ S·M / Σ S against the class's mask; "
+            "AP = mean over maps (%). Uniform = mask area fraction. Strength chosen on the "
+            "validation split (`val AP`).",
+            "\n".join(lines), _paper_note(on_coco), prov]) + "\n"
+        return out
+    lines = ["| method | AP_common | AP_ind | AP_ind−bg | paper (COCO) | strength |",
+             "|---|---|---|---|---|---|"]
+    lines += [_line(r, TABLE3_KEYS, PAPER_TABLE3) + f" {report.strength_text(r, '–')} |"
+              for r in rows]
+    out["table3.md"] = "\n\n".join([
+        f"# Table 3 — pair saliency AP (%), {data} (suite `{suite}`, profile `{profile}`)",
+        "Test pairs of images sharing one class; view 1 through extractor A, view 2 through "
+        "extractor B (base rows: both through the same extractor, raw-feature scores). "
+        "AP_common: common-score maps against the shared class; AP_ind: individual-score maps "
+        "against the classes not shared; AP_ind−bg: the same with the background removed. Each "
+        "pair averages its two images. Strength chosen on the validation split (mean of the "
+        "three validation APs).",
+        "\n".join(lines), _paper_note(on_coco), prov]) + "\n"
+    lines = ["| method | cosine (Eq. 4) | dot | norm | paper (COCO) |", "|---|---|---|---|---|"]
+    # a constant map has magnitude 100 by definition: no row
+    lines += [_line(r, TABLE4_KEYS, PAPER_TABLE4) for r in rows if not _constant(r["method"])]
+    out["table4.md"] = "\n\n".join([
+        f"# Table 4 — common-score saliency magnitude on pairs with nothing in common, {data} "
+        f"(suite `{suite}`, profile `{profile}`)",
+        "Each common map normalised to max 1; magnitude = 100 × mean pixel value, averaged over "
+        "both images and the test pairs. Lower is better: with nothing in common, a good common "
+        "score should light up little. Same selected models as Table 3.",
+        "\n".join(lines), _paper_note(on_coco), prov]) + "\n"
+    return out
+
+
+def _selected_run_ids(df: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
+    """The run of the selected strength (seed 0, or the lowest seed) per (method, d): its
+    gallery is the one shown."""
+    rows = []
+    for r in sel.itertuples():
+        if r.status != "ok":
+            continue
+        cell = df[(df.method == r.method) & (df.d == r.d) & (df.status == "ok")]
+        if not pd.isna(r.strength):
+            cell = cell[cell.strength == r.strength]
+        rows.append({"method": r.method, "d": r.d, "run_id": cell.sort_values("seed").run_id.iloc[0]})
+    return pd.DataFrame(rows, columns=["method", "d", "run_id"])
+
+
+def renderer(experiment: str, on_coco: bool):
+    """The suite's `render`: Table 2 (ooi) or Tables 3–4 (pairs), tables.csv, gallery.png."""
+    def render(df, profile, parent, client, out_dir: Path, suite_name: str):
+        sel = report.select(df, "val_select")
+        sel = sel.merge(_selected_run_ids(df, sel), on=["method", "d"], how="left")
+        texts = markdown(sel, suite_name, profile, report.provenance(df, profile, parent),
+                         experiment, on_coco)
+        written = []
+        for fname, text in texts.items():
+            (out_dir / fname).write_text(text)
+            written.append(out_dir / fname)
+        sel.to_csv(out_dir / "tables.csv", index=False, float_format="%.4f")
+        written.append(out_dir / "tables.csv")
+        return written + gallery.draw(_rows(sel), client, out_dir, suite_name, experiment), sel
+    return render
+
+
+def summarizer(experiment: str):
+    keys = ("ap",) if experiment == "ooi" else TABLE3_KEYS + TABLE4_KEYS
+
+    def summary(df: pd.DataFrame) -> str:
+        sel = report.select(df, "val_select")
+        lines = ["method       " + "".join(f"{k:>12}" for k in keys)]
+        for r in sel.sort_values("method").itertuples():
+            cells = [f"{getattr(r, f'{k}_mean', float('nan')):>12.1f}" if r.status == "ok"
+                     else f"{r.status:>12}" for k in keys]
+            lines.append(f"{r.method:<13}" + "".join(cells))
+        return "\n".join(lines)
+    return summary
+
+
+
