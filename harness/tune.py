@@ -102,7 +102,7 @@ def _identity(trial: dict, **fields) -> TrialRecord:
 class SweepCallback(tune.Callback):
     """Hands each finished trial to `on_result` and prints a compact live view."""
 
-    def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=sys.stderr,
+    def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=None,
                  headline=None, leader_metric: str | None = None):
         self.total, self.on_result, self.stream = total, on_result, stream
         self.headline = headline or (lambda m: "")
@@ -115,7 +115,9 @@ class SweepCallback(tune.Callback):
     def _line(self, msg: str = "") -> None:
         status = (f"[{self.done + self.failed}/{self.total} ended: {self.done - self.diverged} ok, "
                   f"{self.diverged} diverged, {self.failed} failed | {len(self.running)} running]")
-        print(f"{status} {msg}".rstrip(), file=self.stream, flush=True)
+        # stream None: whatever sys.stderr is when printing (Tune pickles its callbacks, and
+        # a captured or redirected stderr object may not pickle)
+        print(f"{status} {msg}".rstrip(), file=self.stream or sys.stderr, flush=True)
         self.last_print = time.time()
 
     def _track(self, trials) -> None:

@@ -27,12 +27,16 @@ def objective(model, h1, h2, state, params):
     return centred_cosine_loss(*model.represent(h1, h2), scale=params["scale"])
 
 
+MIX = np.random.default_rng(100).standard_normal((2, 8, 8))  # one mixing per view, every split
+
+
 def planted_views(n: int, seed: int) -> TwoViews:
-    """Two 8-d views sharing 3 latent factors (the label is the sign pattern of two of them)."""
+    """Two 8-d views that share exactly 3 latent factors (canonical correlations 1, 1, 1, then
+    0), each mixed with 5 factors of its own; the label is the sign pattern of two shared ones."""
     rng = np.random.default_rng(seed)
     shared = rng.standard_normal((n, 3))
-    x1 = np.hstack([shared, rng.standard_normal((n, 5))]) @ rng.standard_normal((8, 8))
-    x2 = np.hstack([shared, rng.standard_normal((n, 5))]) @ rng.standard_normal((8, 8))
+    x1 = np.hstack([shared, rng.standard_normal((n, 5))]) @ MIX[0]
+    x2 = np.hstack([shared, rng.standard_normal((n, 5))]) @ MIX[1]
     labels = (shared[:, 0] > 0).astype(np.int64) * 2 + (shared[:, 1] > 0)
     return TwoViews(x1.astype(np.float32), x2.astype(np.float32), labels)
 
@@ -58,7 +62,7 @@ def test_a_method_and_a_suite_registered_from_a_test_file_run_through_a_smoke_sw
         throwaway_method_and_suite, tmp_path, capsys):
     out = tmp_path / "runs"
     code = run.main(["--suite", "toy_planted", "--profile", "smoke", "--methods", "toy_corr,cca",
-                     "--out", str(out), "--cpus-per-trial", "1"])
+                     "--out", str(out), "--epochs", "10"])
     assert code == 0, capsys.readouterr().err[-3000:]
     sweep = out / "toy_planted-smoke"
     with open(sweep / "results.csv") as fh:
@@ -69,8 +73,11 @@ def test_a_method_and_a_suite_registered_from_a_test_file_run_through_a_smoke_sw
     assert all(r["status"] == "ok" for r in rows)
     toy = [r for r in rows if r["method"] == "toy_corr"]
     assert {r["param_scale"] for r in toy} == {"0.5", "1.0"} and all(r["version_torch"] for r in toy)
-    # 3 planted shared factors: the learned 4-d codes carry about 3 of correlation
-    assert all(2.0 < float(r["corr_heldout"]) <= 4.0 for r in rows), [r["corr_heldout"] for r in rows]
+    # canonical correlations 1, 1, 1, 0: held-out linear CCA at d = 4 sums to 3 (+ sampling
+    # noise of the fourth, ~0.03); the learned codes recover most of it in 10 smoke epochs
+    cca = [float(r["corr_heldout"]) for r in rows if r["method"] == "cca"]
+    assert all(abs(c - 3.0) < 0.1 for c in cca), cca
+    assert all(2.0 < float(r["corr_heldout"]) <= 4.0 for r in toy), [r["corr_heldout"] for r in toy]
     table1 = (sweep / "table1.md").read_text()
     assert "| Toy correlation |" in table1 and "| CCA |" in table1
     assert "toy_planted test set" in table1
