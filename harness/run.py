@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import shutil
 import sys
@@ -32,9 +33,41 @@ class UsageError(ValueError):
     pass
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one `error:` line (no usage block) and exit code 2."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
+
+
+def _count(minimum: int):
+    """An argparse type: a whole number ≥ minimum (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
+        return value
+    parse.__name__ = f"whole number ≥ {minimum}"
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number ≥ 0 (e.g. 0.25 for "
+                                         f"four trials per GPU)")
+    return value
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m harness.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m harness.run", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     suites = all_suites()
     p.add_argument("--suite", required=True, help=f"one of: {', '.join(suites)}")
     p.add_argument("--profile", choices=None, help="paper | quick | smoke (default: paper where "
@@ -46,14 +79,17 @@ def parse_args(argv=None):
                    f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves, 64 for saliency)")
     p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
                    "method (default: each method's own grid)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
+    p.add_argument("--seeds", type=_count(1), default=1,
+                   help="seeds per configuration (default 1)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start and stop "
                    "a local Ray)")
-    p.add_argument("--gpus-per-trial", type=float, default=None, help="fractional GPUs per trial "
+    p.add_argument("--gpus-per-trial", type=_fraction, default=None, help="fractional GPUs per trial "
                    "(default: 0.25 where the cluster has GPUs, 0 otherwise)")
-    p.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per "
+    p.add_argument("--cpus-per-trial", type=_count(1), default=1,
+                   help="CPUs (and torch threads) per "
                    "trial (default 1)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="most trials at once "
+    p.add_argument("--max-concurrent", type=_count(1), default=None,
+                   help="most trials at once "
                    "(default: as many as the resources allow)")
     p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: "
                    "sqlite:///<out>/mlflow.db)")
@@ -61,7 +97,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the latest sweep of this "
                    "suite and profile: finished trials are kept, the rest run")
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs "
+    p.add_argument("--epochs", type=_count(1), default=None,
+                   help="override the profile's epochs "
                    "(for every d)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the "
                    "networks' arithmetic (mnist_halves): fp32 (default) or bf16 mixed precision "
@@ -84,6 +121,13 @@ def _csv_list(text: str, cast, what: str) -> list:
     if not values:
         raise UsageError(f"--{what} is empty")
     return values
+
+
+def _finite(text: str) -> float:
+    value = float(text)  # a ValueError becomes "expected comma-separated numbers"
+    if not math.isfinite(value):
+        raise UsageError(f"--strengths: {text!r} is not a finite number")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -144,9 +188,8 @@ def write_results_csv(path: Path, rows: list[dict], metric_columns: tuple = ()) 
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
     try:
-        return _main(args)
+        return _main(parse_args(argv))
     except (UsageError, ConfigError, DataError, CocoDataError, MissingTextEncoder,
             tracking.TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -163,17 +206,23 @@ def _main(args) -> int:
         raise UsageError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}")
     methods = list(suite.methods) if args.methods == "all" else [
         m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise UsageError(f"--methods {args.methods!r} names no method; give a comma-separated "
+                         f"list or 'all'")
     known = suite.known_methods()
     for m in methods:
         if m not in known:
             raise UsageError(f"unknown method {m!r} for suite {suite.name}; choose from: "
                              f"{', '.join(known)}")
-    dims = _csv_list(args.dims, _positive_int, "dims") if args.dims else list(suite.dims)
-    strengths = _csv_list(args.strengths, float, "strengths") if args.strengths else None
-    if args.seeds < 1:
-        raise UsageError(f"--seeds {args.seeds}: must be at least 1")
-    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
-        raise UsageError("--gpus-per-trial must be ≥ 0")
+    dims = _csv_list(args.dims, _positive_int, "dims") if args.dims is not None else list(suite.dims)
+    strengths = _csv_list(args.strengths, _finite, "strengths") if args.strengths is not None else None
+    if not args.address and args.cpus_per_trial > (os.cpu_count() or 1):
+        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: this machine has "
+                         f"{os.cpu_count()} CPUs, so no trial could ever start; use at most "
+                         f"{os.cpu_count()}")
+    if args.mnist_dir and not Path(args.mnist_dir).is_dir():
+        raise UsageError(f"--mnist-dir {args.mnist_dir}: no such folder; give the folder that "
+                         f"holds MNIST/raw/*-idx*-ubyte")
     out = Path(args.out)
     check_writable(out)
     uri = args.mlflow_uri or tracking.default_uri(out)
@@ -189,8 +238,6 @@ def _main(args) -> int:
     if args.precision != "fp32":
         options["precision"] = args.precision
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise UsageError(f"--epochs {args.epochs}: must be at least 1")
         options["epochs"] = args.epochs
     # Validate every configuration against the requested (or fallback) profile before Ray starts.
     build_trials(suite, args.profile or "quick", methods, dims, strengths, args.seeds,

@@ -139,27 +139,56 @@ def test_python_m_tables_build_resolves_to_this_project(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--suite", "nope"], "unknown suite"),
     (["--suite", SUITE, "--methods", "dcca,nope"], "unknown method"),
+    (["--suite", SUITE, "--methods", ","], "names no method"),
+    (["--suite", SUITE, "--methods", ""], "names no method"),
     (["--suite", SUITE, "--profile", "huge"], "unknown profile"),
     (["--suite", SUITE, "--dims", "50,abc"], "expected comma-separated numbers"),
     (["--suite", SUITE, "--dims", "0"], "not a positive integer"),
     (["--suite", SUITE, "--dims", "12.5"], "not a positive integer"),
+    (["--suite", SUITE, "--dims", ""], "--dims is empty"),
     (["--suite", SUITE, "--profile", "smoke", "--dims", "300"], "not larger than d"),
     (["--suite", SUITE, "--methods", "sdcca", "--strengths", "2"], "outside its valid range"),
+    (["--suite", SUITE, "--strengths", "0.1,inf"], "not a finite number"),
+    (["--suite", SUITE, "--strengths", "x"], "expected comma-separated numbers"),
+    (["--suite", SUITE, "--seeds", "0"], "argument --seeds: 0 is below 1"),
+    (["--suite", SUITE, "--seeds", "two"], "argument --seeds: 'two' is not a whole number"),
+    (["--suite", SUITE, "--epochs", "0"], "argument --epochs: 0 is below 1"),
+    (["--suite", SUITE, "--epochs", "1.5"], "argument --epochs: '1.5' is not a whole number"),
+    (["--suite", SUITE, "--cpus-per-trial", "0"], "argument --cpus-per-trial: 0 is below 1"),
+    (["--suite", SUITE, "--cpus-per-trial", "4096"], "no trial could ever start"),
+    (["--suite", SUITE, "--max-concurrent", "0"], "argument --max-concurrent: 0 is below 1"),
+    (["--suite", SUITE, "--max-concurrent", "-3"], "argument --max-concurrent: -3 is below 1"),
+    (["--suite", SUITE, "--gpus-per-trial", "-1"], "argument --gpus-per-trial: -1 must be"),
+    (["--suite", SUITE, "--gpus-per-trial", "nan"], "argument --gpus-per-trial: nan must be"),
+    (["--suite", SUITE, "--gpus-per-trial", "lots"], "'lots' is not a number"),
+    (["--suite", SUITE, "--mnist-dir", "/no/such/folder"], "no such folder"),
+    (["--suite", SUITE, "--weights", "resnet50"], "expected NAME=PATH"),
+    (["--suite", SUITE, "--bogus", "1"], "unrecognized arguments: --bogus"),
     (["--suite", "scenes_pairs", "--precision", "bf16"], "fp32 only"),
+    (["--suite", SUITE, "--precision", "fp16"], "invalid choice: 'fp16'"),
     (["--suite", SUITE, "--out", "/proc/forbidden"], "cannot write there"),
     (["--suite", SUITE, "--mlflow-uri", "sqlite:////proc/nope/x.db"], "cannot open the MLflow store"),
     (["--suite", SUITE, "--profile", "smoke", "--dims", "8", "--address", "127.0.0.1:1"],
      "cannot reach Ray"),
 ])
-def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path, args, message):
+def test_bad_input_is_one_line_and_exit_2_before_any_trial(tmp_path, args, message, capsys):
+    from harness import run
     if "--out" not in args:
         args = [*args, "--out", str(tmp_path / "runs")]
-    proc = subprocess.run([sys.executable, "-m", "harness.run", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
-    assert proc.returncode == 2, (proc.stdout, proc.stderr[-2000:])
-    error_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert len(error_lines) == 1 and message in error_lines[0], proc.stderr[-2000:]
-    assert "ended:" not in proc.stderr  # no trial started
+    code = run.main(args)  # in-process: what `python -m harness.run` runs, without the start-up
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    error_lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], err[-2000:]
+    assert "ended:" not in err  # no trial started
+
+
+def test_bad_input_through_the_cli_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness.run", "--suite", SUITE, "--seeds", "0",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert proc.stderr.startswith("error: argument --seeds")
 
 
 def test_trials_start_with_the_largest_d_so_a_sweep_does_not_end_on_its_slowest_trials(tmp_path):
