@@ -7,15 +7,55 @@ best-state keeping, checkpoints and divergence handling.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from harness.common import TrialDiverged, torch_save_atomic
+from harness.common import TrialDiverged, first_line, torch_save_atomic
 
 CHECKPOINT_FILE = "trial_state.pt"
+PREVIOUS_FILE = "trial_state.prev.pt"  # the checkpoint before the last: the fallback
+CHECKPOINT_FORMAT = 2  # bump when the saved state changes; other versions are refused
 EVAL_CHUNK = 8192
+
+
+class Checkpoints:
+    """A trial's checkpoints in a local folder: the latest and the one before it.
+
+    `save` keeps the previous file, then writes the new one atomically. `load` returns the
+    latest state that can be read and is of this format, else the previous one, else None
+    (a fresh start); each file passed over costs one warning line naming it."""
+
+    def __init__(self, folder, warn):
+        self.folder, self.warn = Path(folder), warn
+        self.latest, self.previous = self.folder / CHECKPOINT_FILE, self.folder / PREVIOUS_FILE
+
+    def save(self, state: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.latest.exists():
+            os.replace(self.latest, self.previous)
+        torch_save_atomic({"format": CHECKPOINT_FORMAT, **state}, self.latest)
+
+    def load(self, device, restore) -> dict | None:
+        """The first usable state, after `restore(state)` accepted it (it may raise)."""
+        candidates = [p for p in (self.latest, self.previous) if p.exists()]
+        for i, path in enumerate(candidates):
+            fallback = "its previous checkpoint" if i + 1 < len(candidates) else "a fresh start"
+            try:
+                state = torch.load(path, map_location=device, weights_only=True)
+                found = state.get("format", 1) if isinstance(state, dict) else "unknown"
+                if found != CHECKPOINT_FORMAT:
+                    raise ValueError(f"it has checkpoint format v{found}, this harness reads "
+                                     f"v{CHECKPOINT_FORMAT}")
+                restore(state)
+                return state
+            except Exception as err:  # noqa: BLE001 - any unreadable file: the same one line
+                self.warn(f"warning: checkpoint {path} cannot be used ({first_line(err)}); "
+                          f"the trial goes on from {fallback}")
+        return None
 
 
 def batches(views, order: torch.Tensor, batch: int):
@@ -64,7 +104,7 @@ def state_copy(module_or_dict):
 def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, seed: int,
              eval_every: int = 1, validate=None, val_key: str = "val_corr", maximize: bool = True,
              state: dict | None = None, checkpoint_dir=None, name: str = "trial", log=None,
-             report=None):
+             report=None, warn=None):
     """Adam on `module`'s trainable parameters over shuffled full batches (`batches`) of the
     device-resident views `train`.
 
@@ -73,25 +113,44 @@ def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, s
     module (None: keep the last state) and a history row records the epoch's mean of every
     loss term; the best state is restored at the end. With `checkpoint_dir`, the full state
     (module, optimizer, `state`, RNGs, epoch, history, best) is saved there at each validation
-    pass and restored from it on the next call. Returns (history, best_epoch, resumed_from).
+    pass and restored from it on the next call; one that cannot be used is passed over with a
+    `warn` line (default: stderr). Returns (history, best_epoch, resumed_from).
     """
     log = log or (lambda msg: None)
+    warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
     state = {} if state is None else state
     device = train[0].device
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
     shuffle = torch.Generator(device="cpu").manual_seed(seed)
     history, best, start_epoch = [], None, 0
 
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
-    if ckpt_path and ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location=device, weights_only=True)
-        module.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state.update({k: v.to(device) for k, v in saved["method_state"].items()})
-        shuffle.set_state(saved["shuffle_rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        history, best, start_epoch = saved["history"], saved["best"], saved["epoch"]
-        log(f"{name}: resumed from epoch {start_epoch}")
+    checkpoints = Checkpoints(checkpoint_dir, warn) if checkpoint_dir else None
+    if checkpoints:
+        fresh = {"model": state_copy(module), "optimizer": optimizer.state_dict(),
+                 "method_state": state_copy(state), "shuffle_rng": shuffle.get_state(),
+                 "torch_rng": torch.get_rng_state()}
+
+        def load_into_place(saved):
+            module.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            state.update({k: v.to(device) for k, v in saved["method_state"].items()})
+            shuffle.set_state(saved["shuffle_rng"])
+            torch.set_rng_state(saved["torch_rng"])
+
+        def restore(saved):
+            """Load a saved state; if any part fails, put the fresh one back and raise."""
+            try:
+                load_into_place(saved)
+                for key in ("history", "best", "epoch"):
+                    saved[key]  # noqa: B018 - every key must be there
+            except Exception:
+                load_into_place(fresh)
+                raise
+
+        saved = checkpoints.load(device, restore)
+        if saved is not None:
+            history, best, start_epoch = saved["history"], saved["best"], saved["epoch"]
+            log(f"{name}: resumed from epoch {start_epoch}")
 
     def guarded_loss(*views):
         try:
@@ -124,14 +183,13 @@ def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, s
         val_text = f" {val_key} {row[val_key]:.4g}" if validate is not None else ""
         log(f"{name}: epoch {epoch}/{epochs} loss {train_loss:.4f}{val_text} "
             f"({seconds_per_epoch:.2f} s/epoch)")
-        if ckpt_path:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            torch_save_atomic({"epoch": epoch, "model": state_copy(module),
-                               "optimizer": optimizer.state_dict(),
-                               "method_state": state_copy(state),
-                               "shuffle_rng": shuffle.get_state(),
-                               "torch_rng": torch.get_rng_state(),
-                               "history": history, "best": best}, ckpt_path)
+        if checkpoints:
+            checkpoints.save({"epoch": epoch, "model": state_copy(module),
+                              "optimizer": optimizer.state_dict(),
+                              "method_state": state_copy(state),
+                              "shuffle_rng": shuffle.get_state(),
+                              "torch_rng": torch.get_rng_state(),
+                              "history": history, "best": best})
         if report:
             report(epoch, row)
     if best is not None:

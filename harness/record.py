@@ -41,6 +41,7 @@ class TrialRecord:
     device: str = ""
     status: str = "ok"                  # ok | diverged | failed
     reason: str = ""
+    warnings: list = field(default_factory=list)  # e.g. a checkpoint passed over
     git_commit: str = ""
     versions: dict = field(default_factory=dict)
     hardware: str = ""

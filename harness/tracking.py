@@ -137,6 +137,8 @@ def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
             "profile": record.profile, "status": record.status}
     if record.reason:
         tags["failure_reason"] = record.reason[:4000]
+    if record.warnings:
+        tags["warnings"] = "\n".join(record.warnings)[:4000]
     run = retrying(client.create_run, parent.info.experiment_id, run_name=record.name, tags=tags)
     metrics = [Metric(k, v, now, step) for k, v, step in record.mlflow_metrics()]
     retrying(client.log_batch, run.info.run_id,

@@ -64,6 +64,10 @@ def main(argv=None) -> int:
         record = suite.trial(config, data=data, checkpoint_dir=args.checkpoint_dir,
                              device=args.device, log=lambda msg: print(msg, file=sys.stderr,
                                                                       flush=True))
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the checkpoint"
+              if args.checkpoint_dir else "interrupted", file=sys.stderr)
+        return 130
     except (ConfigError, DataError, TrialDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

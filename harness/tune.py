@@ -149,6 +149,8 @@ class SweepCallback(tune.Callback):
                   _identity(trial.config["trial"], status="failed", reason="no result"))
         self.on_result(record)
         self.done += 1
+        for warning in record.warnings:
+            self._line(f"{name}: {warning}")
         if record.status == "ok":
             m = record.metrics
             best = ""

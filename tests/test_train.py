@@ -103,3 +103,55 @@ def test_batches_are_the_indexed_rows_of_every_view_and_drop_the_partial_batch()
     for b, batch_views in enumerate(got):
         idx = order[4 * b:4 * (b + 1)]
         assert all(torch.equal(v, full[idx]) for v, full in zip(batch_views, views))
+
+
+def _smoke(epochs):
+    return {"method": "muc2m", "d": 8, "seed": 0, "profile": "smoke", "epochs": epochs}
+
+
+def test_a_truncated_checkpoint_is_passed_over_with_one_warning_and_the_trial_completes(
+        mnist_smoke, tmp_path):
+    from harness.loop import CHECKPOINT_FILE, PREVIOUS_FILE
+    straight = run_trial(_smoke(6), data=mnist_smoke, device="cpu")
+    run_trial(_smoke(4), data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")  # epochs 2, 4
+    latest = tmp_path / CHECKPOINT_FILE
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # a node died mid-write
+    resumed = run_trial(_smoke(6), data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")
+    assert len(resumed.warnings) == 1 and str(latest) in resumed.warnings[0]
+    assert "its previous checkpoint" in resumed.warnings[0]
+    assert resumed.metrics.pop("resumed_from") == 2  # the previous checkpoint: epoch 2
+    straight.metrics.pop("resumed_from")
+    assert resumed.metrics == straight.metrics  # the fallback loses time, not results
+    # both unreadable: a fresh start, again the same result
+    for path in (tmp_path / CHECKPOINT_FILE, tmp_path / PREVIOUS_FILE):
+        path.write_bytes(b"not a checkpoint")
+    fresh = run_trial(_smoke(6), data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")
+    assert len(fresh.warnings) == 2 and "a fresh start" in fresh.warnings[1]
+    assert fresh.metrics["resumed_from"] == 0
+    fresh.metrics.pop("resumed_from")
+    assert fresh.metrics == straight.metrics
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_not_misloaded(mnist_smoke, tmp_path):
+    from harness.loop import CHECKPOINT_FILE, CHECKPOINT_FORMAT
+    run_trial(_smoke(2), data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")
+    path = tmp_path / CHECKPOINT_FILE
+    saved = torch.load(path, weights_only=True)
+    saved["format"] = CHECKPOINT_FORMAT + 1
+    torch.save(saved, path)
+    again = run_trial(_smoke(2), data=mnist_smoke, checkpoint_dir=tmp_path, device="cpu")
+    assert again.metrics["resumed_from"] == 0  # retrained, not resumed from the foreign file
+    assert len(again.warnings) == 1
+    assert f"format v{CHECKPOINT_FORMAT + 1}, this harness reads v{CHECKPOINT_FORMAT}" in again.warnings[0]
+
+
+def test_cli_prints_the_warning_of_a_truncated_checkpoint_and_completes(tmp_path):
+    from harness.loop import CHECKPOINT_FILE
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 half a zip")
+    proc = subprocess.run([sys.executable, "-m", "harness.train", "--method", "muc2m", "--d", "4",
+                           "--profile", "smoke", "--epochs", "2", "--checkpoint-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and str(tmp_path / CHECKPOINT_FILE) in warnings[0]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "ok"

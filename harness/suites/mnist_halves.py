@@ -88,6 +88,12 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     report(epoch, row): called after each validation pass (the Ray runner reports through it).
     """
     cfg, spec, device, log = (suite or SUITE).begin(config, device, log)
+    warnings = []
+
+    def warn(msg):  # e.g. an unreadable checkpoint: kept with the record and shown
+        warnings.append(msg)
+        log(msg)
+
     data = data or load_data(cfg["profile"], config.get("mnist_dir"))
     profile = (suite or SUITE).profile(cfg["profile"])
     train = to_device(data["train"], device)
@@ -102,7 +108,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
         best_epoch = resumed_from = 0
     else:
         represent, history, best_epoch, resumed_from = _train(
-            spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log)
+            spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn)
         k = d
     train_seconds = time.time() - started
     out = metrics.all_metrics(represent_all(represent, *train), represent_all(represent, *test),
@@ -112,10 +118,10 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     out["best_epoch"] = best_epoch
     out["resumed_from"] = resumed_from  # the epoch a restored checkpoint continued from
     return TrialRecord.of(cfg, metrics=out, history=history, train_seconds=train_seconds,
-                          device=str(device))
+                          device=str(device), warnings=warnings)
 
 
-def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log):
+def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn):
     """Build the method's model and running statistics and train them with `fit_loop`."""
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]
@@ -131,7 +137,8 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
         model, lambda h1, h2: spec.objective(model, h1, h2, state, cfg["params"]), train,
         epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], seed=cfg["seed"],
         eval_every=cfg["eval_every"], validate=lambda: validation_corr(represent, train_fit, val, d),
-        state=state, checkpoint_dir=checkpoint_dir, name=cfg["name"], log=log, report=report)
+        state=state, checkpoint_dir=checkpoint_dir, name=cfg["name"], log=log, report=report,
+        warn=warn)
     return represent, history, best_epoch, start_epoch
 
 
