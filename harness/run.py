@@ -94,6 +94,10 @@ def parse_args(argv=None):
     p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: "
                    "sqlite:///<out>/mlflow.db)")
     p.add_argument("--out", default="runs", help="output folder (default ./runs)")
+    p.add_argument("--storage", default=None, help="where Ray Tune keeps the trials' "
+                   "checkpoints: a folder every node can reach, or a bucket URI pyarrow "
+                   "understands (s3://, gs://, ...); default <out>/<suite>-<profile>/ray_results, "
+                   "enough on one machine")
     p.add_argument("--resume", action="store_true", help="continue the latest sweep of this "
                    "suite and profile: finished trials are kept, the rest run")
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
@@ -165,6 +169,24 @@ def build_trials(suite, profile: str, methods: list[str], dims: list[int], stren
     return trials
 
 
+def check_storage(storage: str | None) -> None:
+    """A folder must be writable; a URI must name a file system pyarrow can open."""
+    if storage is None:
+        return
+    if "://" not in storage:
+        try:
+            check_writable(Path(storage))
+        except UsageError as err:
+            raise UsageError(str(err).replace("--out", "--storage", 1)) from None
+        return
+    import pyarrow.fs as pafs
+    try:
+        pafs.FileSystem.from_uri(storage)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a bad URI
+        raise UsageError(f"--storage {storage}: pyarrow cannot open it ({str(err).splitlines()[0]}); "
+                         f"give a shared folder or a bucket URI such as s3://bucket/sweeps") from None
+
+
 def check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -225,6 +247,7 @@ def _main(args) -> int:
                          f"holds MNIST/raw/*-idx*-ubyte")
     out = Path(args.out)
     check_writable(out)
+    check_storage(args.storage)
     uri = args.mlflow_uri or tracking.default_uri(out)
     client = tracking.open_client(uri, artifact_dir=out / "mlartifacts")
     options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
@@ -272,6 +295,8 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
     from tables import build as tables_build
 
     sweep_dir = out / f"{suite.name}-{profile}"
+    storage = args.storage if args.storage and "://" in args.storage else str(
+        Path(args.storage or sweep_dir / "ray_results").resolve())
     checkpoint_root = sweep_dir / "checkpoints"
     trials = build_trials(suite, profile, methods, dims, strengths, args.seeds, checkpoint_root,
                           options)
@@ -305,7 +330,7 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
         write_results_csv(results_csv, rows, suite.columns)
 
     try:
-        ended = tune_runner.run_grid(todo, data, suite=suite, storage_dir=sweep_dir / "ray_results",
+        ended = tune_runner.run_grid(todo, data, suite=suite, storage=storage,
                                      on_result=on_result, gpus_per_trial=gpus_per_trial,
                                      cpus_per_trial=args.cpus_per_trial,
                                      max_concurrent=args.max_concurrent,

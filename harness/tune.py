@@ -2,8 +2,15 @@
 
 Ray is a scheduler here, nothing more: every trial is `Suite.trial`, which also runs without
 Ray (`python -m harness.train`). The data go into the object store once
-(`tune.with_parameters`). A trial checkpoints itself into `<checkpoint_root>/<trial name>/`,
-so a retried trial (killed worker) or a rerun sweep (`--resume`) continues where it stopped.
+(`tune.with_parameters`).
+
+Checkpoints: a trial saves its state into a local folder (`harness.loop.Checkpoints`, the same
+code as the single-trial CLI) and reports that folder to Ray Tune at every validation pass
+(`tune.report(..., checkpoint=...)`), which copies it to the sweep's storage (`--storage`: a
+shared folder or a bucket). A retried trial (a killed worker, a lost node) gets its last
+reported checkpoint back from `tune.get_checkpoint()`; a rerun sweep (`--resume`, a new Tuner)
+finds it in the storage under the trial's name. Either is copied into the local folder, where
+the loop restores it, wherever the trial now runs.
 Methods and suites registered outside this package (tests, plug-ins) travel with the trials
 (pickled by value) and are registered in the worker before it runs one.
 """
@@ -11,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,6 +33,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune import Checkpoint  # noqa: E402
 
 
 class ClusterError(RuntimeError):
@@ -79,12 +89,19 @@ def _trainable(config: dict, data=None, suite=None, specs=()):
     for spec in specs:  # methods the worker's own imports do not register
         registry.register(spec, replace=True)
     trial = config["trial"]
+    local = Path(trial["checkpoint_dir"])
+    local.mkdir(parents=True, exist_ok=True)
+    _restore_reported_checkpoint(local, trial)
     # The pid lets an operator (or a test) find and kill this trial's worker.
-    Path(trial["checkpoint_dir"]).mkdir(parents=True, exist_ok=True)
-    (Path(trial["checkpoint_dir"]) / "worker.pid").write_text(str(os.getpid()))
+    (local / "worker.pid").write_text(str(os.getpid()))
 
     def report(epoch, row):
-        tune.report({"epoch": epoch, "val_corr": row["val_corr"], "final": ""})
+        metrics = {"epoch": epoch, "val_corr": row["val_corr"], "final": ""}
+        if any(local.rglob("*.pt")):  # the loop has just saved its state there
+            (local / PROGRESS_FILE).write_text(json.dumps({"epoch": epoch}))
+            tune.report(metrics, checkpoint=Checkpoint.from_directory(str(local)))
+        else:
+            tune.report(metrics)
 
     try:
         record = suite.trial(trial, data=data, checkpoint_dir=trial["checkpoint_dir"],
@@ -92,6 +109,63 @@ def _trainable(config: dict, data=None, suite=None, specs=()):
     except TrialDiverged as err:  # a diverged configuration is a result, not a crash to retry
         record = _identity(trial, status="diverged", reason=str(err))
     tune.report({"final": json.dumps(record.to_dict()), "epoch": -1, "val_corr": float("nan")})
+
+
+PROGRESS_FILE = "progress.json"  # {"epoch": n} of the checkpoint beside it
+
+
+def _epoch_of(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / PROGRESS_FILE).read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def trial_dirname(name: str) -> str:
+    """The trial's folder in the storage: its name, made safe for any file system."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
+
+
+def _restore_reported_checkpoint(local: Path, trial: dict) -> None:
+    """Put the trial's latest reported checkpoint into `local`, if it is newer than what is
+    there: Ray's (this Tuner's retry) or else one in the storage from an earlier sweep run."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None and trial.get("storage"):
+        checkpoint = _stored_checkpoint(trial["storage"], trial["experiment"], trial["name"])
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as folder:
+        if _epoch_of(Path(folder)) > _epoch_of(local):
+            shutil.copytree(folder, local, dirs_exist_ok=True)
+
+
+def _stored_checkpoint(storage: str, experiment: str, name: str):
+    """The checkpoint of highest epoch that an earlier run of this sweep reported for trial
+    `name` (`<storage>/<experiment>/<name>-<id>/checkpoint_*`), or None."""
+    import pyarrow.fs as pafs
+    try:
+        fs, root = pafs.FileSystem.from_uri(storage)
+        prefix = trial_dirname(name) + "-"
+        best, best_epoch = None, -1
+        for trial_dir in fs.get_file_info(pafs.FileSelector(f"{root}/{experiment}",
+                                                             allow_not_found=True)):
+            if trial_dir.type != pafs.FileType.Directory or not trial_dir.base_name.startswith(prefix):
+                continue
+            for ckpt in fs.get_file_info(pafs.FileSelector(trial_dir.path)):
+                if not ckpt.base_name.startswith("checkpoint_"):
+                    continue
+                try:
+                    with fs.open_input_stream(f"{ckpt.path}/{PROGRESS_FILE}") as fh:
+                        epoch = int(json.loads(fh.read())["epoch"])
+                except (OSError, ValueError, KeyError):
+                    continue
+                if epoch > best_epoch:
+                    best, best_epoch = ckpt.path, epoch
+        return None if best is None else Checkpoint(best, filesystem=fs)
+    except (OSError, ValueError) as err:  # storage unreachable: the trial starts from what it has
+        print(f"warning: cannot read checkpoints under {storage}: {first_line(err)}",
+              file=sys.stderr)
+        return None
 
 
 def _identity(trial: dict, **fields) -> TrialRecord:
@@ -188,7 +262,7 @@ def _by_value(objects) -> None:
             cloudpickle.register_pickle_by_value(module)
 
 
-def run_grid(trials: list[dict], data, *, suite, storage_dir: Path, on_result,
+def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
              gpus_per_trial: float = 0, cpus_per_trial: int = 1,
              max_concurrent: int | None = None, max_failures: int = 2,
              experiment_name: str = "sweep") -> int:
@@ -199,6 +273,8 @@ def run_grid(trials: list[dict], data, *, suite, storage_dir: Path, on_result,
     if gpus_per_trial > 0 and cluster_gpus() == 0:
         raise ClusterError(f"--gpus-per-trial {gpus_per_trial} but the cluster has no GPU; "
                            f"use --gpus-per-trial 0")
+    for trial in trials:  # where the trial's checkpoints of an earlier run of this sweep are
+        trial.update(storage=storage, experiment=experiment_name)
     specs = registry.external_specs()
     _by_value([fn for spec in specs for fn in (spec.objective, spec.closed_form, spec.score_model)
                if fn is not None] + [suite.run_trial, suite.load_data, suite.render])
@@ -210,10 +286,12 @@ def run_grid(trials: list[dict], data, *, suite, storage_dir: Path, on_result,
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent,
-                                    trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
-        run_config=tune.RunConfig(name=experiment_name, storage_path=str(Path(storage_dir).resolve()),
-                                  verbose=0, callbacks=[callback],
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent,
+            trial_dirname_creator=lambda t: f"{trial_dirname(t.config['trial']['name'])}-{t.trial_id}"),
+        run_config=tune.RunConfig(name=experiment_name, storage_path=storage, verbose=0,
+                                  callbacks=[callback],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                   failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     tuner.fit()

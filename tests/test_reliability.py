@@ -1,10 +1,13 @@
 """Faults: a killed worker, a diverging trial, two sweeps on one store, bad data input."""
 import gzip
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,24 +26,48 @@ def wait_for(predicate, timeout_s=300, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_killed_worker_is_retried_from_its_checkpoint_and_ends_identically(tmp_path):
+def reported_epochs(storage: Path) -> list[int]:
+    """Epochs whose checkpoint Ray Tune registered (result.json rows that name one)."""
+    epochs = []
+    for path in storage.glob("*/muc2m_d=8_lam=0.005_seed=0_-*/result.json"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("checkpoint_dir_name"):
+                epochs.append(int(row["epoch"]))
+    return sorted(epochs)
+
+
+def test_a_trial_killed_on_a_two_node_cluster_resumes_from_ray_storage_and_ends_identically(
+        tmp_path):
+    """The killed trial's local checkpoint folder is deleted, as if its node were gone: the
+    retry can only continue from the checkpoint Ray Tune copied to the sweep's storage."""
+    from ray.cluster_utils import Cluster
     common = ["--methods", "muc2m", "--dims", "8", "--strengths", "0.005", "--epochs", "150"]
     clean = harness_run(*common, "--out", str(tmp_path / "clean"))
     assert clean.returncode == 0, clean.stderr[-3000:]
 
-    out = tmp_path / "killed"
-    driver = subprocess.Popen([sys.executable, "-m", "harness.run", "--suite", SUITE, "--profile",
-                               PROFILE, *common, "--out", str(out)], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    trial_dir = out / f"{SUITE}-{PROFILE}" / "checkpoints" / "muc2m[d=8,lam=0.005,seed=0]"
-    wait_for(lambda: (trial_dir / "trial_state.pt").exists() and (trial_dir / "worker.pid").exists(),
-             what="the first checkpoint")
-    os.kill(int((trial_dir / "worker.pid").read_text()), signal.SIGKILL)
-    stdout, stderr = driver.communicate(timeout=600)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        out = tmp_path / "killed"
+        storage = tmp_path / "shared-storage"  # what every node reaches (a bucket, an NFS)
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "harness.run", "--suite", SUITE, "--profile", PROFILE, *common,
+             "--out", str(out), "--storage", str(storage), "--address", cluster.address],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        trial_dir = out / f"{SUITE}-{PROFILE}" / "checkpoints" / "muc2m[d=8,lam=0.005,seed=0]"
+        wait_for(lambda: len(reported_epochs(storage)) >= 2 and (trial_dir / "worker.pid").exists(),
+                 what="two reported checkpoints")
+        os.kill(int((trial_dir / "worker.pid").read_text()), signal.SIGKILL)
+        shutil.rmtree(trial_dir)  # the node's disk is gone with it
+        last_reported = reported_epochs(storage)[-1]
+        stdout, stderr = driver.communicate(timeout=600)
+    finally:
+        cluster.shutdown()
     assert driver.returncode == 0, stderr[-3000:]
-    assert "retrying from its checkpoint" in stderr
+    assert "cluster: 2 CPUs" in stdout and "retrying from its checkpoint" in stderr
     (row_clean,), (row_killed,) = csv_rows(tmp_path / "clean"), csv_rows(out)
-    assert float(row_killed["resumed_from"]) > 0  # the retry did not start over
+    assert int(float(row_killed["resumed_from"])) == last_reported > 0
     for key in ("corr_heldout", "corr_refit", "recog_acc", "val_corr_best", "best_epoch"):
         assert row_killed[key] == row_clean[key], key
 

@@ -108,21 +108,27 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert sorted(r["name"] for r in csv_rows(out)) == sorted(names)
 
 
-@pytest.mark.sweep
-def test_sweep_runs_on_a_two_node_ray_cluster_given_by_address(tmp_path):
-    from ray.cluster_utils import Cluster
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    try:
-        out = tmp_path / "runs"
-        proc = harness_run("--methods", "muc2m", "--dims", "8", "--out", str(out),
-                           "--address", cluster.address)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "cluster: 2 CPUs" in proc.stdout
-        _, _, children = store(out)
-        assert sorted(r.info.run_name for r in children) == sorted(expected_names(["muc2m"], [8]))
-    finally:
-        cluster.shutdown()
+def test_a_rerun_sweep_finds_each_trials_latest_checkpoint_in_the_storage_by_name(tmp_path):
+    """--resume starts a new Tuner, whose trials look for what an earlier run reported
+    (`<storage>/<experiment>/<trial>-<id>/checkpoint_*`), highest epoch first."""
+    import json
+
+    from harness.tune import _stored_checkpoint, trial_dirname
+    name = "muc2m[d=8,lam=0.005,seed=0]"
+    layout = {f"{trial_dirname(name)}-aaa/checkpoint_000000": 2,
+              f"{trial_dirname(name)}-aaa/checkpoint_000001": 4,
+              f"{trial_dirname(name)}-bbb/checkpoint_000000": 6,   # a retry of the earlier run
+              f"{trial_dirname(name)}-bbb/checkpoint_000001": None,  # cut short: no progress
+              f"{trial_dirname('muc2m[d=8,lam=0.005,seed=1]')}-ccc/checkpoint_000000": 9}
+    for folder, epoch in layout.items():
+        path = tmp_path / "exp" / folder
+        path.mkdir(parents=True)
+        if epoch is not None:
+            (path / "progress.json").write_text(json.dumps({"epoch": epoch}))
+    found = _stored_checkpoint(str(tmp_path), "exp", name)
+    assert found.path.endswith(f"{trial_dirname(name)}-bbb/checkpoint_000000")
+    assert _stored_checkpoint(str(tmp_path), "exp", "dcca[d=8,ridge=0.001,seed=0]") is None
+    assert _stored_checkpoint(str(tmp_path), "missing-experiment", name) is None
 
 
 def test_python_m_tables_build_resolves_to_this_project(tmp_path):
