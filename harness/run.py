@@ -302,7 +302,13 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
                           options)
     data = suite.load_data(profile, options)  # a data error stops here, before any store write
     parent = tracking.find_sweep(client, suite.name, profile) if args.resume else None
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    outbox = tracking.Outbox(sweep_dir / "pending_trials.jsonl")
     if parent is not None:
+        if outbox.flush(client, parent):  # trials an earlier driver could not log
+            raise UsageError(f"the MLflow store {uri} still does not take the "
+                             f"{len(outbox.pending())} kept trials in {outbox.path}; "
+                             f"rerun --resume when it is reachable")
         finished = tracking.prepare_resume(client, parent)
         todo = [t for t in trials if t["name"] not in finished]
         print(f"resuming sweep {parent.info.run_id}: {len(finished)} trials already finished, "
@@ -311,13 +317,13 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
         if args.resume:
             print("nothing to resume: starting a new sweep", flush=True)
         shutil.rmtree(checkpoint_root, ignore_errors=True)  # a new sweep starts from scratch
+        outbox.path.unlink(missing_ok=True)
         parent = tracking.start_sweep(client, suite.name, profile, {
             "methods": ",".join(methods), "dims": ",".join(map(str, dims)),
             "strengths": "default grids" if strengths is None else ",".join(map(str, strengths)),
             "seeds": args.seeds, "profile": profile, "gpus_per_trial": gpus_per_trial,
             "address": args.address or "local"})
         todo = trials
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     results_csv = sweep_dir / "results.csv"
 
     print(f"{len(todo)} trials to run ({len(trials)} in the grid: {len(methods)} methods × "
@@ -325,9 +331,10 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
     rows = tables_build.load_rows(client, parent, suite, csv=True)
 
     def on_result(result: record.TrialRecord) -> None:
-        tracking.log_trial(client, parent, result)
-        rows.append(result.csv_row(suite.columns))
+        rows.append(result.csv_row(suite.columns))  # on disk first: nothing is lost
         write_results_csv(results_csv, rows, suite.columns)
+        outbox.add(result)
+        outbox.flush(client, parent)
 
     try:
         ended = tune_runner.run_grid(todo, data, suite=suite, storage=storage,
@@ -341,6 +348,16 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
         print("\ninterrupted: finished trials are stored; rerun the same command with --resume "
               "to continue", file=sys.stderr)
         return 130
+    for wait_s in (0, 5, 10, 20, 30):  # the store may still be coming back
+        time.sleep(wait_s)
+        if not outbox.flush(client, parent):
+            break
+    else:
+        print(f"error: the MLflow store {uri} did not come back; {len(outbox.pending())} "
+              f"finished trials are kept in {outbox.path} and {results_csv}: rerun the same "
+              f"command with --resume to log them and build the tables", file=sys.stderr)
+        return 1
+    tracking.prepare_resume(client, parent)  # exactly once: drop what an outage half-wrote
     written = tables_build.build(suite.name, profile, client=client, out_dir=sweep_dir)
     write_results_csv(results_csv, tables_build.load_rows(client, parent, suite, csv=True), suite.columns)
     tracking.end_sweep(client, parent, written + [results_csv])

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from harness.common import first_line, save_atomic
 from harness.record import TrialRecord, git_commit, hardware
 
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
@@ -64,7 +67,16 @@ def default_uri(out_dir: Path) -> str:
 
 
 def open_client(uri: str, artifact_dir: Path | None = None) -> MlflowClient:
-    """A client on `uri`; fails with one clear line if the store cannot be opened."""
+    """A client on `uri`; fails with one clear line if the store cannot be opened.
+
+    A tracking server (http[s]://) gets short HTTP retries (unless the environment sets its
+    own): a server that is down makes the driver keep finished trials in its outbox instead
+    of blocking for minutes, and its artifact store is the server's (no local location)."""
+    if uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        artifact_dir = None
     try:
         # Two sweeps creating the same new SQLite store race on its schema: retry briefly.
         client = retrying(_connect, uri, retry_on=("locked", "duplicate column", "already exists"),
@@ -118,8 +130,9 @@ def child_runs(client: MlflowClient, parent) -> list:
 
 
 def prepare_resume(client: MlflowClient, parent) -> dict:
-    """Finished children by run name; unfinished ones (a driver killed while logging) are
-    deleted so the rerun trial does not appear twice."""
+    """Finished children by run name (the newest of each); unfinished ones (a driver killed
+    while logging, a server gone mid-write) and older duplicates are deleted, so that every
+    trial is in the store exactly once."""
     finished = {}
     for run in child_runs(client, parent):
         name = run.info.run_name
@@ -153,6 +166,62 @@ def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
             retrying(client.log_artifact, run.info.run_id, str(path))
     retrying(client.set_terminated, run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+class Outbox:
+    """Finished trials on their way to the store, kept in a JSON-lines file until it has
+    them: a store that is unreachable for a while (a tracking server restarting) loses
+    nothing. `flush` logs what it can and keeps the rest; a later flush, or `--resume` after
+    the driver died, sends them."""
+
+    def __init__(self, path: Path, warn=None):
+        self.path = Path(path)
+        self.warn = warn or (lambda msg: print(msg, flush=True))
+        self.down_since: float | None = None
+
+    def pending(self) -> list[TrialRecord]:
+        if not self.path.exists():
+            return []
+        return [TrialRecord.from_dict(json.loads(line))
+                for line in self.path.read_text().splitlines() if line.strip()]
+
+    def _write(self, records: list[TrialRecord]) -> None:
+        if not records:
+            self.path.unlink(missing_ok=True)
+            return
+        text = "".join(json.dumps(r.to_dict()) + "\n" for r in records)
+        save_atomic(self.path, lambda tmp: Path(tmp).write_text(text))
+
+    def add(self, record: TrialRecord) -> None:
+        self._write(self.pending() + [record])
+
+    def flush(self, client: MlflowClient, parent) -> int:
+        """Log every pending trial the store does not hold yet; returns how many remain."""
+        remaining = self.pending()
+        if not remaining:
+            return 0
+        logged = None
+        while remaining:
+            record = remaining[0]
+            try:
+                if logged is None and self.down_since is not None:  # after an outage: what
+                    logged = set(prepare_resume(client, parent))    # got through already?
+                if record.name not in (logged or ()):
+                    log_trial(client, parent, record)
+            except Exception as err:  # noqa: BLE001 - any store failure: keep it for later
+                if self.down_since is None:
+                    self.down_since = time.time()
+                    self.warn(f"warning: the MLflow store is unreachable ({first_line(err)}); "
+                              f"finished trials are kept in {self.path} and results.csv and "
+                              f"sent when it is back (or with --resume)")
+                break
+            remaining.pop(0)
+            self._write(remaining)
+        if not remaining and self.down_since is not None:
+            self.warn(f"the MLflow store is back after {time.time() - self.down_since:.0f} s; "
+                      f"every kept trial is logged")
+            self.down_since = None
+        return len(remaining)
 
 
 def end_sweep(client: MlflowClient, parent, artifacts: list[Path], status: str = "FINISHED"):
