@@ -24,8 +24,9 @@ def init_state(d: int) -> dict:
 
 
 def update_running(state: dict, f1: torch.Tensor, f2: torch.Tensor, rho: float) -> None:
-    """ρ·old + (1−ρ)·batch; the first batch initialises the estimates."""
-    w = rho if int(state["steps"]) > 0 else 0.0
+    """ρ·old + (1−ρ)·batch; the first batch initialises the estimates (weight 0 on the old).
+    The weight is a device tensor, not a Python branch: no host sync per step on a GPU."""
+    w = (state["steps"] > 0).double() * rho
     for i, f in (("1", f1), ("2", f2)):
         x = f.detach().double()
         state["mu" + i].mul_(w).add_((1 - w) * x.mean(0))

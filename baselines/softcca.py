@@ -34,9 +34,10 @@ def softcca_loss(z1, z2, phi1_old=None, phi2_old=None, *, lam: float = 1e-3, alp
 
 def objective(model, h1, h2, state, params):
     z1, z2 = model.represent(h1, h2)
-    first = int(state["steps"]) == 0
-    terms = softcca_loss(z1, z2, None if first else state["phi1"], None if first else state["phi2"],
-                         **params)
+    # The first batch initialises Φ̂: α = 0 on the zero Φ̂ of `init_state` gives exactly the
+    # batch estimate. A device tensor rather than a Python branch: no host sync per step.
+    alpha = (state["steps"] > 0).double() * params["alpha"]
+    terms = softcca_loss(z1, z2, state["phi1"], state["phi2"], lam=params["lam"], alpha=alpha)
     state["phi1"], state["phi2"] = terms.pop("phi1"), terms.pop("phi2")
     state["steps"] += 1
     return terms
