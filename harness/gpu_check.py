@@ -1,0 +1,178 @@
+"""Everything a session with a GPU should measure, in one command and one JSON report.
+
+    python -m harness.gpu_check [--out gpu_report.json] [--budget-s 450]
+
+Phases, each a subprocess with its own time box, all inside `--budget-s` (default 7.5 min, for
+an 8-minute device slot on one H100/H200):
+
+1. `harness.bench --device cuda` at d = 50 and 1000, fp32 and bf16 (seconds per epoch
+   against the network floor);
+2. `harness.bench_ccazoo --device cuda` (ours against cca-zoo), where cca-zoo is installed;
+3. a time-boxed slice of the paper-profile sweep (`harness.run --profile paper`) at 1, 2 and 4
+   trials per GPU (`--gpus-per-trial` 1, 0.5, 0.25), the same trials each time, to choose the
+   trials per GPU by measured throughput (epochs per second of the whole GPU).
+
+nvidia-smi samples GPU utilisation and memory every 0.5 s throughout; each phase gets its
+mean and peak. Without a GPU the command says so in one line, writes a report with
+`"status": "no_gpu"`, and exits with code 3. The report format is in BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPORT_VERSION = 1
+NO_GPU_EXIT = 3
+SWEEP_SLICE = ["--suite", "mnist_halves", "--profile", "paper", "--methods", "muc2m,dcca",
+               "--dims", "200", "--strengths", "0.005", "--epochs", "30"]
+
+
+class Sampler(threading.Thread):
+    """nvidia-smi's utilisation and memory every 0.5 s, with the time of each sample."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float, float]] = []  # (time, util %, memory MiB)
+        self.proc = None
+
+    def run(self):
+        if shutil.which("nvidia-smi") is None:
+            return
+        self.proc = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
+             "-lms", "500"], stdout=subprocess.PIPE, text=True)
+        for line in self.proc.stdout:
+            try:
+                util, mem = (float(v) for v in line.split(",")[:2])
+            except ValueError:
+                continue
+            self.samples.append((time.time(), util, mem))
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+
+    def summary(self, start: float, end: float) -> dict:
+        window = [(u, m) for t, u, m in self.samples if start <= t <= end]
+        if not window:
+            return {"samples": 0}
+        utils, mems = zip(*window)
+        return {"samples": len(window), "util_mean_pct": sum(utils) / len(utils),
+                "util_max_pct": max(utils), "memory_max_mib": max(mems)}
+
+
+def run_phase(name: str, command: list[str], timeout_s: float, sampler: Sampler) -> dict:
+    """One phase: its command, exit code, wall time, parsed JSON (last stdout line) or output
+    tail, and the GPU's utilisation while it ran."""
+    started = time.time()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=max(1, timeout_s))
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc, out, err = "timeout", exc.stdout or "", exc.stderr or ""
+        out, err = (x.decode() if isinstance(x, bytes) else x for x in (out, err))
+    ended = time.time()
+    phase = {"name": name, "command": " ".join(command[1:]), "rc": rc,
+             "wall_s": round(ended - started, 1), "gpu": sampler.summary(started, ended)}
+    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+    try:
+        phase["result"] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        phase["output_tail"] = (out + err)[-2000:]
+    print(f"{name}: rc {rc}, {phase['wall_s']} s, GPU util mean "
+          f"{phase['gpu'].get('util_mean_pct', float('nan')):.0f} %", file=sys.stderr, flush=True)
+    return phase
+
+
+def sweep_throughput(phase: dict, out_dir: Path) -> dict:
+    """Epochs per second of wall time over the trials a sweep slice finished."""
+    import csv
+    rows = []
+    for path in out_dir.glob("*/results.csv"):
+        with open(path) as fh:
+            rows += [r for r in csv.DictReader(fh) if r.get("status") == "ok"]
+    epochs = sum(float(r["epochs"]) for r in rows)
+    return {"trials_ok": len(rows), "epochs": epochs,
+            "epochs_per_s": epochs / phase["wall_s"] if phase["wall_s"] else 0.0}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.gpu_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="gpu_report.json", help="the JSON report (default "
+                        "./gpu_report.json)")
+    parser.add_argument("--budget-s", type=float, default=450.0,
+                        help="wall-clock budget for all phases (default 450)")
+    args = parser.parse_args(argv)
+    import torch
+    report = {"version": REPORT_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "host": platform.node(), "torch": torch.__version__, "python": platform.python_version()}
+    out = Path(args.out)
+    if not torch.cuda.is_available():
+        report.update(status="no_gpu", phases=[])
+        out.write_text(json.dumps(report, indent=1))
+        print(f"no GPU: torch {torch.__version__} sees no CUDA device on this machine, so there "
+              f"is nothing to measure; run `python -m harness.gpu_check` where a GPU is lent "
+              f"(report: {out})", file=sys.stderr)
+        return NO_GPU_EXIT
+    report["gpu"] = {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
+                     "memory_gib": torch.cuda.get_device_properties(0).total_memory / 2**30}
+    deadline = time.time() + args.budget_s
+    py = [sys.executable, "-m"]
+    sampler = Sampler()
+    sampler.start()
+    phases = []
+
+    def left(cap: float) -> float:
+        return min(cap, deadline - time.time())
+
+    try:
+        for precision in ("fp32", "bf16"):
+            phases.append(run_phase(f"bench_{precision}", py + [
+                "harness.bench", "--device", "cuda", "--dims", "50,1000", "--epochs", "3",
+                "--precision", precision, "--json"], left(100), sampler))
+        if importlib.util.find_spec("cca_zoo") is not None and left(120) > 30:
+            phases.append(run_phase("bench_ccazoo", py + [
+                "harness.bench_ccazoo", "--device", "cuda", "--epochs", "4", "--json"],
+                left(120), sampler))
+        else:
+            phases.append({"name": "bench_ccazoo", "skipped": "cca-zoo not installed (extra "
+                           "`bench`) or no time left"})
+        slices = {}
+        for gpus_per_trial in ("1", "0.5", "0.25"):
+            if left(75) < 30:
+                phases.append({"name": f"sweep_slice_gpt{gpus_per_trial}", "skipped": "budget"})
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                phase = run_phase(f"sweep_slice_gpt{gpus_per_trial}", py + [
+                    "harness.run", *SWEEP_SLICE, "--seeds", str(round(1 / float(gpus_per_trial))),
+                    "--gpus-per-trial", gpus_per_trial, "--out", tmp], left(75), sampler)
+                phase["throughput"] = sweep_throughput(phase, Path(tmp))
+            phases.append(phase)
+            slices[gpus_per_trial] = phase["throughput"]["epochs_per_s"]
+        if slices:
+            best = max(slices, key=slices.get)
+            report["sweep_slice"] = {"epochs_per_s_by_gpus_per_trial": slices,
+                                     "chosen_gpus_per_trial": float(best)}
+    finally:
+        sampler.stop()
+    report["phases"] = phases
+    failed = [p["name"] for p in phases if p.get("rc") not in (0, None)]
+    report["status"] = "partial" if failed or any("skipped" in p for p in phases) else "ok"
+    report["wall_s"] = round(time.time() - (deadline - args.budget_s), 1)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"gpu_check: {report['status']} in {report['wall_s']} s; report {out}", file=sys.stderr)
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

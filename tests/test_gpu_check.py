@@ -1,0 +1,32 @@
+"""The GPU readiness command: its CPU path (no GPU here) and its phase bookkeeping."""
+import json
+import subprocess
+import sys
+
+from harness import gpu_check
+
+
+def test_without_a_gpu_it_says_so_in_one_line_writes_a_no_gpu_report_and_exits_3(tmp_path):
+    report = tmp_path / "gpu_report.json"
+    proc = subprocess.run([sys.executable, "-m", "harness.gpu_check", "--out", str(report)],
+                          capture_output=True, text=True, timeout=120,
+                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == gpu_check.NO_GPU_EXIT, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("no GPU:")
+    data = json.loads(report.read_text())
+    assert data["status"] == "no_gpu" and data["version"] == gpu_check.REPORT_VERSION
+    assert data["phases"] == [] and data["torch"]
+
+
+def test_a_phase_records_its_exit_code_time_parsed_result_and_gpu_window():
+    sampler = gpu_check.Sampler()  # not started: no samples, as on a machine without nvidia-smi
+    ok = gpu_check.run_phase("echo", [sys.executable, "-c", "print('x'); print('{\"a\": 1}')"],
+                             30, sampler)
+    assert ok["rc"] == 0 and ok["result"] == {"a": 1} and ok["gpu"] == {"samples": 0}
+    slow = gpu_check.run_phase("slow", [sys.executable, "-c", "import time; time.sleep(5)"], 1,
+                               sampler)
+    assert slow["rc"] == "timeout" and slow["wall_s"] < 4 and "result" not in slow
+    sampler.samples = [(10.0, 50.0, 1000.0), (11.0, 100.0, 3000.0), (20.0, 0.0, 0.0)]
+    assert sampler.summary(9, 12) == {"samples": 2, "util_mean_pct": 75.0, "util_max_pct": 100.0,
+                                      "memory_max_mib": 3000.0}
