@@ -15,11 +15,18 @@ registers them, in the paper's row order (which is the tables' row order).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable
 
 _REGISTRY: dict[str, "MethodSpec"] = {}
 _BUILTIN_PACKAGES = ("baselines", "muc2m")
+ENTRY_POINT_GROUP = "muc2m_harness.methods"  # installed plug-ins: modules that register methods
+_entry_points_loaded = False
+
+
+class PluginError(ImportError):
+    """A plug-in that cannot be loaded; the message names it and says why, in one line."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,49 @@ def unregister(name: str) -> None:
 
 
 def _load_builtins() -> None:
+    global _entry_points_loaded
     for package in _BUILTIN_PACKAGES:
         importlib.import_module(package)
+    if not _entry_points_loaded:  # installed plug-ins, once per process
+        _entry_points_loaded = True
+        from importlib.metadata import entry_points
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                ep.load()
+            except Exception as err:  # noqa: BLE001 - a broken plug-in: one line, not a traceback
+                raise PluginError(f"plug-in {ep.name!r} ({ep.value}, entry point group "
+                                  f"{ENTRY_POINT_GROUP}) failed to load: "
+                                  f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+
+
+def load_plugin(target: str) -> list[str]:
+    """Import a plug-in module that registers methods: a module name on the path
+    (`mypkg.methods`) or a `.py` file. Returns the names of the methods it added."""
+    import sys
+    from pathlib import Path
+    _load_builtins()
+    before = set(_REGISTRY)
+    try:
+        path = Path(target)
+        if target.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file {path}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(target)
+    except Exception as err:  # noqa: BLE001 - any failure: one line naming the plug-in
+        text = str(err).splitlines()[0] if str(err) else ""
+        raise PluginError(f"--plugin {target}: cannot load it ({type(err).__name__}: {text}); "
+                          f"give a module name on the path or a .py file that calls "
+                          f"harness.registry.register") from None
+    added = [name for name in _REGISTRY if name not in before]
+    if not added:
+        raise PluginError(f"--plugin {target}: it registered no method; a plug-in calls "
+                          f"harness.registry.register(MethodSpec(...)) when imported")
+    return added
 
 
 def get(name: str) -> MethodSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import record, tracking
+from harness import record, registry, tracking
 from harness.common import ConfigError, save_atomic
 from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
@@ -70,10 +71,14 @@ def parse_args(argv=None):
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     suites = all_suites()
     p.add_argument("--suite", required=True, help=f"one of: {', '.join(suites)}")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module (name on the path, or a .py file) that registers methods; "
+                   "repeatable. Installed plug-ins load themselves (entry point group "
+                   "muc2m_harness.methods)")
     p.add_argument("--profile", choices=None, help="paper | quick | smoke (default: paper where "
                    "the cluster has a GPU, otherwise quick)")
-    p.add_argument("--methods", default="all", help="comma-separated methods or 'all' (the "
-                   "suite's defaults); " + "; ".join(
+    p.add_argument("--methods", default="all", help="comma-separated methods or patterns "
+                   "('dcca*') or 'all' (the suite's defaults); " + "; ".join(
                        f"{name}: {', '.join(s.known_methods())}" for name, s in suites.items()))
     p.add_argument("--dims", default=None, help=f"comma-separated latent dimensions "
                    f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves, 64 for saliency)")
@@ -213,7 +218,7 @@ def main(argv=None) -> int:
     try:
         return _main(parse_args(argv))
     except (UsageError, ConfigError, DataError, CocoDataError, MissingTextEncoder,
-            tracking.TrackingError) as err:
+            tracking.TrackingError, registry.PluginError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyError as err:
@@ -221,21 +226,40 @@ def main(argv=None) -> int:
         return 2
 
 
+def select_methods(text: str, suite) -> list[str]:
+    """`--methods`: 'all', or names and shell-style patterns (`dcca*`), in the order given."""
+    if text == "all":
+        return list(suite.methods)
+    known, chosen = suite.known_methods(), []
+    for token in (t.strip() for t in text.split(",")):
+        if not token:
+            continue
+        if any(c in token for c in "*?["):
+            matches = fnmatch.filter(known, token)
+            if not matches:
+                raise UsageError(f"--methods {token!r} matches no method of suite {suite.name}; "
+                                 f"its methods: {', '.join(known)}")
+        elif token not in known:
+            raise UsageError(f"unknown method {token!r} for suite {suite.name}; choose from: "
+                             f"{', '.join(known)}")
+        else:
+            matches = [token]
+        chosen += [m for m in matches if m not in chosen]
+    if not chosen:
+        raise UsageError(f"--methods {text!r} names no method; give a comma-separated list or "
+                         f"'all'")
+    return chosen
+
+
 def _main(args) -> int:
     started = time.time()
+    for plugin in args.plugin:
+        added = registry.load_plugin(plugin)
+        print(f"plug-in {plugin}: {', '.join(added)}", flush=True)
     suite = get_suite(args.suite)
     if args.profile is not None and args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}")
-    methods = list(suite.methods) if args.methods == "all" else [
-        m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        raise UsageError(f"--methods {args.methods!r} names no method; give a comma-separated "
-                         f"list or 'all'")
-    known = suite.known_methods()
-    for m in methods:
-        if m not in known:
-            raise UsageError(f"unknown method {m!r} for suite {suite.name}; choose from: "
-                             f"{', '.join(known)}")
+    methods = select_methods(args.methods, suite)
     dims = _csv_list(args.dims, _positive_int, "dims") if args.dims is not None else list(suite.dims)
     strengths = _csv_list(args.strengths, _finite, "strengths") if args.strengths is not None else None
     if not args.address and args.cpus_per_trial > (os.cpu_count() or 1):

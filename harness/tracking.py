@@ -89,15 +89,22 @@ def open_client(uri: str, artifact_dir: Path | None = None) -> MlflowClient:
     return client
 
 
+# MLflow ≥ 3 opens an experiment without this tag in its GenAI view; ours are training runs.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(client: MlflowClient, suite: str) -> str:
     exp = client.get_experiment_by_name(suite)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # a store made before the tag was set
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if getattr(client, "_artifact_dir", None) is not None:
         location = Path(client._artifact_dir).resolve().as_uri()
     try:
-        return client.create_experiment(suite, artifact_location=location)
+        return client.create_experiment(suite, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:  # another sweep created it first
         return client.get_experiment_by_name(suite).experiment_id
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from harness import registry
 from harness.common import ConfigError, TrialDiverged
 from harness.data.mnist_halves import DataError
 from harness.models import PRECISIONS
@@ -38,6 +39,8 @@ def main(argv=None) -> int:
     parser.add_argument("--suite", default="mnist_halves", help="the suite whose data and "
                         "trial to run (default mnist_halves)")
     parser.add_argument("--method", required=True, help="a registered method (cca, dcca, ...)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="a module (name or .py file) that registers methods; repeatable")
     parser.add_argument("--d", required=True, type=int, help="latent dimension")
     parser.add_argument("--strength", type=float, help="the method's swept strength "
                         "(default: the method's default)")
@@ -54,6 +57,8 @@ def main(argv=None) -> int:
                         "bf16 matmuls, fp32 weights, objectives unchanged)")
     args = parser.parse_args(argv)
     try:
+        for plugin in args.plugin:
+            registry.load_plugin(plugin)
         suite = get_suite(args.suite)
         options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
         config = {"method": args.method, "d": args.d, "strength": args.strength, "seed": args.seed,
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
         print("interrupted: rerun the same command to resume from the checkpoint"
               if args.checkpoint_dir else "interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, DataError, TrialDiverged) as err:
+    except (ConfigError, DataError, TrialDiverged, registry.PluginError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyError as err:  # an unknown suite

@@ -185,10 +185,21 @@ class SweepCallback(tune.Callback):
         self.running: set[str] = set()
         self.best: dict = {}
         self.print_every_s, self.last_print = print_every_s, 0.0
+        self.started = time.time()
+
+    def eta(self) -> str:
+        """Time left, estimated from the finished trials: their mean wall time per trial
+        (as the sweep has run them, concurrency included) times the trials left."""
+        ended = self.done + self.failed
+        if not ended or ended >= self.total:
+            return ""
+        left_s = (time.time() - self.started) / ended * (self.total - ended)
+        return f", ETA {left_s / 60:.0f} min" if left_s >= 60 else f", ETA {left_s:.0f} s"
 
     def _line(self, msg: str = "") -> None:
         status = (f"[{self.done + self.failed}/{self.total} ended: {self.done - self.diverged} ok, "
-                  f"{self.diverged} diverged, {self.failed} failed | {len(self.running)} running]")
+                  f"{self.diverged} diverged, {self.failed} failed | {len(self.running)} running"
+                  f"{self.eta()}]")
         # stream None: whatever sys.stderr is when printing (Tune pickles its callbacks, and
         # a captured or redirected stderr object may not pickle)
         print(f"{status} {msg}".rstrip(), file=self.stream or sys.stderr, flush=True)

@@ -81,3 +81,53 @@ def test_a_method_and_a_suite_registered_from_a_test_file_run_through_a_smoke_sw
     table1 = (sweep / "table1.md").read_text()
     assert "| Toy correlation |" in table1 and "| CCA |" in table1
     assert "toy_planted test set" in table1
+
+
+PLUGIN = '''"""A plug-in from outside the package: one objective, registered on import."""
+from harness.registry import MethodSpec, register
+
+
+def mean_corr_loss(z1, z2, *, scale: float = 1.0) -> dict:
+    a, b = z1 - z1.mean(0), z2 - z2.mean(0)
+    corr = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0) + 1e-8)
+    return {"loss": -scale * corr.sum(), "corr": corr.sum().detach()}
+
+
+def objective(model, h1, h2, state, params):
+    return mean_corr_loss(*model.represent(h1, h2), scale=params["scale"])
+
+
+register(MethodSpec(name="plugged_corr", title="Plugged correlation", defaults={"scale": 1.0},
+                    strength="scale", grid=(1.0,), objective=objective, loss_fn=mean_corr_loss,
+                    batchnorm=True))
+'''
+
+
+def test_a_plugin_module_in_a_temporary_folder_joins_a_sweep_by_pattern(tmp_path):
+    """`--plugin FILE.py`, nothing installed: its method is matched by `--methods plug*`, runs
+    on the Ray workers, and reaches results.csv and the tables; the contract check passes."""
+    import subprocess
+    import sys
+
+    from tests.test_sweep import REPO
+    plugin = tmp_path / "plugins" / "my_plugin.py"
+    plugin.parent.mkdir()
+    plugin.write_text(PLUGIN)
+    out = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, "-m", "harness.run", "--suite", "mnist_halves",
+                           "--profile", "smoke", "--plugin", str(plugin), "--methods", "plug*,cca",
+                           "--dims", "8", "--out", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "plug-in " + str(plugin) + ": plugged_corr" in proc.stdout
+    with open(out / "mnist_halves-smoke" / "results.csv") as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh)}
+    assert rows["plugged_corr[d=8,scale=1,seed=0]"]["status"] == "ok"
+    assert float(rows["plugged_corr[d=8,scale=1,seed=0]"]["corr_heldout"]) > 0
+    assert "| Plugged correlation |" in (out / "mnist_halves-smoke" / "table1.md").read_text()
+    check = subprocess.run([sys.executable, "-c", "from harness import registry; "
+                            f"registry.load_plugin({str(plugin)!r}); "
+                            "from harness.contracts import check_method; "
+                            "check_method('plugged_corr'); print('contract ok')"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert check.stdout.strip() == "contract ok", check.stderr[-2000:]

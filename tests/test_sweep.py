@@ -64,6 +64,9 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
         if run.data.params["method"] == "muc2m":  # a validation curve, one point per pass
             assert len(client.get_metric_history(run.info.run_id, "val_corr")) == 2
     assert len(csv_rows(out)) == len(names)
+    # `mlflow ui` opens the experiment on its training runs, not in the GenAI overview
+    assert client.get_experiment_by_name(SUITE).tags["mlflow.experimentKind"] == \
+        "custom_model_development"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"table1.md", "table5.md", "corr_vs_d.png", "results.csv"} <= artifacts
 
@@ -146,6 +149,9 @@ def test_python_m_tables_build_resolves_to_this_project(tmp_path):
     (["--suite", "nope"], "unknown suite"),
     (["--suite", SUITE, "--methods", "dcca,nope"], "unknown method"),
     (["--suite", SUITE, "--methods", ","], "names no method"),
+    (["--suite", SUITE, "--methods", "zz*"], "matches no method of suite mnist_halves"),
+    (["--suite", SUITE, "--plugin", "/no/such/plugin.py"], "--plugin /no/such/plugin.py: cannot load it"),
+    (["--suite", SUITE, "--plugin", "json"], "it registered no method"),
     (["--suite", SUITE, "--methods", ""], "names no method"),
     (["--suite", SUITE, "--profile", "huge"], "unknown profile"),
     (["--suite", SUITE, "--dims", "50,abc"], "expected comma-separated numbers"),
@@ -229,6 +235,7 @@ def test_progress_view_counts_trials_and_ranks_the_suites_leader_metric_per_d():
     lines = stream.getvalue().splitlines()
     assert [r.name for r in seen] == ["a", "b", "c"]
     assert lines[-1].startswith("[3/3 ended: 3 ok, 0 diverged, 0 failed | 0 running] c corr 30.0")
+    assert ", ETA " in lines[0] and "ETA" not in lines[-1]  # estimated from the finished trials
     assert lines[-1].endswith("| best d=50: muc2m 45.6, d=100: cca 30.0")
 
     stream = io.StringIO()  # a suite without a leader metric prints no ranking
