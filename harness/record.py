@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 IDENTITY = ("name", "method", "d", "seed", "status", "strength_name", "strength")
-SETTINGS = ("profile", "epochs", "batch", "lr", "precision")
+SETTINGS = ("profile", "epochs", "batch", "lr", "precision", "hidden")
 PROVENANCE = ("device", "git_commit")
 TERM_PREFIX = "term_"  # per-epoch curves of the named loss terms (not summary metrics)
 CURVES = {"val_corr": "val_corr", "loss": "train_loss"}  # history key -> MLflow metric
@@ -34,6 +34,7 @@ class TrialRecord:
     lr: float | None = None
     epochs: int | None = None
     precision: str = "fp32"
+    hidden: str = ""                    # the encoders' hidden widths, e.g. "500,300"
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)  # validation rows: epoch, loss, terms, val_*
@@ -55,6 +56,8 @@ class TrialRecord:
         """A record for a resolved configuration (`Suite.resolve`), with provenance."""
         names = {f.name for f in fields(cls)}
         base = {k: v for k, v in cfg.items() if k in names}
+        if isinstance(base.get("hidden"), (tuple, list)):
+            base["hidden"] = ",".join(str(h) for h in base["hidden"])
         record = cls(**{**base, **fields_})
         record.git_commit = record.git_commit or git_commit()
         record.versions = record.versions or library_versions()
@@ -74,7 +77,8 @@ class TrialRecord:
         return {"method": self.method, "d": self.d, "seed": self.seed, "profile": self.profile,
                 "strength_name": self.strength_name, "strength": self.strength,
                 "batch": self.batch, "lr": self.lr, "epochs": self.epochs,
-                "precision": self.precision, "git_commit": self.git_commit,
+                "precision": self.precision, "hidden": self.hidden,
+                "git_commit": self.git_commit,
                 "device": self.device, "hardware": self.hardware,
                 **{f"param_{k}": v for k, v in self.params.items()},
                 **{f"version_{k}": v for k, v in self.versions.items()}}
@@ -104,7 +108,7 @@ class TrialRecord:
             seed=int(p.get("seed", 0)), profile=p.get("profile"),
             strength_name=p.get("strength_name"), strength=_num(p.get("strength")),
             batch=p.get("batch"), lr=p.get("lr"), epochs=p.get("epochs"),
-            precision=p.get("precision", "fp32"),
+            precision=p.get("precision", "fp32"), hidden=p.get("hidden", ""),
             params={k[len("param_"):]: v for k, v in p.items() if k.startswith("param_")},
             metrics={k: v for k, v in m.items() if not k.startswith(TERM_PREFIX)},
             train_seconds=m.get("train_seconds"), device=p.get("device"),

@@ -106,6 +106,10 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the latest sweep of this "
                    "suite and profile: finished trials are kept, the rest run")
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
+    p.add_argument("--data", default=None, metavar="FILE", help="--suite arrays: a .npz with "
+                   "view1 (n × p1), view2 (n × p2), optional labels (n,) and split (n,)")
+    p.add_argument("--hidden", default=None, help="hidden widths of every encoder, e.g. 64,32 "
+                   "(default: the paper's 500,300)")
     p.add_argument("--epochs", type=_count(1), default=None,
                    help="override the profile's epochs "
                    "(for every d)")
@@ -123,8 +127,8 @@ def parse_args(argv=None):
 def _csv_list(text: str, cast, what: str) -> list:
     try:
         values = [cast(v) for v in text.split(",") if v.strip()]
-    except UsageError:
-        raise
+    except UsageError as err:
+        raise UsageError(f"--{what}: {err}") from None
     except ValueError:
         raise UsageError(f"--{what} {text!r}: expected comma-separated numbers") from None
     if not values:
@@ -135,14 +139,14 @@ def _csv_list(text: str, cast, what: str) -> list:
 def _finite(text: str) -> float:
     value = float(text)  # a ValueError becomes "expected comma-separated numbers"
     if not math.isfinite(value):
-        raise UsageError(f"--strengths: {text!r} is not a finite number")
+        raise UsageError(f"{text!r} is not a finite number")
     return value
 
 
 def _positive_int(text: str) -> int:
     value = float(text)  # a ValueError becomes "expected comma-separated numbers"
     if value != int(value) or value < 1:
-        raise UsageError(f"--dims: {text!r} is not a positive integer")
+        raise UsageError(f"{text!r} is not a positive integer")
     return int(value)
 
 
@@ -277,6 +281,10 @@ def _main(args) -> int:
     options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
     if args.data_root:
         options["data_root"] = args.data_root
+    if args.data:
+        options["data"] = args.data
+    if args.hidden is not None:
+        options["hidden"] = tuple(_csv_list(args.hidden, _positive_int, "hidden"))
     for pair in args.weights:
         key, sep, value = pair.partition("=")
         if not sep or not key or not value:

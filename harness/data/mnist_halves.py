@@ -34,13 +34,15 @@ class DataError(RuntimeError):
 class TwoViews:
     x1: np.ndarray  # n × p1 float32
     x2: np.ndarray  # n × p2 float32
-    y: np.ndarray   # n int64 labels
+    y: np.ndarray | None  # n int64 labels (None: a data set without labels)
 
     def __len__(self):
-        return len(self.y)
+        return len(self.x1)
 
     def head(self, n: int | None) -> "TwoViews":
-        return self if n is None else TwoViews(self.x1[:n], self.x2[:n], self.y[:n])
+        if n is None:
+            return self
+        return TwoViews(self.x1[:n], self.x2[:n], None if self.y is None else self.y[:n])
 
 
 def split_halves(images: np.ndarray, labels: np.ndarray) -> TwoViews:

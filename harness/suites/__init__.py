@@ -16,10 +16,10 @@ from typing import Callable
 
 from harness import registry
 from harness.common import ConfigError, default_device
-from harness.models import PRECISIONS
+from harness.models import HIDDEN, PRECISIONS
 from harness.profiles import FAMILIES, Profile
 
-SUITE_MODULES = ("harness.suites.mnist_halves", "harness.suites.saliency")
+SUITE_MODULES = ("harness.suites.mnist_halves", "harness.suites.saliency", "harness.suites.arrays")
 _SUITES: dict[str, "Suite"] = {}
 
 
@@ -120,7 +120,8 @@ class Suite:
                 "batch": batch, "lr": config.get("lr") or profile.lr,
                 "epochs": config.get("epochs") or profile.epochs_for(d, spec.epoch_cost),
                 "eval_every": config.get("eval_every") or profile.eval_every,
-                "precision": precision, "name": run_name(spec.name, d, spec.strength, strength, seed)}
+                "hidden": tuple(config.get("hidden") or HIDDEN), "precision": precision,
+                "name": run_name(spec.name, d, spec.strength, strength, seed)}
 
 
 def register_suite(suite: Suite, replace: bool = False) -> Suite:

@@ -111,8 +111,9 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
             spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn)
         k = d
     train_seconds = time.time() - started
+    labels = data["test"].y  # recognition where the data have labels
     out = metrics.all_metrics(represent_all(represent, *train), represent_all(represent, *test),
-                              data["test"].y, k, aligned=spec.aligned)
+                              labels, k, aligned=spec.aligned, recognition=labels is not None)
     out["val_corr_best"] = max(row["val_corr"] for row in history)  # the selection metric
     out["n_components"] = k
     out["best_epoch"] = best_epoch
@@ -124,9 +125,9 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
 def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn):
     """Build the method's model and running statistics and train them with `fit_loop`."""
     torch.manual_seed(cfg["seed"])
-    p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]
+    p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]  # encoders sized from the data
     model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                         precision=cfg["precision"]).to(device)
+                         hidden=cfg["hidden"], precision=cfg["precision"]).to(device)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
 
     def represent(h1, h2):
@@ -135,7 +136,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
 
     history, best_epoch, start_epoch = fit_loop(
         model, lambda h1, h2: spec.objective(model, h1, h2, state, cfg["params"]), train,
-        epochs=cfg["epochs"], batch=cfg["batch"], lr=cfg["lr"], seed=cfg["seed"],
+        epochs=cfg["epochs"], batch=min(cfg["batch"], len(train[0])), lr=cfg["lr"], seed=cfg["seed"],
         eval_every=cfg["eval_every"], validate=lambda: validation_corr(represent, train_fit, val, d),
         state=state, checkpoint_dir=checkpoint_dir, name=cfg["name"], log=log, report=report,
         warn=warn)
