@@ -19,7 +19,8 @@ from harness.common import ConfigError, default_device
 from harness.models import HIDDEN, PRECISIONS
 from harness.profiles import FAMILIES, Profile
 
-SUITE_MODULES = ("harness.suites.mnist_halves", "harness.suites.saliency", "harness.suites.arrays")
+SUITE_MODULES = ("harness.suites.mnist_halves", "harness.suites.noisy_mnist",
+                 "harness.suites.arrays", "harness.suites.saliency")
 _SUITES: dict[str, "Suite"] = {}
 
 
@@ -51,6 +52,7 @@ class Suite:
     check_inputs: Callable = lambda options: None  # cheap data checks before Ray starts
     leader_metric: str | None = None  # test metric the progress view ranks per d (None: none)
     precisions: tuple[str, ...] = ("fp32",)
+    extra_metrics: Callable | None = None  # two-view: (train reps, test reps, data) -> dict
     batch_must_exceed_d: str = ("a batch covariance has rank ≤ batch−1, so its correlations "
                                 "are meaningless")
 

@@ -112,8 +112,11 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
         k = d
     train_seconds = time.time() - started
     labels = data["test"].y  # recognition where the data have labels
-    out = metrics.all_metrics(represent_all(represent, *train), represent_all(represent, *test),
-                              labels, k, aligned=spec.aligned, recognition=labels is not None)
+    train_reps, test_reps = represent_all(represent, *train), represent_all(represent, *test)
+    out = metrics.all_metrics(train_reps, test_reps, labels, k, aligned=spec.aligned,
+                              recognition=labels is not None)
+    if (suite or SUITE).extra_metrics is not None:  # a suite's own protocol (Noisy MNIST's)
+        out.update((suite or SUITE).extra_metrics(train_reps, test_reps, data))
     out["val_corr_best"] = max(row["val_corr"] for row in history)  # the selection metric
     out["n_components"] = k
     out["best_epoch"] = best_epoch
