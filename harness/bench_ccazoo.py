@@ -1,11 +1,13 @@
 """cca-zoo's deep CCA models side by side with ours: seconds per epoch and held-out correlation.
 
     python -m harness.bench_ccazoo [--dims 50] [--epochs 3] [--batch 2048] [--lr 1e-3]
-        [--seed 0] [--subset N] [--pairs dcca,dccae,sdcca,softcca] [--device cpu|cuda]
+        [--seed 0] [--subset N] [--pairs dcca,dccae,sdcca,softcca|all] [--device cpu|cuda]
         [--threads T] [--zoo-defaults] [--json]
 
 Pairs (cca-zoo class vs our registered method):  DCCA ↔ dcca,  DCCAE ↔ dccae,
-DCCANOI ↔ sdcca,  DCCASDL ↔ softcca.  Everything else is shared, in one process:
+DCCANOI ↔ sdcca,  DCCASDL ↔ softcca (the default), and on request (`--pairs`, or `all`) the
+SPEC §7 objectives DCCAEY ↔ dcca_ey,  BarlowTwins ↔ barlow_twins,  VICReg ↔ vicreg.
+Everything else is shared, in one process:
 
 * networks: both sides train `harness.models.encoder` modules (392-500-300-d), built from the
   same seed, so a pair starts from identical weights; DCCAE's decoders are our
@@ -30,8 +32,9 @@ its input pipeline (per-sample `__getitem__` + collate on the host, host→devic
 part of training it "the documented way"; the time of that pipeline alone is printed too.
 
 Quality: after the same E epochs, each model's encoders (eval mode; BN on running statistics
-for the soft-CCA pair) encode train and test, and `harness.metrics.corr_heldout` (linear CCA fitted
-on the train outputs, per-dimension correlations of the test projections, summed; k = d).
+for the soft-CCA and Barlow Twins pairs) encode train and test, and
+`harness.metrics.corr_heldout` (linear CCA fitted on the train outputs, per-dimension
+correlations of the test projections, summed; k = d).
 
 FAIRNESS NOTE. cca-zoo's DCCA (and DCCAE's correlation term) maximises ||T||_F² = Σ_k σ_k², the
 sum of SQUARED canonical correlations, with autograd through `eigh` in float32; our `dcca`
@@ -53,6 +56,12 @@ its ε); `--zoo-defaults` runs cca-zoo with its own defaults instead. The mappin
            errors over the batch where we average: a factor m.
   DCCASDL: lam_zoo = λ(d−1): cca-zoo = (1/d)·[||Z1−Z2||²/m + lam_zoo/(d−1) Σ_{k≠l}|C_kl|]
            because it averages over the d features and the d(d−1) off-diagonal entries.
+  BarlowTwins: lam = λ, the same loss (factor 1) on the same affine-free BN outputs.
+  VICReg:  sim_coeff, std_coeff, cov_coeff = λ, μ, ν, the same loss (factor 1).
+  DCCAEY:  no hyperparameters and NO multiple: cca-zoo's EY is that of the shifted problem
+           (A+B)u = (1+ρ)Bu, −tr(A) − tr(B) + ¼ tr(B B′) (on √2·outputs: ours − 2 tr(B)), with
+           the same-batch (biased) B′ under Lightning, where our dcca_ey pairs the batch's two
+           halves; both minimisers span the top-d canonical subspace.
 """
 from __future__ import annotations
 
@@ -80,8 +89,10 @@ from harness.models import PRECISIONS, TwoViewModel
 from harness.registry import get as get_method
 from harness.suites.mnist_halves import load_data
 
-PAIRS = ("dcca", "dccae", "sdcca", "softcca")
-ZOO_CLASS = {"dcca": "DCCA", "dccae": "DCCAE", "sdcca": "DCCANOI", "softcca": "DCCASDL"}
+DEFAULT_PAIRS = ("dcca", "dccae", "sdcca", "softcca")  # the paper's rows (and gpu_check's run)
+PAIRS = DEFAULT_PAIRS + ("dcca_ey", "barlow_twins", "vicreg")
+ZOO_CLASS = {"dcca": "DCCA", "dccae": "DCCAE", "sdcca": "DCCANOI", "softcca": "DCCASDL",
+             "dcca_ey": "DCCAEY", "barlow_twins": "BarlowTwins", "vicreg": "VICReg"}
 TIMING_NOTE = ("s/epoch = median wall time of epochs 2..E (epoch 1 = warm-up); "
                "with 1 epoch, that single warm-up-inclusive epoch")
 FAIRNESS_NOTE = (
@@ -157,6 +168,12 @@ def zoo_kwargs(pair: str, d: int, p: int, params: dict, zoo_defaults: bool = Fal
         return {"rho": params["rho"], "reg_covar": params["ridge"]}
     if pair == "softcca":
         return {"lam": params["lam"] * (d - 1)}
+    if pair == "dcca_ey":
+        return {}
+    if pair == "barlow_twins":
+        return {"lam": params["lam"]}
+    if pair == "vicreg":
+        return {"sim_coeff": params["lam"], "std_coeff": params["mu"], "cov_coeff": params["nu"]}
     raise KeyError(pair)
 
 
@@ -172,6 +189,12 @@ MAPPING_WHY = {
     "softcca": "lam_zoo = lam*(d-1): zoo loss = (1/d)*[||Z1-Z2||^2/m + lam_zoo/(d-1) * "
                "sum_{k!=l} |C_kl|] since it averages over d features and d(d-1) off-diagonals; "
                "zoo has no running covariance (our alpha=0.9 vs per-batch: 'ours (alpha=0)')",
+    "dcca_ey": "no hyperparameters; objectives differ: zoo's EY is that of (A+B)u = (1+rho)Bu, "
+               "-tr(A) - tr(B) + tr(B B')/4 with B' = B of the same batch (biased); ours "
+               "-2tr(A) + tr(B B') with B, B' from the batch's two halves (unbiased); same "
+               "minimising subspace",
+    "barlow_twins": "lam=lam: the same loss (factor 1) on the same affine-free BN outputs",
+    "vicreg": "sim_coeff, std_coeff, cov_coeff = lam, mu, nu: the same loss (factor 1)",
 }
 
 
@@ -388,8 +411,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, default=None,
                         help="train on the first N train pairs (default: all 50k)")
-    parser.add_argument("--pairs", default=",".join(PAIRS),
-                        help=f"comma-separated subset of {','.join(PAIRS)}")
+    parser.add_argument("--pairs", default=",".join(DEFAULT_PAIRS),
+                        help=f"comma-separated subset of {','.join(PAIRS)}, or all "
+                             f"(default {','.join(DEFAULT_PAIRS)})")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     parser.add_argument("--zoo-defaults", action="store_true",
@@ -398,7 +422,7 @@ def main(argv=None) -> int:
                         "arithmetic on BOTH sides: cca-zoo is handed the same bf16 networks")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
-    pairs = [p for p in args.pairs.split(",") if p]
+    pairs = list(PAIRS) if args.pairs == "all" else [p for p in args.pairs.split(",") if p]
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown:
         parser.error(f"unknown pair(s) {unknown}; choose from {', '.join(PAIRS)}")

@@ -101,3 +101,46 @@ def test_tiny_side_by_side_run():
         assert len(r["ours_epoch_s"]) == len(r["zoo_epoch_s"]) == 2
         assert r["ours_s_per_epoch"] > 0 and r["zoo_s_per_epoch"] > 0
         assert math.isfinite(r["ours_corr_heldout"]) and math.isfinite(r["zoo_corr_heldout"])
+
+
+def test_barlow_twins_and_vicreg_mappings_give_the_same_loss():
+    """Same definitions (tests/test_modern_objectives.py): factor 1 on the same networks."""
+    h1, h2 = batch()
+    for pair in ("barlow_twins", "vicreg"):
+        ours, zoo, params = models(pair)
+        ours.train(), zoo.train()  # BN on batch statistics on both sides
+        mine = get_method(pair).objective(ours, h1, h2, {}, params)["loss"]
+        theirs = zoo.loss({"views": [h1, h2]})["objective"]
+        assert math.isclose(float(theirs.detach()), float(mine.detach()), rel_tol=1e-5), pair
+
+
+def test_dcca_ey_relation_to_cca_zoo():
+    """No multiple exists (baselines/dcca_ey.py): cca-zoo's DCCAEY has rewards tr(A) + tr(B) (the
+    shifted problem) and penalties tr(V V′) = ¼ tr(B B′); ours: reward 2 tr(A), penalty
+    tr(B B′) with B, B′ from the batch's two halves (given to cca-zoo as its independent views)."""
+    ours, zoo, params = models("dcca_ey")
+    h1, h2 = batch()
+    mine = get_method("dcca_ey").objective(ours, h1, h2, {}, params)
+    f1, f2 = (f.detach() for f in ours(h1, h2))
+    rewards = zoo.loss({"views": [h1, h2]})["rewards"].detach()
+    trace_b = f1.var(0).sum() + f2.var(0).sum()
+    assert math.isclose(2 * float(rewards - trace_b), float(mine["reward"]), rel_tol=1e-4,
+                        abs_tol=1e-4 * float(trace_b))
+    half = M // 2
+    penalties = zoo.loss({"views": [h1[:half], h2[:half]],
+                          "independent_views": [h1[half:], h2[half:]]})["penalties"].detach()
+    assert math.isclose(4 * float(penalties), float(mine["penalty"]), rel_tol=1e-4)
+
+
+def test_tiny_side_by_side_run_of_the_spec7_pairs():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x1 = rng.random((384, P), dtype=np.float32)
+    x2 = (0.5 * x1[:, ::-1] + 0.5 * rng.random((384, P), dtype=np.float32)).astype(np.float32)
+    train, test = (x1[:256], x2[:256]), (x1[256:], x2[256:])
+    rows = bz.compare(["dcca_ey", "barlow_twins", "vicreg"], train, test, d=4, batch=128,
+                      epochs=2, lr=1e-3, seed=0, device=torch.device("cpu"))
+    assert [r["zoo_class"] for r in rows] == ["DCCAEY", "BarlowTwins", "VICReg"]
+    for r in rows:
+        assert len(r["ours_epoch_s"]) == len(r["zoo_epoch_s"]) == 2
+        assert math.isfinite(r["ours_corr_heldout"]) and math.isfinite(r["zoo_corr_heldout"])

@@ -1,0 +1,35 @@
+"""Barlow Twins (Zbontar et al. 2021), SPEC §7.
+
+C = Z1ᵀ Z2 / m with Z_i = BN(f_i(H_i)) (m × d),
+loss = Σ_k (1 − C_kk)² + λ Σ_{k≠l} C_kl².
+
+The original uses λ = 5.1e-3 at 8192 dimensions; the default here is cca-zoo's 5e-3. Equal, at
+the same λ, to cca-zoo 4.0.1's `BarlowTwins` objective on the same BN outputs (factor 1).
+MUC2M's common loss (muc2m/common.py) keeps the diagonal term but decorrelates each view's
+auto-correlation instead of the cross-correlation's off-diagonal.
+"""
+from __future__ import annotations
+
+import torch
+
+from harness.registry import MethodSpec, register
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, *, lam: float = 5e-3) -> dict:
+    c = z1.T @ z2 / z1.shape[0]
+    diag = torch.diagonal(c)
+    on_diag = (1 - diag).pow(2).sum()
+    off_diag = (c - torch.diag(diag)).pow(2).sum()  # no boolean mask: no host sync on a GPU
+    return {"loss": on_diag + lam * off_diag, "on_diag": on_diag.detach(),
+            "off_diag": off_diag.detach(), "corr_diag": diag.sum().detach()}
+
+
+def objective(model, h1, h2, state, params):
+    return barlow_twins_loss(*model.represent(h1, h2), lam=params["lam"])
+
+
+SPEC = register(MethodSpec(
+    name="barlow_twins", title="Barlow Twins",
+    defaults={"lam": 5e-3}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
+    objective=objective, loss_fn=barlow_twins_loss, batchnorm=True,
+))

@@ -1,0 +1,64 @@
+"""DCCA-EY (Chapman, Aguila & Wells): the unconstrained Eckhart–Young loss of CCA (SPEC §7).
+
+With the batch covariances of the centred outputs f_i(H_i) (normalised by m−1),
+A = Σ12 + Σ21 and B = Σ11 + Σ22,
+
+    loss = −2 tr(A) + tr(B B′),
+
+the Eckhart–Young form of the generalised eigenproblem A u = ρ B u of CCA: no whitening, no
+decomposition, so it is a plain float32 loss on mini-batches. Its minimiser spans the top-d
+canonical subspace (each direction scaled so that its B-variance is ρ_k, minimum −Σ_k ρ_k²),
+but only up to a rotation shared by both views, hence `aligned=False`.
+
+Unbiased form (ours): the batch is split into its two halves; B and B′ are B of each half (each
+half centred on its own mean, /(m_half − 1)), independent estimates, so tr(B B′) is an unbiased
+estimate of tr(B_pop²); A is from the whole batch. (B′ = B of the same batch would bias the
+penalty upward by the estimator's variance.)
+
+cca-zoo's `DCCAEY` (4.0.1) writes the same loss for the shifted problem (A+B) u = (1+ρ) B u:
+with C = (A+B)/2 and V = B/2 it minimises −2 tr(C) + tr(V V′) = −tr(A) − tr(B) + ¼ tr(B B′).
+On outputs scaled by √2 that is −2 tr(A) − 2 tr(B) + tr(B B′), i.e. ours minus 2 tr(B): the
+same canonical subspace, eigenvalues 1+ρ_k instead of ρ_k (tests/test_modern_objectives.py).
+"""
+from __future__ import annotations
+
+import torch
+
+from harness.registry import MethodSpec, register
+
+
+def _cov(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    xc, yc = x - x.mean(0, keepdim=True), y - y.mean(0, keepdim=True)
+    return xc.T @ yc / (x.shape[0] - 1)
+
+
+def penalty_matrix(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+    """B = Σ11 + Σ22 of one batch (d × d)."""
+    return _cov(f1, f1) + _cov(f2, f2)
+
+
+def dcca_ey_loss(f1: torch.Tensor, f2: torch.Tensor) -> dict:
+    """f1, f2: m × d outputs (m ≥ 4). Returns the loss, the reward 2 tr(A) and the penalty
+    tr(B B′) (both detached)."""
+    m, half = f1.shape[0], f1.shape[0] // 2
+    f1c, f2c = f1 - f1.mean(0, keepdim=True), f2 - f2.mean(0, keepdim=True)
+    # 2 tr(Σ12 + Σ21) = 4 tr(Σ12), summed elementwise: no d × d product, and torch.trace's
+    # backward reads its gradient on the host (a sync per step)
+    reward = 4 * (f1c * f2c).sum() / (m - 1)
+    b, b_prime = penalty_matrix(f1[:half], f2[:half]), penalty_matrix(f1[half:], f2[half:])
+    penalty = (b * b_prime).sum()  # tr(B B′), B′ symmetric
+    return {"loss": -reward + penalty, "reward": reward.detach(), "penalty": penalty.detach()}
+
+
+def objective(model, h1, h2, state, params):
+    f1, f2 = model(h1, h2)
+    return dcca_ey_loss(f1, f2)
+
+
+# No parameters and no strength (the learning rate is what matters): `loss_fn` stays None like
+# sdcca's, as there are no keyword defaults for the defaults check to compare.
+SPEC = register(MethodSpec(
+    name="dcca_ey", title="DCCA-EY", defaults={}, strength=None, grid=(),
+    aligned=False, objective=objective, loss_fn=None,
+    notes="unconstrained Eckhart-Young CCA loss; unbiased penalty from the batch's two halves",
+))
