@@ -57,6 +57,8 @@ def cross_modal_recognition(z1, z2, labels, folds: int = 5, seed: int = 0) -> tu
 
     z1 = np.asarray(torch.as_tensor(z1).double().cpu())
     z2 = np.asarray(torch.as_tensor(z2).double().cpu())
+    if z1.shape[1] == 0:  # no canonical direction left (collapsed outputs): nothing to classify
+        z1, z2 = np.zeros((len(z1), 1)), np.zeros((len(z2), 1))  # -> the majority class
     labels = np.asarray(labels)
     bounds = np.linspace(0, len(labels), folds + 1).astype(int)
     accs = {"fwd": [], "swap": []}

@@ -143,7 +143,8 @@ def prepare_resume(client: MlflowClient, parent) -> dict:
     finished = {}
     for run in child_runs(client, parent):
         name = run.info.run_name
-        if run.info.status == "FINISHED" and name not in finished:
+        failed = run.data.tags.get("status") == "failed"  # a crash, not a result: run it again
+        if run.info.status == "FINISHED" and not failed and name not in finished:
             finished[name] = run
         else:
             client.delete_run(run.info.run_id)

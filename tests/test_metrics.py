@@ -94,3 +94,13 @@ def test_recognition_on_collapsed_features_predicts_the_majority_class():
     assert metrics.row_space_basis(np.zeros((100, 12))) is None
     fwd, swapped = metrics.cross_modal_recognition(z, z, labels)
     assert fwd == pytest.approx(np.mean(labels == 3)) and swapped == fwd
+
+
+def test_recognition_without_any_component_predicts_the_majority_class_instead_of_failing():
+    """DCCA-type outputs that collapsed leave no canonical direction to project on (k = 0):
+    recognition is then the majority class, as on constant features, not a crash."""
+    rng = np.random.default_rng(6)
+    labels = np.where(rng.random(1000) < 0.7, 2, rng.integers(0, 10, 1000))
+    empty = np.zeros((1000, 0))
+    fwd, swapped = metrics.cross_modal_recognition(empty, empty, labels)
+    assert fwd == pytest.approx(np.mean(labels == 2)) and swapped == fwd

@@ -42,7 +42,7 @@ def test_a_trial_killed_on_a_two_node_cluster_resumes_from_ray_storage_and_ends_
     """The killed trial's local checkpoint folder is deleted, as if its node were gone: the
     retry can only continue from the checkpoint Ray Tune copied to the sweep's storage."""
     from ray.cluster_utils import Cluster
-    common = ["--methods", "muc2m", "--dims", "8", "--strengths", "0.005", "--epochs", "150"]
+    common = ["--methods", "muc2m", "--dims", "8", "--strengths", "0.005", "--epochs", "60"]
     clean = harness_run(*common, "--out", str(tmp_path / "clean"))
     assert clean.returncode == 0, clean.stderr[-3000:]
 

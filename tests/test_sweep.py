@@ -242,3 +242,18 @@ def test_progress_view_counts_trials_and_ranks_the_suites_leader_metric_per_d():
     view = SweepCallback(1, seen.append, stream=stream, headline=lambda m: "AP 7.5")
     view.on_trial_complete(0, [], trial("u", "uniform", 64, {"ap": 7.5}))
     assert "best" not in stream.getvalue() and "u AP 7.5 (3 s)" in stream.getvalue()
+
+
+def test_resume_keeps_finished_trials_once_and_reruns_failed_ones(tmp_path):
+    from harness.record import TrialRecord
+    client = tracking.open_client(tracking.default_uri(tmp_path))
+    parent = tracking.start_sweep(client, SUITE, PROFILE, {})
+    ok = TrialRecord(name="cca[d=8,ridge=0.001,seed=0]", method="cca", d=8, profile=PROFILE,
+                     metrics={"corr_heldout": 5.0})
+    failed = TrialRecord(name="sdcca[d=8,rho=0.9,seed=0]", method="sdcca", d=8, profile=PROFILE,
+                         status="failed", reason="ValueError: a crash")
+    for record in (ok, ok, failed):  # a duplicate, as an outage's retry could leave
+        tracking.log_trial(client, parent, record)
+    finished = tracking.prepare_resume(client, parent)
+    assert list(finished) == [ok.name]  # the failed trial is run again by --resume
+    assert [r.info.run_name for r in tracking.child_runs(client, parent)] == [ok.name]
