@@ -7,6 +7,7 @@ splits of `TwoViews` can reuse it, and its renderers.
 """
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -151,18 +152,28 @@ def headline(m: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------- tables
-def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_name: str):
-    """table1.md, table5.md, tables.csv and the plots; returns (paths, selected cells)."""
-    sel = report.select(df, "val_corr_best", lambda method, d: {
-        "paper_table1": paper_value(PAPER_TABLE1, method, d),
-        "paper_table5": paper_value(PAPER_TABLE5, method, d)})
+PAPER = {"table1": PAPER_TABLE1, "table5": PAPER_TABLE5}  # this suite's reference numbers
+
+
+def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_name: str,
+           reference: dict | None = None):
+    """table1.md, table5.md, tables.csv and the plots; returns (paths, selected cells).
+    `reference`: {"table1": ..., "table5": ...} numbers to show beside ours (the paper's for
+    MNIST halves); a suite without them gets our numbers alone."""
+    reference = reference or {}
+    sel = report.select(df, "val_corr_best", (lambda method, d: {
+        f"paper_{table}": paper_value(numbers, method, d)
+        for table, numbers in reference.items()}) if reference else None)
     dims = sorted(df.d.unique())
     prov = report.provenance(df, profile, parent)
+    ours_paper = " Cell: ours (paper)." if reference else ""
 
     def with_paper(key, paper_key, digits=1):
         def cell(row, method, d):
             ours = report.fmt(row, key, digits)
-            return f"{ours} ({_paper(row.get(paper_key))})" if row.get("status") == "ok" else ours
+            if row.get("status") != "ok" or not reference:
+                return ours
+            return f"{ours} ({_paper(row.get(paper_key))})"
         return cell
 
     def refit_cell(row, method, d):
@@ -176,7 +187,7 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
     table1 = "\n\n".join([
         f"# Table 1 — total correlation, {suite_name} test set (profile `{profile}`)",
         "Primary: `corr_heldout` (linear CCA fitted on the train outputs, per-dimension "
-        "correlations summed on test). Cell: ours (paper). Upper bound = d.",
+        f"correlations summed on test).{ours_paper} Upper bound = d.",
         report.markdown_table(sel, dims, with_paper("corr_heldout", "paper_table1")),
         "`corr_refit` (CCA refitted on the test outputs, the DCCA literature's number) with its "
         "noise floor `corr_floor` (pairs shuffled); k = components that exist when fewer than d.",
@@ -187,7 +198,7 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
     table5 = "\n\n".join([
         f"# Table 5 — cross-modality recognition accuracy (%), {suite_name} (profile `{profile}`)",
         "LinearSVC trained on view-1 representations of 4 test folds, tested on view 2 of the "
-        "fifth (5 contiguous folds). Cell: ours (paper).",
+        f"fifth (5 contiguous folds).{ours_paper}",
         report.markdown_table(sel, dims, with_paper("recog_acc", "paper_table5")),
         "Swapped direction (view 2 → view 1):",
         report.markdown_table(sel, dims, lambda r, m, d: report.fmt(r, "recog_acc_swapped")),
@@ -198,23 +209,27 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
         written.append(out_dir / fname)
     sel.to_csv(out_dir / "tables.csv", index=False, float_format="%.4f")
     written.append(out_dir / "tables.csv")
-    return written + plots(df, sel, client, out_dir), sel
+    return written + plots(df, sel, client, out_dir, reference), sel
 
 
 def _paper(value) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:g}"
 
 
-def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path) -> list[Path]:
+def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path,
+          reference: dict | None = None) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
     ok = sel[sel.status == "ok"]
+    reference = reference or {}
     for key, paper_table, fname, ylabel in (
-            ("corr_heldout", PAPER_TABLE1, "corr_vs_d.png", "total correlation (corr_heldout)"),
-            ("recog_acc", PAPER_TABLE5, "recog_vs_d.png", "cross-modal recognition (%)")):
+            ("corr_heldout", reference.get("table1", {}), "corr_vs_d.png",
+             "total correlation (corr_heldout)"),
+            ("recog_acc", reference.get("table5", {}), "recog_vs_d.png",
+             "cross-modal recognition (%)")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for i, method in enumerate(report.ordered_methods(ok.method.unique())):
             color = f"C{i}"
@@ -228,7 +243,7 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path) -> list[Pa
         ax.set_xscale("log")
         ax.set_xlabel("latent dimension d")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{ylabel}: ours solid, paper dashed")
+        ax.set_title(f"{ylabel}: ours solid, paper dashed" if paper_table else ylabel)
         ax.legend(fontsize=8)
         written.append(report.save_figure(fig, out_dir / fname, dpi=110))
 
@@ -276,13 +291,14 @@ def summary(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def two_view_suite(name: str, description: str, load, dims=DIMS, **overrides) -> Suite:
+def two_view_suite(name: str, description: str, load, dims=DIMS, reference: dict | None = None,
+                   **overrides) -> Suite:
     """A suite of the two-view family: this module's trial, columns and renderers on `load`'s
     data ((profile, options) -> {"train", "val", "test"} of `TwoViews`)."""
     fields = dict(
         name=name, description=description, family="two_view", needs="two_view", dims=dims,
         load_data=load, run_trial=run_trial,
-        render=render,
+        render=functools.partial(render, reference=reference),
         summary=summary, select_metric="val_corr_best", headline=headline, columns=COLUMNS,
         leader_metric="corr_heldout", precisions=PRECISIONS)
     fields.update(overrides)
@@ -291,4 +307,4 @@ def two_view_suite(name: str, description: str, load, dims=DIMS, **overrides) ->
 
 SUITE = register_suite(two_view_suite(
     "mnist_halves", "MNIST left/right halves: total correlation (Table 1), recognition (Table 5)",
-    lambda profile, options: load_data(profile, options.get("mnist_dir"))))
+    lambda profile, options: load_data(profile, options.get("mnist_dir")), reference=PAPER))
