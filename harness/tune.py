@@ -16,6 +16,7 @@ Methods and suites registered outside this package (tests, plug-ins) travel with
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -264,13 +265,19 @@ class SweepCallback(tune.Callback):
 
 def _by_value(objects) -> None:
     """Let Ray ship the code of methods and suites defined outside installed packages (a test
-    file, a plug-in on the driver's path): a worker could not import it by name."""
+    file, a plug-in on the driver's path): a worker could not import it by name. Installed
+    packages and the standard library are left to the workers' own imports."""
     from ray import cloudpickle
     for obj in objects:
-        module = sys.modules.get(getattr(obj, "__module__", "") or "")
-        name = getattr(module, "__name__", "")
-        if module is not None and not name.startswith(("harness", "baselines", "muc2m")):
-            cloudpickle.register_pickle_by_value(module)
+        while isinstance(obj, functools.partial):
+            obj = obj.func
+        name = getattr(obj, "__module__", "") or ""
+        module = sys.modules.get(name)
+        if (module is None or name.split(".")[0] in sys.stdlib_module_names
+                or name.startswith(("harness", "baselines", "muc2m"))
+                or "site-packages" in (getattr(module, "__file__", "") or "")):
+            continue
+        cloudpickle.register_pickle_by_value(module)
 
 
 def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,

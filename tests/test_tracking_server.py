@@ -60,6 +60,7 @@ def test_a_server_that_goes_away_mid_sweep_loses_no_trial_and_holds_each_once(tm
         results = out / f"{SUITE}-{PROFILE}" / "results.csv"
         deadline = time.time() + 300
         while not (results.exists() and len(csv_rows(out)) >= 1) and time.time() < deadline:
+            assert driver.poll() is None, driver.communicate()[1][-3000:]  # it died: say why
             time.sleep(0.2)
         stop_server(server)  # the tracking server goes away for a while...
         time.sleep(8)
