@@ -276,8 +276,6 @@ def _main(args) -> int:
     out = Path(args.out)
     check_writable(out)
     check_storage(args.storage)
-    uri = args.mlflow_uri or tracking.default_uri(out)
-    client = tracking.open_client(uri, artifact_dir=out / "mlartifacts")
     options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
     if args.data_root:
         options["data_root"] = args.data_root
@@ -298,6 +296,8 @@ def _main(args) -> int:
     build_trials(suite, args.profile or "quick", methods, dims, strengths, args.seeds,
                  out, options)
     suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
+    uri = args.mlflow_uri or tracking.default_uri(out)  # the store last: bad input makes none
+    client = tracking.open_client(uri, artifact_dir=out / "mlartifacts")
 
     from harness import tune as tune_runner  # Ray is imported only for sweeps
     try:
