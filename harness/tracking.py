@@ -186,6 +186,7 @@ class Outbox:
         self.path = Path(path)
         self.warn = warn or (lambda msg: print(msg, flush=True))
         self.down_since: float | None = None
+        self.checked = False  # has this process compared the kept trials with the store?
 
     def pending(self) -> list[TrialRecord]:
         if not self.path.exists():
@@ -212,8 +213,10 @@ class Outbox:
         while remaining:
             record = remaining[0]
             try:
-                if logged is None and self.down_since is not None:  # after an outage: what
-                    logged = set(prepare_resume(client, parent))    # got through already?
+                # after an outage, or for trials an earlier driver kept: which got through?
+                if logged is None and (self.down_since is not None or not self.checked):
+                    logged = set(prepare_resume(client, parent))
+                    self.checked = True
                 if record.name not in (logged or ()):
                     log_trial(client, parent, record)
             except Exception as err:  # noqa: BLE001 - any store failure: keep it for later
