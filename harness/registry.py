@@ -104,6 +104,7 @@ def unregister(name: str) -> None:
 
 def _load_builtins() -> None:
     global _entry_points_loaded
+    from harness.common import first_line
     for package in _BUILTIN_PACKAGES:
         importlib.import_module(package)
     if not _entry_points_loaded:  # installed plug-ins, once per process
@@ -115,7 +116,7 @@ def _load_builtins() -> None:
             except Exception as err:  # noqa: BLE001 - a broken plug-in: one line, not a traceback
                 raise PluginError(f"plug-in {ep.name!r} ({ep.value}, entry point group "
                                   f"{ENTRY_POINT_GROUP}) failed to load: "
-                                  f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+                                  f"{type(err).__name__}: {first_line(err)}") from None
 
 
 def load_plugin(target: str) -> list[str]:
@@ -123,6 +124,8 @@ def load_plugin(target: str) -> list[str]:
     (`mypkg.methods`) or a `.py` file. Returns the names of the methods it added."""
     import sys
     from pathlib import Path
+
+    from harness.common import first_line
     _load_builtins()
     before = set(_REGISTRY)
     try:
@@ -137,8 +140,8 @@ def load_plugin(target: str) -> list[str]:
         else:
             importlib.import_module(target)
     except Exception as err:  # noqa: BLE001 - any failure: one line naming the plug-in
-        text = str(err).splitlines()[0] if str(err) else ""
-        raise PluginError(f"--plugin {target}: cannot load it ({type(err).__name__}: {text}); "
+        raise PluginError(f"--plugin {target}: cannot load it ({type(err).__name__}: "
+                          f"{first_line(err)}); "
                           f"give a module name on the path or a .py file that calls "
                           f"harness.registry.register") from None
     added = [name for name in _REGISTRY if name not in before]

@@ -63,6 +63,11 @@ def strength_text(row: dict, missing: str | None = None) -> str:
     return f"{row['strength_name']}={row['strength']:g}"
 
 
+def constant_maps(method: str) -> bool:
+    """A saliency method whose maps are uniform (no map to draw or measure)."""
+    return method in registry.list_methods() and registry.get(method).constant_maps
+
+
 def ordered_methods(methods) -> list[str]:
     return sorted(methods, key=registry.rank)
 

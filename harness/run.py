@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from harness import record, registry, tracking
-from harness.common import ConfigError, save_atomic
+from harness.common import ConfigError, first_line, save_atomic
 from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
 from harness.extractors import MissingTextEncoder
@@ -183,27 +183,24 @@ def check_storage(storage: str | None) -> None:
     if storage is None:
         return
     if "://" not in storage:
-        try:
-            check_writable(Path(storage))
-        except UsageError as err:
-            raise UsageError(str(err).replace("--out", "--storage", 1)) from None
+        check_writable(Path(storage), "--storage")
         return
     import pyarrow.fs as pafs
     try:
         pafs.FileSystem.from_uri(storage)
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a bad URI
-        raise UsageError(f"--storage {storage}: pyarrow cannot open it ({str(err).splitlines()[0]}); "
+        raise UsageError(f"--storage {storage}: pyarrow cannot open it ({first_line(err)}); "
                          f"give a shared folder or a bucket URI such as s3://bucket/sweeps") from None
 
 
-def check_writable(out: Path) -> None:
+def check_writable(out: Path, flag: str = "--out") -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise UsageError(f"--out {out}: cannot write there ({err.strerror}); choose a writable "
+        raise UsageError(f"{flag} {out}: cannot write there ({err.strerror}); choose a writable "
                          f"folder") from None
 
 

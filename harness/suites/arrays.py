@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from harness.common import ConfigError
 from harness.data.arrays import load_arrays
-from harness.profiles import get_profile
 from harness.suites import register_suite
-from harness.suites.mnist_halves import two_view_suite
+from harness.suites.mnist_halves import cut_to_profile, two_view_suite
 
 
 def _path(options: dict) -> str:
@@ -22,10 +21,7 @@ def _path(options: dict) -> str:
 
 
 def load(profile: str, options: dict) -> dict:
-    sizes = get_profile(profile)
-    data = load_arrays(_path(options))
-    cut = {"train": sizes.n_train, "val": sizes.n_val, "test": sizes.n_test}
-    return {split: views.head(cut[split]) for split, views in data.items()}
+    return cut_to_profile(load_arrays(_path(options)), profile)
 
 
 def check(options: dict) -> None:

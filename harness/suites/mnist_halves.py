@@ -59,12 +59,16 @@ def paper_value(table: dict, method: str, d: int):
 
 
 # ------------------------------------------------------------------------------------- data
-def load_data(profile_name: str, mnist_dir=None) -> dict:
-    """MNIST halves, cut to the profile's subset sizes."""
+def cut_to_profile(data: dict, profile_name: str) -> dict:
+    """Each split of a two-view data set cut to the profile's subset sizes (None: all)."""
     profile = get_profile(profile_name)
-    data = mnist.load(mnist_dir)
     sizes = {"train": profile.n_train, "val": profile.n_val, "test": profile.n_test}
     return {split: views.head(sizes[split]) for split, views in data.items()}
+
+
+def load_data(profile_name: str, mnist_dir=None) -> dict:
+    """MNIST halves, cut to the profile's subset sizes."""
+    return cut_to_profile(mnist.load(mnist_dir), profile_name)
 
 
 def to_device(views, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +92,8 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     checkpoint_dir: where the full state is saved every `eval_every` epochs and restored from.
     report(epoch, row): called after each validation pass (the Ray runner reports through it).
     """
-    cfg, spec, device, log = (suite or SUITE).begin(config, device, log)
+    suite = suite or SUITE
+    cfg, spec, device, log = suite.begin(config, device, log)
     warnings = []
 
     def warn(msg):  # e.g. an unreadable checkpoint: kept with the record and shown
@@ -96,7 +101,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
         log(msg)
 
     data = data or load_data(cfg["profile"], config.get("mnist_dir"))
-    profile = (suite or SUITE).profile(cfg["profile"])
+    profile = suite.profile(cfg["profile"])
     train = to_device(data["train"], device)
     val, test = to_device(data["val"], device), to_device(data["test"], device)
     train_fit = tuple(h[:profile.val_fit_n] for h in train)
@@ -116,8 +121,8 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     train_reps, test_reps = represent_all(represent, *train), represent_all(represent, *test)
     out = metrics.all_metrics(train_reps, test_reps, labels, k, aligned=spec.aligned,
                               recognition=labels is not None)
-    if (suite or SUITE).extra_metrics is not None:  # a suite's own protocol (Noisy MNIST's)
-        out.update((suite or SUITE).extra_metrics(train_reps, test_reps, data))
+    if suite.extra_metrics is not None:  # a suite's own protocol (Noisy MNIST's)
+        out.update(suite.extra_metrics(train_reps, test_reps, data))
     out["val_corr_best"] = max(row["val_corr"] for row in history)  # the selection metric
     out["n_components"] = k
     out["best_epoch"] = best_epoch

@@ -12,16 +12,12 @@ from pathlib import Path
 
 from harness import metrics, report
 from harness.data import noisy_mnist
-from harness.profiles import get_profile
 from harness.suites import register_suite
-from harness.suites.mnist_halves import COLUMNS, render, two_view_suite
+from harness.suites.mnist_halves import COLUMNS, cut_to_profile, render, two_view_suite
 
 
 def load(profile: str, options: dict) -> dict:
-    sizes = get_profile(profile)
-    data = noisy_mnist.load(options.get("mnist_dir"))
-    cut = {"train": sizes.n_train, "val": sizes.n_val, "test": sizes.n_test}
-    return {split: views.head(cut[split]) for split, views in data.items()}
+    return cut_to_profile(noisy_mnist.load(options.get("mnist_dir")), profile)
 
 
 def view1_svm(train_reps, test_reps, data) -> dict:

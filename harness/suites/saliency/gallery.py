@@ -15,7 +15,6 @@ from harness import report
 
 GALLERY_ITEMS = 6
 GALLERY_SIZE = 64  # maps and images are stored at most this large (the record travels via Ray)
-ARTIFACT = "gallery.npz"
 
 
 def _shrink(a: np.ndarray) -> np.ndarray:
@@ -54,16 +53,14 @@ def draw(rows: list[dict], client, out_dir: Path, suite: str, experiment: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness import registry
+    from harness.tracking import GALLERY_ARTIFACT
 
     items = []
     for r in rows:
-        known = r["method"] in registry.list_methods()
-        if (r.get("status") != "ok" or not r.get("run_id")
-                or (known and registry.get(r["method"]).constant_maps)):
+        if r.get("status") != "ok" or not r.get("run_id") or report.constant_maps(r["method"]):
             continue
         try:
-            local = client.download_artifacts(r["run_id"], ARTIFACT, str(out_dir))
+            local = client.download_artifacts(r["run_id"], GALLERY_ARTIFACT, str(out_dir))
         except Exception:  # a run logged without a gallery
             continue
         items.append((r["method"], load_gallery(local)))

@@ -41,10 +41,6 @@ def _paper_note(on_coco: bool) -> str:
             "CLIP), shown for orientation only; our numbers are on the MNIST scenes (SPEC §3.2).")
 
 
-def _constant(method: str) -> bool:
-    return method in registry.list_methods() and registry.get(method).constant_maps
-
-
 def _line(r: dict, keys, paper: dict) -> str:
     """`| title | cells of keys | the paper's numbers |` of one selected row."""
     ref = paper.get(r["method"])
@@ -88,7 +84,7 @@ def markdown(sel: pd.DataFrame, suite: str, profile: str, prov: str, experiment:
         "\n".join(lines), _paper_note(on_coco), prov]) + "\n"
     lines = ["| method | cosine (Eq. 4) | dot | norm | paper (COCO) |", "|---|---|---|---|---|"]
     # a constant map has magnitude 100 by definition: no row
-    lines += [_line(r, TABLE4_KEYS, PAPER_TABLE4) for r in rows if not _constant(r["method"])]
+    lines += [_line(r, TABLE4_KEYS, PAPER_TABLE4) for r in rows if not report.constant_maps(r["method"])]
     out["table4.md"] = "\n\n".join([
         f"# Table 4 — common-score saliency magnitude on pairs with nothing in common, {data} "
         f"(suite `{suite}`, profile `{profile}`)",
