@@ -31,5 +31,6 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="barlow_twins", title="Barlow Twins",
     defaults={"lam": 5e-3}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
+    search={"lam": (1e-5, 1.0)},
     objective=objective, loss_fn=barlow_twins_loss, batchnorm=True,
 ))

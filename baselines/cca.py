@@ -26,6 +26,7 @@ def fit_linear_cca(h1: torch.Tensor, h2: torch.Tensor, d: int, params: dict):
 SPEC = register(MethodSpec(
     name="cca", title="CCA",
     defaults={"ridge": 1e-3}, strength="ridge", grid=(1e-3, 1e-1), valid=(1e-12, 1e6),
+    search={"ridge": (1e-6, 10.0)},
     closed_form=fit_linear_cca,
     notes="closed form; at most rank components (d above the rank reports those that exist)",
 ))

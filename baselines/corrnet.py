@@ -34,6 +34,7 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="corrnet", title="CorrNet",
     defaults={"lam": 2.0}, strength="lam", grid=(2.0, 10.0), valid=(0.0, 1e6),
+    search={"lam": (1e-2, 100.0)},
     objective=objective, loss_fn=corrnet_loss, decoders="joint",
     epoch_cost=2.0,  # measured 3.5x DCCA per epoch; 2 keeps enough epochs to converge
 ))

@@ -31,6 +31,7 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="dccae", title="DCCAE",
     defaults={"lam": 1e-2, "ridge": 1e-3}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
+    search={"lam": (1e-5, 1.0)},
     aligned=False, objective=objective, loss_fn=dccae_loss, decoders="views",
     epoch_cost=2.0,  # measured 2.2x DCCA per epoch (its two decoders; BENCHMARKS.md)
 ))

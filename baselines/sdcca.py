@@ -55,5 +55,8 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="sdcca", title="SDCCA",
     defaults={"rho": 0.0, "ridge": 1e-3}, strength="rho", grid=(0.0, 0.9), valid=(0.0, 0.999999),
+    # ρ as 1−ρ ∈ [1e-3, 1] (ρ = 0, no running average, is its natural end); the paper's ρ 0.9
+    # and 0.99 want a lower learning rate, so it is searched too
+    search={"rho": (1e-3, 1.0, "1-"), "lr": (1e-4, 1e-2)},
     aligned=False, objective=objective, loss_fn=None, init_state=init_state,
 ))

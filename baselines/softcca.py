@@ -46,5 +46,6 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="softcca", title="Soft CCA",
     defaults={"lam": 1e-3, "alpha": 0.9}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
+    search={"lam": (1e-3, 100.0)},
     objective=objective, loss_fn=softcca_loss, batchnorm=True, init_state=init_state,
 ))

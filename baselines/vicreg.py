@@ -54,5 +54,5 @@ def objective(model, h1, h2, state, params):
 SPEC = register(MethodSpec(
     name="vicreg", title="VICReg",
     defaults={"lam": 25.0, "mu": 25.0, "nu": 1.0}, strength="nu", grid=(1.0, 10.0),
-    valid=(0.0, 1e6), objective=objective, loss_fn=vicreg_loss,
+    valid=(0.0, 1e6), search={"nu": (1e-2, 100.0)}, objective=objective, loss_fn=vicreg_loss,
 ))

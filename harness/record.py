@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 IDENTITY = ("name", "method", "d", "seed", "status", "strength_name", "strength")
-SETTINGS = ("profile", "epochs", "batch", "lr", "precision", "hidden")
+SETTINGS = ("profile", "epochs", "batch", "lr", "precision", "hidden", "phase")
 PROVENANCE = ("device", "git_commit")
 TERM_PREFIX = "term_"  # per-epoch curves of the named loss terms (not summary metrics)
 CURVES = {"val_corr": "val_corr", "loss": "train_loss"}  # history key -> MLflow metric
@@ -35,12 +35,14 @@ class TrialRecord:
     epochs: int | None = None
     precision: str = "fp32"
     hidden: str = ""                    # the encoders' hidden widths, e.g. "500,300"
+    phase: str = ""                     # "search": a search trial (validation only, never
+                                        # in the tables' cells); "": a reported trial
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)  # validation rows: epoch, loss, terms, val_*
     train_seconds: float | None = None
     device: str = ""
-    status: str = "ok"                  # ok | diverged | failed
+    status: str = "ok"                  # ok | diverged | failed | stopped (ASHA, search only)
     reason: str = ""
     warnings: list = field(default_factory=list)  # e.g. a checkpoint passed over
     git_commit: str = ""
@@ -80,6 +82,7 @@ class TrialRecord:
                 "precision": self.precision, "hidden": self.hidden,
                 "git_commit": self.git_commit,
                 "device": self.device, "hardware": self.hardware,
+                **({"phase": self.phase} if self.phase else {}),
                 **{f"param_{k}": v for k, v in self.params.items()},
                 **{f"version_{k}": v for k, v in self.versions.items()}}
 
@@ -109,6 +112,7 @@ class TrialRecord:
             strength_name=p.get("strength_name"), strength=_num(p.get("strength")),
             batch=p.get("batch"), lr=p.get("lr"), epochs=p.get("epochs"),
             precision=p.get("precision", "fp32"), hidden=p.get("hidden", ""),
+            phase=p.get("phase", ""),
             params={k[len("param_"):]: v for k, v in p.items() if k.startswith("param_")},
             metrics={k: v for k, v in m.items() if not k.startswith(TERM_PREFIX)},
             train_seconds=m.get("train_seconds"), device=p.get("device"),
@@ -127,13 +131,13 @@ class TrialRecord:
             row["train_seconds"] = self.train_seconds
         row.update({k: self.metrics.get(k, math.nan) for k in columns})
         row.update({k: v for k, v in self.metrics.items() if k not in row})
+        row.update({f"param_{k}": v for k, v in self.params.items()})  # a search's choice
         return row
 
     def csv_row(self, columns: tuple = ()) -> dict:
         """`table_row` plus the method's parameters, library versions and hardware."""
         row = self.table_row(columns)
         row["hardware"] = self.hardware
-        row.update({f"param_{k}": v for k, v in self.params.items()})
         row.update({f"version_{k}": v for k, v in self.versions.items()})
         return row
 

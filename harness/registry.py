@@ -8,6 +8,8 @@ neither the training loop, the suites nor the tables ever branch on a method's n
   "pairs" (a score model for the saliency suites, built by `score_model`).
 - `grids` / `titles`: per suite family ("two_view", "saliency"), where they differ from
   `grid` / `title`.
+- `search`: the ranges the two-view search (`harness.search`, ASHA) samples; bounds from the
+  references (original papers, cca-zoo's defaults), widened. The grid stays for `--search-trials 0`.
 
 Built-in methods live one per file in `baselines/` and `muc2m/`; importing those packages
 registers them, in the paper's row order (which is the tables' row order).
@@ -58,6 +60,9 @@ class MethodSpec:
     grids: dict = field(default_factory=dict)   # suite family -> default sweep values
     titles: dict = field(default_factory=dict)  # suite family -> row name
     default_off: tuple = ()            # suite families whose `--methods all` leaves it out
+    search: dict = field(default_factory=dict)  # two-view search space (harness.search):
+                                       # parameter (or "lr") -> (lo, hi) sampled log-uniform;
+                                       # (lo, hi, "1-") samples 1−value log-uniform in [lo, hi]
     notes: str = ""
 
     def grid_for(self, family: str) -> tuple:

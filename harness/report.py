@@ -15,7 +15,8 @@ def select(df: pd.DataFrame, select_metric: str, reference=None) -> pd.DataFrame
     """Per (method, d): the strength with the best mean `select_metric` (a validation metric)
     over its ok seeds. Cells where no trial ended ok are kept with status 'diverged' or 'failed'.
     `reference(method, d)` -> {column: value} adds the paper's numbers to each ok cell."""
-    metric_keys = [c for c in df.columns if c not in NON_METRIC]
+    metric_keys = [c for c in df.columns if c not in NON_METRIC and not c.startswith("param_")]
+    param_keys = [c for c in df.columns if c.startswith("param_")] + ["lr"]
     out = []
     for (method, d), cell in df.groupby(["method", "d"], sort=False):
         ok = cell[cell.status == "ok"]
@@ -30,6 +31,7 @@ def select(df: pd.DataFrame, select_metric: str, reference=None) -> pd.DataFrame
         row = {"method": method, "d": d, "status": "ok", "n_seeds": len(chosen),
                "strength_name": chosen.strength_name.iloc[0], "strength": best,
                "n_tried": len(cell), "n_diverged": int((cell.status != "ok").sum())}
+        row.update({key: chosen[key].iloc[0] for key in param_keys if key in chosen})
         for key in metric_keys:
             values = chosen[key].astype(float)
             row[f"{key}_mean"] = values.mean()
@@ -51,6 +53,29 @@ def fmt(row: dict, key: str, digits: int = 1) -> str:
     if row["n_seeds"] > 1:
         text += f" ± {std:.{digits}f}"
     return text
+
+
+def marks(sel: pd.DataFrame, key: str) -> dict:
+    """Per d, the best mean `key` and the cells tied with it: (method, d) -> "best" | "tie".
+    A tie is a mean within the two cells' summed standard deviations of the best (a
+    difference inside their seed spread); cells of one seed have no spread and never tie."""
+    out = {}
+    ok = sel[(sel.status == "ok") & sel[f"{key}_mean"].notna()] if len(sel) else sel
+    for d, cells in (ok.groupby("d") if len(ok) else ()):
+        best = cells.loc[cells[f"{key}_mean"].idxmax()]
+        for _, cell in cells.iterrows():
+            gap = best[f"{key}_mean"] - cell[f"{key}_mean"]
+            spread = best[f"{key}_std"] + cell[f"{key}_std"]
+            if cell.method == best.method:
+                out[(cell.method, d)] = "best"
+            elif best.n_seeds > 1 and cell.n_seeds > 1 and gap <= spread:
+                out[(cell.method, d)] = "tie"
+    return out
+
+
+def marked(text: str, mark: str | None) -> str:
+    """A cell's text, bold when best, with "≈" when tied with the best."""
+    return {"best": f"**{text}**", "tie": f"{text} ≈"}.get(mark, text)
 
 
 def strength_text(row: dict, missing: str | None = None) -> str:

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import record, registry, tracking
+from harness import record, registry, search, tracking
 from harness.common import ConfigError, first_line, save_atomic
 from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
@@ -83,9 +83,15 @@ def parse_args(argv=None):
     p.add_argument("--dims", default=None, help=f"comma-separated latent dimensions "
                    f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves, 64 for saliency)")
     p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
-                   "method (default: each method's own grid)")
-    p.add_argument("--seeds", type=_count(1), default=1,
-                   help="seeds per configuration (default 1)")
+                   "method, a grid instead of the search (default: the profile's search, or "
+                   "each method's own grid with --search-trials 0)")
+    p.add_argument("--search-trials", type=_count(0), default=None, help="configurations sampled "
+                   "per (method, d) from each method's ranges, poor ones stopped early by ASHA, "
+                   "the best on validation rerun with --seeds seeds; 0 = each method's grid "
+                   "(default: the profile's: quick 6, paper 12, smoke 0)")
+    p.add_argument("--seeds", type=_count(1), default=None,
+                   help="seeds per reported configuration (default: the profile's: quick and "
+                   "paper 3, smoke 1)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start and stop "
                    "a local Ray)")
     p.add_argument("--gpus-per-trial", type=_fraction, default=None, help="fractional GPUs per trial "
@@ -113,9 +119,10 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=_count(1), default=None,
                    help="override the profile's epochs "
                    "(for every d)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the "
-                   "networks' arithmetic (mnist_halves): fp32 (default) or bf16 mixed precision "
-                   "(bf16 matmuls, fp32 weights, objectives unchanged; see BENCHMARKS.md)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help="the "
+                   "networks' arithmetic (two-view suites): fp32 or bf16 mixed precision "
+                   "(default: the profile's: bf16 for quick, fp32 otherwise; "
+                   "bf16: bf16 matmuls, fp32 weights, objectives unchanged; see BENCHMARKS.md)")
     p.add_argument("--data-root", default=None, help="COCO 2017 root (coco_* suites): holds "
                    "annotations/instances_{train,val}2017.json and {train,val}2017/")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
@@ -159,6 +166,8 @@ def build_trials(suite, profile: str, methods: list[str], dims: list[int], stren
     slot through a long one (an earlier quick sweep ended on one d = 1000 trial, 16 min alone)."""
     trials = []
     grids = {}
+    if isinstance(seeds, int):
+        seeds = range(seeds)
     for method in methods:
         default_grid = suite.grid(method)
         grids[method] = (strengths if strengths is not None and default_grid
@@ -166,16 +175,73 @@ def build_trials(suite, profile: str, methods: list[str], dims: list[int], stren
     for d in sorted(dims, reverse=True):
         for method in methods:
             for strength in grids[method]:
-                for seed in range(seeds):
+                for seed in seeds:
                     config = {"method": method, "d": d, "strength": strength, "seed": seed,
                               "profile": profile, **options}
-                    resolved = suite.resolve(config)
-                    config.update({k: resolved[k] for k in ("name", "strength_name", "strength",
-                                                            "batch", "lr", "epochs")})
-                    config["params"] = resolved["params"]
-                    config["checkpoint_dir"] = str(checkpoint_root / resolved["name"])
-                    trials.append(config)
+                    trials.append(_resolved(suite, config, checkpoint_root))
     return trials
+
+
+def _resolved(suite, config: dict, checkpoint_root: Path) -> dict:
+    """A trial config as Ray gets it: resolved (raises ConfigError) and given its folder."""
+    resolved = suite.resolve(config)
+    config.update({k: resolved[k] for k in ("name", "strength_name", "strength", "batch", "lr",
+                                            "epochs", "eval_every", "params")})
+    config["checkpoint_dir"] = str(checkpoint_root / resolved["name"])
+    return config
+
+
+def searched(suite, methods: list[str], n_trials: int) -> list[str]:
+    """The methods the search samples (those with a search space), when it is on."""
+    return [m for m in methods if n_trials > 0 and registry.get(m).search] if \
+        suite.family == "two_view" else []
+
+
+def build_search_trials(suite, profile: str, methods: list[str], dims: list[int], n_trials: int,
+                        checkpoint_root: Path, options: dict) -> list[dict]:
+    """`n_trials` configurations per (method, d) from each method's ranges (harness.search),
+    validated. Each validates often enough for ASHA's rungs: every ~1/9 of its epochs."""
+    trials = []
+    for d in sorted(dims, reverse=True):
+        for method in searched(suite, methods, n_trials):
+            spec = registry.get(method)
+            for i, values in enumerate(search.sample(spec.search, n_trials,
+                                                     search.cell_seed(method, d))):
+                config = {"method": method, "d": d, "seed": search.SEARCH_SEED_BASE + i,
+                          "profile": profile, "phase": "search",
+                          "name": f"{method}[d={d},search={i}]", **options,
+                          **search.config_of(spec, values)}
+                epochs = suite.resolve(config)["epochs"]
+                config["eval_every"] = max(1, round(epochs / 9))
+                trials.append(_resolved(suite, config, checkpoint_root))
+    return trials
+
+
+def build_selected_trials(suite, profile: str, methods: list[str], dims: list[int],
+                          n_trials: int, seeds: int, records: list, checkpoint_root: Path,
+                          options: dict) -> tuple[list[dict], list[str]]:
+    """The reported trials: per (method, d) the search's choice on validation with `seeds`
+    seeds, and the grid for methods the search does not cover. Returns (trials, notes)."""
+    chosen, notes = [], []
+    to_search = searched(suite, methods, n_trials)
+    grid_methods = [m for m in methods if m not in to_search]
+    trials = build_trials(suite, profile, grid_methods, dims, None, seeds, checkpoint_root,
+                          options) if grid_methods else []
+    for d in sorted(dims, reverse=True):
+        for method in to_search:
+            spec = registry.get(method)
+            cell = [r for r in records if r.phase == "search" and r.method == method and r.d == d]
+            best = search.choose(cell)
+            if best is None:
+                notes.append(f"{method} d={d}: no search trial ended with a validation "
+                             f"correlation ({len(cell)} tried); nothing to rerun")
+                continue
+            values = search.values_of(spec, best)
+            for seed in range(seeds):
+                config = {"method": method, "d": d, "seed": seed, "profile": profile, **options,
+                          **search.config_of(spec, values)}
+                chosen.append(_resolved(suite, config, checkpoint_root))
+    return trials + chosen, notes
 
 
 def check_storage(storage: str | None) -> None:
@@ -261,8 +327,12 @@ def _main(args) -> int:
     if args.profile is not None and args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}")
     methods = select_methods(args.methods, suite)
-    dims = _csv_list(args.dims, _positive_int, "dims") if args.dims is not None else list(suite.dims)
     strengths = _csv_list(args.strengths, _finite, "strengths") if args.strengths is not None else None
+    if strengths is not None and args.search_trials:
+        raise UsageError("--strengths sets a grid and --search-trials a search: give one of them")
+    if args.search_trials and suite.family != "two_view":
+        raise UsageError(f"--search-trials: suite {suite.name} sweeps its grid (the search runs "
+                         f"on two-view suites); drop the flag")
     if not args.address and args.cpus_per_trial > (os.cpu_count() or 1):
         raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: this machine has "
                          f"{os.cpu_count()} CPUs, so no trial could ever start; use at most "
@@ -285,13 +355,14 @@ def _main(args) -> int:
         if not sep or not key or not value:
             raise UsageError(f"--weights {pair!r}: expected NAME=PATH, e.g. resnet50=/data/rn50.pth")
         options.setdefault("weights", {})[key] = value
-    if args.precision != "fp32":
+    if args.precision is not None:
         options["precision"] = args.precision
     if args.epochs is not None:
         options["epochs"] = args.epochs
     # Validate every configuration against the requested (or fallback) profile before Ray starts.
-    build_trials(suite, args.profile or "quick", methods, dims, strengths, args.seeds,
-                 out, options)
+    dims, n_search, seeds = plan(args, suite, args.profile or "quick", strengths)
+    build_trials(suite, args.profile or "quick", methods, dims, strengths, seeds, out, options)
+    build_search_trials(suite, args.profile or "quick", methods, dims, n_search, out, options)
     suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
     uri = args.mlflow_uri or tracking.default_uri(out)  # the store last: bad input makes none
     client = tracking.open_client(uri, artifact_dir=out / "mlartifacts")
@@ -312,13 +383,23 @@ def _main(args) -> int:
             0.25 if gpus > 0 else 0.0)
         if gpus_per_trial > 0 and gpus == 0:
             raise UsageError(f"--gpus-per-trial {gpus_per_trial}: the cluster has no GPU")
-        return _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, options,
+        return _sweep(args, suite, profile, methods, strengths, out, uri, client, options,
                       gpus_per_trial, started)
     finally:
         tune_runner.shutdown()
 
 
-def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, options,
+def plan(args, suite, profile: str, strengths) -> tuple[list[int], int, int]:
+    """(dims, search trials per (method, d), seeds) from the flags, else the profile's."""
+    dims = (_csv_list(args.dims, _positive_int, "dims") if args.dims is not None
+            else list(suite.dims_for(profile)))
+    prof = suite.profile(profile)
+    n_search = 0 if strengths is not None or suite.family != "two_view" else (
+        args.search_trials if args.search_trials is not None else prof.search_trials)
+    return dims, n_search, args.seeds or prof.seeds
+
+
+def _sweep(args, suite, profile, methods, strengths, out, uri, client, options,
            gpus_per_trial, started) -> int:
     from harness import tune as tune_runner
     from tables import build as tables_build
@@ -327,8 +408,12 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
     storage = args.storage if args.storage and "://" in args.storage else str(
         Path(args.storage or sweep_dir / "ray_results").resolve())
     checkpoint_root = sweep_dir / "checkpoints"
-    trials = build_trials(suite, profile, methods, dims, strengths, args.seeds, checkpoint_root,
-                          options)
+    dims, n_search, seeds = plan(args, suite, profile, strengths)
+    search_trials = build_search_trials(suite, profile, methods, dims, n_search, checkpoint_root,
+                                        options)
+    trials = build_trials(suite, profile, [m for m in methods if m not in
+                                           searched(suite, methods, n_search)],
+                          dims, strengths, seeds, checkpoint_root, options)
     data = suite.load_data(profile, options)  # a data error stops here, before any store write
     parent = tracking.find_sweep(client, suite.name, profile) if args.resume else None
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -339,9 +424,9 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
                              f"{len(outbox.pending())} kept trials in {outbox.path}; "
                              f"rerun --resume when it is reachable")
         finished = tracking.prepare_resume(client, parent)
-        todo = [t for t in trials if t["name"] not in finished]
+        left = [t for t in (search_trials or trials) if t["name"] not in finished]
         print(f"resuming sweep {parent.info.run_id}: {len(finished)} trials already finished, "
-              f"{len(todo)} to run", flush=True)
+              f"{len(left)} to run" + (" in the search" if search_trials else ""), flush=True)
     else:
         if args.resume:
             print("nothing to resume: starting a new sweep", flush=True)
@@ -349,31 +434,54 @@ def _sweep(args, suite, profile, methods, dims, strengths, out, uri, client, opt
         outbox.path.unlink(missing_ok=True)
         parent = tracking.start_sweep(client, suite.name, profile, {
             "methods": ",".join(methods), "dims": ",".join(map(str, dims)),
-            "strengths": "default grids" if strengths is None else ",".join(map(str, strengths)),
-            "seeds": args.seeds, "profile": profile, "gpus_per_trial": gpus_per_trial,
-            "address": args.address or "local"})
-        todo = trials
+            "strengths": ("default grids" if strengths is None else
+                          ",".join(map(str, strengths))),
+            "search_trials": n_search, "seeds": seeds, "profile": profile,
+            "gpus_per_trial": gpus_per_trial, "address": args.address or "local"})
+        finished = set()
     results_csv = sweep_dir / "results.csv"
-
-    print(f"{len(todo)} trials to run ({len(trials)} in the grid: {len(methods)} methods × "
-          f"{len(dims)} d × strengths × {args.seeds} seeds)", flush=True)
-    rows = tables_build.load_rows(client, parent, suite, csv=True)
+    records = tables_build.load_records(client, parent) if finished else []
+    rows = [r.csv_row(suite.columns) for r in records]
 
     def on_result(result: record.TrialRecord) -> None:
+        records.append(result)  # the search's choice reads them
         rows.append(result.csv_row(suite.columns))  # on disk first: nothing is lost
         write_results_csv(results_csv, rows, suite.columns)
         outbox.add(result)
         outbox.flush(client, parent)
 
-    try:
-        ended = tune_runner.run_grid(todo, data, suite=suite, storage=storage,
-                                     on_result=on_result, gpus_per_trial=gpus_per_trial,
-                                     cpus_per_trial=args.cpus_per_trial,
-                                     max_concurrent=args.max_concurrent,
-                                     experiment_name=parent.info.run_id)
-    except KeyboardInterrupt:
-        ended = -1
-    if ended < len(todo):  # Ray Tune returns early on Ctrl-C
+    def run_phase(phase_trials: list[dict], experiment: str, scheduler=None) -> bool:
+        """Run the trials not finished yet; False when the sweep was interrupted."""
+        todo = [t for t in phase_trials if t["name"] not in finished]
+        print(f"{len(todo)} trials to run ({len(phase_trials)} in this phase)", flush=True)
+        try:
+            ended = tune_runner.run_grid(todo, data, suite=suite, storage=storage,
+                                         on_result=on_result, gpus_per_trial=gpus_per_trial,
+                                         cpus_per_trial=args.cpus_per_trial,
+                                         max_concurrent=args.max_concurrent,
+                                         experiment_name=experiment, scheduler=scheduler)
+        except KeyboardInterrupt:
+            ended = -1
+        return ended >= len(todo)  # Ray Tune returns early on Ctrl-C
+
+    interrupted = False
+    if search_trials:
+        n_methods = len(searched(suite, methods, n_search))
+        print(f"search: {n_search} configurations per (method, d) for {n_methods} methods × "
+              f"{len(dims)} d, sampled from each method's ranges; ASHA stops the poor ones on "
+              f"validation; the best on validation is then rerun with {seeds} seeds", flush=True)
+        interrupted = not run_phase(search_trials, f"{parent.info.run_id}-search",
+                                    tune_runner.PerCellASHA())
+        if not interrupted:
+            trials, notes = build_selected_trials(suite, profile, methods, dims, n_search, seeds,
+                                                  records, checkpoint_root, options)
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr, flush=True)
+            print(f"reported trials: the selected configuration of every (method, d) × "
+                  f"{seeds} seeds", flush=True)
+    if not interrupted:
+        interrupted = not run_phase(trials, parent.info.run_id)
+    if interrupted:
         print("\ninterrupted: finished trials are stored; rerun the same command with --resume "
               "to continue", file=sys.stderr)
         return 130

@@ -174,6 +174,51 @@ def _identity(trial: dict, **fields) -> TrialRecord:
     return TrialRecord.of(trial, **fields)
 
 
+class PerCellASHA(tune.schedulers.FIFOScheduler):
+    """ASHA (Li et al. 2020, Ray Tune's AsyncHyperBandScheduler) within each (method, d) cell
+    of a search: a trial competes only with the trials of its own cell, whose epoch budget
+    (max_t) and first rung (grace period = the trial's validation cadence) it brings in its
+    config. One Ray ASHA per cell; rungs at grace·3^k epochs; stops on `val_corr` only."""
+
+    def __init__(self, reduction_factor: float = 3):
+        super().__init__()
+        self.reduction_factor = reduction_factor
+        self.cells: dict = {}
+
+    def _asha(self, trial):
+        cfg = trial.config["trial"]
+        key = (cfg["method"], cfg["d"])
+        if key not in self.cells:
+            self.cells[key] = tune.schedulers.AsyncHyperBandScheduler(
+                time_attr="epoch", metric="val_corr", mode="max", max_t=cfg["epochs"],
+                grace_period=cfg["eval_every"], reduction_factor=self.reduction_factor)
+        return self.cells[key]
+
+    def on_trial_add(self, tune_controller, trial):
+        self._asha(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result.get("final") or result.get("epoch", -1) < 1:  # the record, not a rung
+            return self.CONTINUE
+        if result["epoch"] >= trial.config["trial"]["epochs"]:  # its budget is spent: let it
+            return self.CONTINUE                                # report its record
+
+        return self._asha(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        asha = self._asha(trial)
+        if result and not result.get("final"):
+            asha.on_trial_complete(tune_controller, trial, result)
+        else:
+            asha.on_trial_remove(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self._asha(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"PerCellASHA over {len(self.cells)} cells"
+
+
 class SweepCallback(tune.Callback):
     """Hands each finished trial to `on_result` and prints a compact live view."""
 
@@ -182,9 +227,10 @@ class SweepCallback(tune.Callback):
         self.total, self.on_result, self.stream = total, on_result, stream
         self.headline = headline or (lambda m: "")
         self.leader_metric = leader_metric  # ranks the "best so far per d" part of each line
-        self.done = self.failed = self.diverged = 0
+        self.done = self.failed = self.diverged = self.stopped = 0
         self.running: set[str] = set()
         self.best: dict = {}
+        self.best_val: dict = {}  # trial name -> best val_corr so far (an early-stopped trial's)
         self.print_every_s, self.last_print = print_every_s, 0.0
         self.started = time.time()
 
@@ -198,7 +244,9 @@ class SweepCallback(tune.Callback):
         return f", ETA {left_s / 60:.0f} min" if left_s >= 60 else f", ETA {left_s:.0f} s"
 
     def _line(self, msg: str = "") -> None:
-        status = (f"[{self.done + self.failed}/{self.total} ended: {self.done - self.diverged} ok, "
+        stopped = f"{self.stopped} stopped early, " if self.stopped else ""
+        status = (f"[{self.done + self.failed}/{self.total} ended: "
+                  f"{self.done - self.diverged - self.stopped} ok, {stopped}"
                   f"{self.diverged} diverged, {self.failed} failed | {len(self.running)} running"
                   f"{self.eta()}]")
         # stream None: whatever sys.stderr is when printing (Tune pickles its callbacks, and
@@ -218,6 +266,10 @@ class SweepCallback(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("final"):
             return
+        name = trial.config["trial"]["name"]
+        if result["val_corr"] == result["val_corr"]:  # not NaN
+            last = self.best_val.get(name, (-float("inf"), 0))
+            self.best_val[name] = (max(last[0], result["val_corr"]), max(last[1], result["epoch"]))
         if time.time() - self.last_print > self.print_every_s:
             self._line(f"{trial.config['trial']['name']} epoch {result['epoch']} "
                        f"val_corr {result['val_corr']:.1f}")
@@ -231,13 +283,27 @@ class SweepCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         name = self._ended(trials, trial)
         final = (trial.last_result or {}).get("final")
-        record = (TrialRecord.from_dict(json.loads(final)) if final else
-                  _identity(trial.config["trial"], status="failed", reason="no result"))
+        if final:
+            record = TrialRecord.from_dict(json.loads(final))
+        elif name in self.best_val and trial.config["trial"].get("phase") == "search":
+            value, epoch = self.best_val[name]  # stopped early by the search's scheduler
+            record = _identity(trial.config["trial"], status="stopped",
+                               reason=f"stopped by ASHA at epoch {epoch}",
+                               metrics={"val_corr_best": value, "epochs_run": epoch})
+        else:
+            record = _identity(trial.config["trial"], status="failed", reason="no result")
         self.on_result(record)
         self.done += 1
         for warning in record.warnings:
             self._line(f"{name}: {warning}")
-        if record.status == "ok":
+        if record.phase == "search":
+            self.stopped += record.status == "stopped"
+            self.diverged += record.status == "diverged"
+            how = {"ok": "ran its budget", "stopped": record.reason}.get(record.status,
+                                                                         record.reason)
+            self._line(f"{name} val_corr_best "
+                       f"{record.metrics.get('val_corr_best', float('nan')):.1f} ({how})")
+        elif record.status == "ok":
             m = record.metrics
             best = ""
             if self.leader_metric in m:
@@ -246,7 +312,7 @@ class SweepCallback(tune.Callback):
                     self.best[d] = (record.method, value)
                 best = " | best " + ", ".join(f"d={d}: {meth} {v:.1f}"
                                               for d, (meth, v) in sorted(self.best.items()))
-            self._line(f"{name} {self.headline(m)} ({record.train_seconds:.0f} s){best}")
+            self._line(f"{name} {self.headline(m)} ({record.train_seconds or 0:.0f} s){best}")
         else:
             self.diverged += 1
             self._line(f"{name} DIVERGED: {record.reason}")
@@ -283,9 +349,10 @@ def _by_value(objects) -> None:
 def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
              gpus_per_trial: float = 0, cpus_per_trial: int = 1,
              max_concurrent: int | None = None, max_failures: int = 2,
-             experiment_name: str = "sweep") -> int:
+             experiment_name: str = "sweep", scheduler=None) -> int:
     """Run every trial config of `suite` through Ray Tune (Ray must be connected); returns
-    how many trials ended (fewer than given when the sweep was interrupted)."""
+    how many trials ended (fewer than given when the sweep was interrupted). `scheduler`: a
+    Tune scheduler such as `PerCellASHA()` (default: every trial runs its full budget)."""
     if not trials:
         return 0
     if gpus_per_trial > 0 and cluster_gpus() == 0:
@@ -305,7 +372,7 @@ def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
         trainable,
         param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=max_concurrent,
+            max_concurrent_trials=max_concurrent, scheduler=scheduler,
             trial_dirname_creator=lambda t: f"{trial_dirname(t.config['trial']['name'])}-{t.trial_id}"),
         run_config=tune.RunConfig(name=experiment_name, storage_path=storage, verbose=0,
                                   callbacks=[callback],

@@ -60,7 +60,7 @@ def score_model(cfg, train, device, checkpoint_dir, log, individual):
 SPEC = register(MethodSpec(
     name="muc2m", title="MUC2M",
     defaults={"lam": 5e-3, "gamma": 0.0, "alpha": 0.5}, strength="lam", grid=(5e-3, 5e-2),
-    valid=(0.0, 1e6), objective=objective, loss_fn=common_loss, batchnorm=True,
+    valid=(0.0, 1e6), search={"lam": (1e-4, 10.0)}, objective=objective, loss_fn=common_loss, batchnorm=True,
     capabilities=("two_view", "ooi", "pairs"), score_model=score_model,
     titles={"saliency": "MUC2M orig"},
     notes="γ (gamma) > 0 adds the contractive gradient regularization (MUC2M w/ regu)",
@@ -77,6 +77,7 @@ REGU_SPEC = register(MethodSpec(
     name="muc2m_regu", title="MUC2M w/ regu",
     defaults={"lam": 5e-3, "gamma": 1e-2, "alpha": 0.5}, strength="gamma", grid=(1e-2, 1e-1),
     grids={"saliency": (1e-2, 1e-1, 1.0, 10.0)}, default_off=("two_view",),
+    search={"gamma": (1e-4, 10.0), "lam": (1e-4, 10.0)},
     valid=(0.0, 1e6), objective=objective, loss_fn=common_loss, batchnorm=True,
     input_gradient_penalty=True, capabilities=("two_view", "ooi", "pairs"),
     score_model=score_model,

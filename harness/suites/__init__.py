@@ -11,7 +11,7 @@ plus its name in `SUITE_MODULES` below.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from harness import registry
@@ -53,6 +53,7 @@ class Suite:
     leader_metric: str | None = None  # test metric the progress view ranks per d (None: none)
     precisions: tuple[str, ...] = ("fp32",)
     extra_metrics: Callable | None = None  # two-view: (train reps, test reps, data) -> dict
+    dims_by_profile: dict = field(default_factory=dict)  # profile -> its default dims
     batch_must_exceed_d: str = ("a batch covariance has rank ≤ batch−1, so its correlations "
                                 "are meaningless")
 
@@ -80,6 +81,10 @@ class Suite:
 
     def grid(self, method: str) -> tuple:
         return registry.get(method).grid_for(self.family)
+
+    def dims_for(self, profile: str) -> tuple[int, ...]:
+        """Default latent dimensions under a profile (`dims_by_profile`, else `dims`)."""
+        return tuple(self.dims_by_profile.get(profile, self.dims))
 
     def profile(self, name: str) -> Profile:
         profiles = FAMILIES[self.family]
@@ -109,7 +114,8 @@ class Suite:
         if spec.closed_form is None and batch <= d:
             raise ConfigError(f"batch size {batch} is not larger than d={d}: "
                               f"{self.batch_must_exceed_d}; use d < {batch} or a larger batch")
-        precision = config.get("precision") or "fp32"
+        precision = config.get("precision") or (
+            profile.precision if profile.precision in self.precisions else "fp32")
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
         if precision not in self.precisions:
@@ -123,7 +129,8 @@ class Suite:
                 "epochs": config.get("epochs") or profile.epochs_for(d, spec.epoch_cost),
                 "eval_every": config.get("eval_every") or profile.eval_every,
                 "hidden": tuple(config.get("hidden") or HIDDEN), "precision": precision,
-                "name": run_name(spec.name, d, spec.strength, strength, seed)}
+                "phase": config.get("phase", ""),
+                "name": config.get("name") or run_name(spec.name, d, spec.strength, strength, seed)}
 
 
 def register_suite(suite: Suite, replace: bool = False) -> Suite:

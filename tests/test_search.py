@@ -1,0 +1,147 @@
+"""The search: sampling from each method's ranges, the edge flag, the choice on validation,
+the tie marks of the tables, and a planted search problem run through Ray Tune's ASHA."""
+import csv
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import registry, report, run, search
+from harness.record import TrialRecord
+from harness.registry import MethodSpec
+from harness.suites import register_suite, unregister_suite
+from harness.suites.mnist_halves import two_view_suite
+
+
+def test_samples_cover_each_log_range_once_per_stratum():
+    space = {"lam": (1e-4, 10.0), "lr": (1e-4, 1e-2)}
+    configs = search.sample(space, 8, seed=3)
+    assert len(configs) == 8
+    for name, (lo, hi) in space.items():
+        values = np.array([c[name] for c in configs])
+        assert ((values >= lo) & (values <= hi)).all()
+        # Latin hypercube: exactly one value in each eighth of the log range
+        strata = np.floor([search.position(space[name], v) * 8 for v in values]).astype(int)
+        assert sorted(strata) == list(range(8))
+    assert configs == search.sample(space, 8, seed=3)  # seeded: a resume draws the same
+
+
+def test_one_minus_range_samples_rho_below_one_and_maps_back():
+    rng = (1e-3, 1.0, "1-")
+    assert search.value_at(rng, 0.0) == pytest.approx(0.999)
+    assert search.value_at(rng, 1.0) == pytest.approx(0.0)
+    assert search.position(rng, 0.99) == pytest.approx(1 / 3)  # 1−ρ = 1e-2: a third of the way
+
+
+def test_edge_flag_marks_a_bound_but_not_a_natural_end():
+    spec = registry.get("sdcca")  # rho: 1−ρ ∈ [1e-3, 1] (ρ = 0 is its natural end); lr
+    assert search.edge_flags(spec, {"rho": 0.0, "lr": 1e-3}) == []  # ρ = 0: cannot go lower
+    assert search.edge_flags(spec, {"rho": 0.9989, "lr": 1e-3}) == ["rho"]
+    assert search.edge_flags(spec, {"rho": 0.5, "lr": 1.1e-4}) == ["lr"]
+    assert search.edge_flags(spec, {"rho": 0.5, "lr": 1e-3}) == []
+
+
+def test_every_searched_method_has_its_default_strength_inside_its_range():
+    for name in registry.list_methods():
+        spec = registry.get(name)
+        for param, rng in spec.search.items():
+            value = spec.defaults.get(param) if param != "lr" else 1e-3
+            assert 0.0 <= search.position(rng, value) <= 1.0, (name, param, value)
+
+
+def _record(name, status, val, **kw):
+    return TrialRecord(name=name, method="m", d=4, status=status, phase="search",
+                       metrics={"val_corr_best": val}, **kw)
+
+
+def test_choice_prefers_trials_that_ran_their_budget_and_reads_validation_only():
+    records = [_record("a", "stopped", 9.0), _record("b", "ok", 5.0), _record("c", "ok", 6.0),
+               _record("d", "diverged", math.nan)]
+    assert search.choose(records).name == "c"  # the stopped trial's 9.0 came from fewer epochs
+    assert search.choose([_record("a", "stopped", 3.0), _record("e", "stopped", 4.0)]).name == "e"
+    assert search.choose([_record("d", "diverged", math.nan)]) is None
+
+
+def test_tie_marks_follow_the_seed_spread():
+    sel = pd.DataFrame([
+        {"method": "a", "d": 50, "status": "ok", "n_seeds": 3, "x_mean": 10.0, "x_std": 0.5},
+        {"method": "b", "d": 50, "status": "ok", "n_seeds": 3, "x_mean": 9.2, "x_std": 0.4},
+        {"method": "c", "d": 50, "status": "ok", "n_seeds": 3, "x_mean": 8.0, "x_std": 0.5},
+        {"method": "e", "d": 50, "status": "ok", "n_seeds": 1, "x_mean": 9.9, "x_std": 0.0}])
+    assert report.marks(sel, "x") == {("a", 50): "best", ("b", 50): "tie"}
+    assert report.marked("10.0", "best") == "**10.0**" and report.marked("9.2", "tie") == "9.2 ≈"
+
+
+# --------------------------------------------------------------------- a planted search problem
+# Validation peaks at lam = 1; the test metric grows with lam, so the configuration that wins on
+# test (the largest lam) loses on validation. The search must stop poor trials early and pick
+# the best on validation.
+def planted_val(lam: float) -> float:
+    return 10.0 - math.log10(lam) ** 2
+
+
+def planted_test(lam: float) -> float:
+    return 5.0 + math.log10(lam)
+
+
+def planted_trial(config, data=None, checkpoint_dir=None, report=None, device=None, log=None,
+                  suite=None):
+    cfg, spec, device, log = suite.begin(config, device, log)
+    lam, history = cfg["params"]["lam"], []
+    for epoch in range(cfg["eval_every"], cfg["epochs"] + 1, cfg["eval_every"]):
+        row = {"epoch": epoch, "val_corr": planted_val(lam) * math.sqrt(epoch / cfg["epochs"])}
+        history.append(row)
+        if report is not None:
+            report(epoch, row)
+        time.sleep(0.2)  # lets the scheduler see the other trials' rungs
+    best = max(r["val_corr"] for r in history)
+    if cfg["phase"] == "search":
+        return TrialRecord.of(cfg, metrics={"val_corr_best": best}, history=history)
+    test = planted_test(lam)
+    return TrialRecord.of(cfg, history=history, metrics={
+        "val_corr_best": best, "corr_heldout": test, "corr_refit": test, "corr_floor": 0.0,
+        "corr_diag": test, "recog_acc": 50.0, "recog_acc_swapped": 50.0, "n_components": cfg["d"],
+        "best_epoch": cfg["epochs"], "resumed_from": 0})
+
+
+@pytest.fixture
+def planted_search_problem():
+    registry.register(MethodSpec(
+        name="planted", title="Planted", defaults={"lam": 1.0}, strength="lam", grid=(1.0,),
+        objective=lambda *a: None, search={"lam": (1e-3, 1e3)}))
+    register_suite(two_view_suite("planted_search", "a search problem with a planted optimum",
+                                  lambda profile, options: {}, dims=(4,),
+                                  run_trial=planted_trial))
+    yield
+    registry.unregister("planted")
+    unregister_suite("planted_search")
+
+
+@pytest.mark.sweep
+def test_search_stops_poor_trials_early_and_selects_on_validation_only(
+        planted_search_problem, tmp_path, capsys):
+    out = tmp_path / "runs"
+    code = run.main(["--suite", "planted_search", "--profile", "smoke", "--methods", "planted",
+                     "--search-trials", "9", "--seeds", "3", "--epochs", "9", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    with open(out / "planted_search-smoke" / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    tried = [r for r in rows if r["phase"] == "search"]
+    reported = [r for r in rows if r["phase"] == ""]
+    assert len(tried) == 9  # and none computed a test metric:
+    assert all(not math.isfinite(float(r["corr_heldout"] or "nan")) for r in tried)
+    stopped = [r for r in tried if r["status"] == "stopped"]
+    assert stopped and all(float(r["epochs_run"]) < 9 for r in stopped), \
+        [(r["name"], r["status"], r.get("epochs_run")) for r in tried]
+    completed = [r for r in tried if r["status"] == "ok"]
+    best_val = max(completed, key=lambda r: float(r["val_corr_best"]))
+    lams = [float(r["param_lam"]) for r in tried]
+    test_winner = max(lams, key=planted_test)
+    assert sorted(int(r["seed"]) for r in reported) == [0, 1, 2]
+    chosen = {float(r["param_lam"]) for r in reported}
+    assert chosen == {float(best_val["param_lam"])}  # the best on validation, rerun 3 times
+    assert test_winner not in chosen and planted_test(test_winner) > planted_test(chosen.pop())
+    table1 = (out / "planted_search-smoke" / "table1.md").read_text()
+    assert "9 tried" in table1 and "stopped early" in table1
