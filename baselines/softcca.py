@@ -24,7 +24,7 @@ def stochastic_decorrelation(z: torch.Tensor, phi_old: torch.Tensor, alpha: floa
     return off.abs().sum(), phi.detach()
 
 
-def softcca_loss(z1, z2, phi1_old=None, phi2_old=None, *, lam: float = 1e-3, alpha: float = 0.9):
+def softcca_loss(z1, z2, phi1_old=None, phi2_old=None, *, lam: float = 0.1, alpha: float = 0.9):
     sdl1, phi1 = stochastic_decorrelation(z1, phi1_old, alpha)
     sdl2, phi2 = stochastic_decorrelation(z2, phi2_old, alpha)
     distance = (z1 - z2).pow(2).sum() / z1.shape[0]
@@ -43,9 +43,14 @@ def objective(model, h1, h2, state, params):
     return terms
 
 
+# Default λ = 0.1: cca-zoo's default decorrelation weight (lam 0.5 on the mean off-diagonal,
+# i.e. λ = 0.5/(d−1) ≈ 0.01 on our sum at d = 50, with the gradient of the whole batch
+# covariance), scaled by 1/(1−α) = 10 because the gradient of our running average reaches only
+# the current batch's (1−α) share. λ = 1e-3, the earlier default, decorrelated ~100× too weakly
+# and the representation collapsed onto a few directions (README, "Baselines vs references").
 SPEC = register(MethodSpec(
     name="softcca", title="Soft CCA",
-    defaults={"lam": 1e-3, "alpha": 0.9}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
+    defaults={"lam": 0.1, "alpha": 0.9}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
     search={"lam": (1e-3, 100.0)},
     objective=objective, loss_fn=softcca_loss, batchnorm=True, init_state=init_state,
 ))
