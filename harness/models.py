@@ -61,12 +61,17 @@ class TwoViewModel(nn.Module):
     """f1, f2 (one encoder per view), optional BN on their outputs, optional decoders.
 
     `forward` returns the raw encoder outputs f_i(h_i); `represent` the representations the
-    metrics use (BN(f_i(h_i)) when the method whitens its outputs).
+    metrics use (BN(f_i(h_i)) when the method whitens its outputs; σ(f_i(h_i)) for a sigmoid
+    code, CorrNet's original).
     """
 
     def __init__(self, p1: int, p2: int, d: int, batchnorm: bool = False,
-                 decoders: str | None = None, hidden=HIDDEN, precision: str = "fp32"):
+                 decoders: str | None = None, hidden=HIDDEN, precision: str = "fp32",
+                 code_activation: str | None = None):
         super().__init__()
+        if code_activation not in (None, "sigmoid"):
+            raise ValueError(f"unknown code activation {code_activation!r}; use None or 'sigmoid'")
+        self.code = torch.sigmoid if code_activation == "sigmoid" else (lambda f: f)
         self.enc1, self.enc2 = encoder(p1, d, hidden, precision), encoder(p2, d, hidden, precision)
         self.bn1 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
         self.bn2 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
@@ -83,4 +88,4 @@ class TwoViewModel(nn.Module):
 
     def represent(self, h1: torch.Tensor, h2: torch.Tensor):
         f1, f2 = self(h1, h2)
-        return self.bn1(f1), self.bn2(f2)
+        return self.code(self.bn1(f1)), self.code(self.bn2(f2))

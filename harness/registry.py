@@ -60,6 +60,9 @@ class MethodSpec:
     grids: dict = field(default_factory=dict)   # suite family -> default sweep values
     titles: dict = field(default_factory=dict)  # suite family -> row name
     default_off: tuple = ()            # suite families whose `--methods all` leaves it out
+    hidden: tuple | None = None        # its own encoder hidden widths where the suite's would not
+                                       # be its reference setting (None: the suite's)
+    code_activation: str | None = None  # "sigmoid": representations are σ(f(h)) (CorrNet's code)
     search: dict = field(default_factory=dict)  # two-view search space (harness.search):
                                        # parameter (or "lr") -> (lo, hi) sampled log-uniform;
                                        # (lo, hi, "1-") samples 1−value log-uniform in [lo, hi]

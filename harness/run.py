@@ -209,7 +209,7 @@ def build_search_trials(suite, profile: str, methods: list[str], dims: list[int]
                                                      search.cell_seed(method, d))):
                 config = {"method": method, "d": d, "seed": search.SEARCH_SEED_BASE + i,
                           "profile": profile, "phase": "search",
-                          "name": f"{method}[d={d},search={i}]", **options,
+                          "name": search_name(method, d, values, i), **options,
                           **search.config_of(spec, values)}
                 epochs = suite.resolve(config)["epochs"]
                 config["eval_every"] = max(1, round(epochs / 9))
@@ -217,9 +217,16 @@ def build_search_trials(suite, profile: str, methods: list[str], dims: list[int]
     return trials
 
 
+def search_name(method: str, d: int, values: dict, i: int) -> str:
+    """`dcca[d=200,ridge=1.49e-06,search=3]`: the values are in the name, so a resumed sweep
+    whose ranges or trial count changed reruns what changed instead of reusing it."""
+    shown = ",".join(f"{k}={v:.4g}" for k, v in values.items())
+    return f"{method}[d={d},{shown},search={i}]"
+
+
 def build_selected_trials(suite, profile: str, methods: list[str], dims: list[int],
                           n_trials: int, seeds: int, records: list, checkpoint_root: Path,
-                          options: dict) -> tuple[list[dict], list[str]]:
+                          options: dict, planned: set | None = None) -> tuple[list[dict], list[str]]:
     """The reported trials: per (method, d) the search's choice on validation with `seeds`
     seeds, and the grid for methods the search does not cover. Returns (trials, notes)."""
     chosen, notes = [], []
@@ -230,7 +237,8 @@ def build_selected_trials(suite, profile: str, methods: list[str], dims: list[in
     for d in sorted(dims, reverse=True):
         for method in to_search:
             spec = registry.get(method)
-            cell = [r for r in records if r.phase == "search" and r.method == method and r.d == d]
+            cell = [r for r in records if r.phase == "search" and r.method == method and r.d == d
+                    and (planned is None or r.name in planned)]  # this plan's trials only
             best = search.choose(cell)
             if best is None:
                 notes.append(f"{method} d={d}: no search trial ended with a validation "
@@ -474,7 +482,8 @@ def _sweep(args, suite, profile, methods, strengths, out, uri, client, options,
                                     tune_runner.PerCellASHA())
         if not interrupted:
             trials, notes = build_selected_trials(suite, profile, methods, dims, n_search, seeds,
-                                                  records, checkpoint_root, options)
+                                                  records, checkpoint_root, options,
+                                                  planned={t["name"] for t in search_trials})
             for note in notes:
                 print(f"warning: {note}", file=sys.stderr, flush=True)
             print(f"reported trials: the selected configuration of every (method, d) × "

@@ -49,12 +49,14 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override another parameter of the method, e.g. --set gamma=0.1")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--lr", type=float, help="override the profile's learning rate")
     parser.add_argument("--checkpoint-dir", help="save/restore the full trial state here")
     parser.add_argument("--mnist-dir", help="directory with the MNIST IDX files (torchvision layout)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="the networks' arithmetic: fp32 (default) or bf16 (mixed precision: "
-                        "bf16 matmuls, fp32 weights, objectives unchanged)")
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
+                        help="the networks' arithmetic: fp32 or bf16 (mixed precision: bf16 "
+                        "matmuls, fp32 weights, objectives unchanged); default: the profile's "
+                        "(bf16 for quick, fp32 otherwise)")
     args = parser.parse_args(argv)
     try:
         for plugin in args.plugin:
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
         options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
         config = {"method": args.method, "d": args.d, "strength": args.strength, "seed": args.seed,
                   "profile": args.profile, "overrides": parse_overrides(args.overrides),
-                  "epochs": args.epochs, "precision": args.precision, **options}
+                  "epochs": args.epochs, "lr": args.lr, "precision": args.precision, **options}
         suite.resolve(config)  # refuse bad input before loading data
         data = suite.load_data(args.profile, options)
         record = suite.trial(config, data=data, checkpoint_dir=args.checkpoint_dir,

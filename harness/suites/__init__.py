@@ -128,7 +128,8 @@ class Suite:
                 "batch": batch, "lr": config.get("lr") or profile.lr,
                 "epochs": config.get("epochs") or profile.epochs_for(d, spec.epoch_cost),
                 "eval_every": config.get("eval_every") or profile.eval_every,
-                "hidden": tuple(config.get("hidden") or HIDDEN), "precision": precision,
+                "hidden": tuple(config.get("hidden") or (
+                    HIDDEN if spec.hidden is None else spec.hidden)), "precision": precision,
                 "phase": config.get("phase", ""),
                 "name": config.get("name") or run_name(spec.name, d, spec.strength, strength, seed)}
 

@@ -140,7 +140,8 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]  # encoders sized from the data
     model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                         hidden=cfg["hidden"], precision=cfg["precision"]).to(device)
+                         hidden=cfg["hidden"], precision=cfg["precision"],
+                         code_activation=spec.code_activation).to(device)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
 
     def represent(h1, h2):
@@ -217,6 +218,8 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
     def budget_cell(row, method, d):
         cell = searched_df[(searched_df.method == method) & (searched_df.d == d)]
         reported = df[(df.method == method) & (df.d == d)]
+        if method in registry.list_methods() and registry.get(method).closed_form is not None:
+            return f"{len(cell)} + {len(reported)} fits (closed form)"
         spent = search_epochs(cell)
         text = (f"{len(cell)} tried, {int((cell.status == 'stopped').sum())} stopped early, "
                 f"{spent} ep" if len(cell) else "no search")
