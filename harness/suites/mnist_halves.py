@@ -188,7 +188,11 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
         if not reference:
             return ours
         paper = row.get("paper_table1")
-        return (f"{ours} · {report.fmt(row, 'corr_diag')}"
+        # outputs that correlate only after a rotation (DCCA, DCCAE): their per-dimension sum
+        # is that of the CCA-projected outputs, i.e. corr_heldout itself (marked †)
+        aligned = method not in registry.list_methods() or registry.get(method).aligned
+        paper_metric = report.fmt(row, "corr_diag") if aligned else report.fmt(row, "corr_heldout") + "†"
+        return (f"{ours} · {paper_metric}"
                 + ("" if paper is None or pd.isna(paper) else f" ({_paper(paper)})"))
 
     def table5_cell(row, method, d):
@@ -228,10 +232,14 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
     table1_head = ("Cell: **ours, `corr_heldout`** (linear CCA fitted on the train outputs, "
                    "canonical correlations summed on test: the number to trust) · ours on the "
                    "paper's metric, `corr_diag` (per-dimension Pearson correlations of the outputs "
-                   "summed, as of the batch-normalised outputs the paper's network ends in) "
+                   "summed: the paper's metric on the batch-normalised outputs its network ends "
+                   "in) "
                    "(the paper's number). No total of canonical correlations can exceed the rank "
                    "of the last hidden layer (300 units): the paper's values above 300 at d ≥ 500 "
-                   "can only be per-dimension sums, which count one shared direction many times."
+                   "can only be per-dimension sums, which count one shared direction many times. "
+                   "†: outputs that correlate only after a rotation (Deep CCA, DCCAE, SDCCA), "
+                   "whose per-dimension sum is taken on their CCA projections, i.e. "
+                   "`corr_heldout`."
                    if reference else "Primary: `corr_heldout` (linear CCA fitted on the train "
                    "outputs, per-dimension correlations summed on test). Upper bound = d.")
     ties = ("Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
