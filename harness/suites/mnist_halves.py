@@ -324,7 +324,8 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path,
             rows = ok[ok.method == method].sort_values("d")
             ax.errorbar(rows.d, rows[f"{key}_mean"], yerr=rows[f"{key}_std"], color=color,
                         marker="o", label=report.title(method, "two_view"))
-            if key == "corr_heldout" and paper_table:  # ours on the paper's metric
+            aligned = method not in registry.list_methods() or registry.get(method).aligned
+            if key == "corr_heldout" and paper_table and aligned:  # ours on the paper's metric
                 ax.plot(rows.d, rows["corr_diag_mean"], color=color, linestyle=":", alpha=0.8)
             ref = [(d, paper_value(paper_table, method, d)) for d in PAPER_DIMS]
             ref = [(d, v) for d, v in ref if v is not None]
