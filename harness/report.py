@@ -88,9 +88,16 @@ def strength_text(row: dict, missing: str | None = None) -> str:
     return f"{row['strength_name']}={row['strength']:g}"
 
 
+def known_spec(method: str):
+    """The method's registry entry, or None for a method this checkout does not know (a
+    store may hold one)."""
+    return registry.get(method) if method in registry.list_methods() else None
+
+
 def constant_maps(method: str) -> bool:
     """A saliency method whose maps are uniform (no map to draw or measure)."""
-    return method in registry.list_methods() and registry.get(method).constant_maps
+    spec = known_spec(method)
+    return spec is not None and spec.constant_maps
 
 
 def ordered_methods(methods) -> list[str]:

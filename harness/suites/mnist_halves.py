@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import metrics, registry, report, search
+from harness import metrics, report, search
 from harness.data import mnist_halves as mnist
 from harness.loop import fit_loop, represent_all
 from harness.models import PRECISIONS, TwoViewModel
@@ -190,7 +190,7 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
         paper = row.get("paper_table1")
         # outputs that correlate only after a rotation (DCCA, DCCAE): their per-dimension sum
         # is that of the CCA-projected outputs, i.e. corr_heldout itself (marked †)
-        aligned = method not in registry.list_methods() or registry.get(method).aligned
+        aligned = getattr(report.known_spec(method), "aligned", True)  # unknown: as given
         paper_metric = report.fmt(row, "corr_diag") if aligned else report.fmt(row, "corr_heldout") + "†"
         return (f"{ours} · {paper_metric}"
                 + ("" if paper is None or pd.isna(paper) else f" ({_paper(paper)})"))
@@ -211,9 +211,9 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
 
     def config_cell(row, method, d):
         cell = searched_df[(searched_df.method == method) & (searched_df.d == d)]
-        if row.get("status") != "ok" or cell.empty or method not in registry.list_methods():
+        spec = report.known_spec(method)
+        if row.get("status") != "ok" or cell.empty or spec is None:
             return report.strength_text(row)
-        spec = registry.get(method)
         values = search.values_of(spec, row)
         flags = search.edge_flags(spec, values)
         return ", ".join(f"{k}={v:.3g}" + (" ⚠edge" if k in flags else "")
@@ -222,7 +222,7 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
     def budget_cell(row, method, d):
         cell = searched_df[(searched_df.method == method) & (searched_df.d == d)]
         reported = df[(df.method == method) & (df.d == d)]
-        if method in registry.list_methods() and registry.get(method).closed_form is not None:
+        if getattr(report.known_spec(method), "closed_form", None) is not None:
             return f"{len(cell)} + {len(reported)} fits (closed form)"
         spent = search_epochs(cell)
         text = (f"{len(cell)} tried, {int((cell.status == 'stopped').sum())} stopped early, "
@@ -324,7 +324,7 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, client, out_dir: Path,
             rows = ok[ok.method == method].sort_values("d")
             ax.errorbar(rows.d, rows[f"{key}_mean"], yerr=rows[f"{key}_std"], color=color,
                         marker="o", label=report.title(method, "two_view"))
-            aligned = method not in registry.list_methods() or registry.get(method).aligned
+            aligned = getattr(report.known_spec(method), "aligned", True)  # unknown: as given
             if key == "corr_heldout" and paper_table and aligned:  # ours on the paper's metric
                 ax.plot(rows.d, rows["corr_diag_mean"], color=color, linestyle=":", alpha=0.8)
             ref = [(d, paper_value(paper_table, method, d)) for d in PAPER_DIMS]
