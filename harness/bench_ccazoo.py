@@ -2,7 +2,7 @@
 
     python -m harness.bench_ccazoo [--dims 50] [--epochs 3] [--batch 2048] [--lr 1e-3]
         [--seed 0] [--subset N] [--pairs dcca,dccae,sdcca,softcca|all] [--device cpu|cuda]
-        [--threads T] [--zoo-defaults] [--json]
+        [--threads T] [--zoo-defaults] [--ours K=V,...] [--json]
 
 Pairs (cca-zoo class vs our registered method):  DCCA ↔ dcca,  DCCAE ↔ dccae,
 DCCANOI ↔ sdcca,  DCCASDL ↔ softcca (the default), and on request (`--pairs`, or `all`) the
@@ -141,7 +141,9 @@ class Variant:
     params: dict
 
 
-def our_variants(pair: str) -> list[Variant]:
+def our_variants(pair: str, extra: dict | None = None) -> list[Variant]:
+    """Ours at the registry defaults, the variants of the fairness note, and with `extra`
+    (`--ours`, e.g. a sweep's selected configuration) ours at those parameters too."""
     spec = get_method(pair)
     params = spec.params()
     out = [Variant("ours", pair, spec.objective, params)]
@@ -152,6 +154,9 @@ def our_variants(pair: str) -> list[Variant]:
     elif pair == "softcca":
         out.append(Variant("ours (alpha=0)", pair, spec.objective,
                            spec.params(overrides={"alpha": 0.0})))
+    if extra:
+        out.append(Variant("ours (" + ",".join(f"{k}={v:g}" for k, v in extra.items()) + ")",
+                           pair, spec.objective, spec.params(overrides=extra)))
     return out
 
 
@@ -334,7 +339,8 @@ def zoo_represent(model):
 
 
 def compare(pairs, train_np, test_np, d: int, batch: int, epochs: int, lr: float, seed: int,
-            device, zoo_defaults: bool = False, log=None, precision: str = "fp32") -> list[dict]:
+            device, zoo_defaults: bool = False, log=None, precision: str = "fp32",
+            ours: dict | None = None) -> list[dict]:
     """Every requested pair: our variants and cca-zoo, trained and scored alike. Rows of dicts."""
     log = log or (lambda msg: None)
     train, test = _tensors(train_np, device), _tensors(test_np, device)
@@ -342,7 +348,7 @@ def compare(pairs, train_np, test_np, d: int, batch: int, epochs: int, lr: float
     p = (p1 + p2) / 2  # DCCAE's mapping needs p1 == p2 to be exact (392 and 392 on MNIST halves)
     rows = []
     for pair in pairs:
-        variants = our_variants(pair)
+        variants = our_variants(pair, ours)
         kwargs = zoo_kwargs(pair, d, p, variants[0].params, zoo_defaults)
         log(f"{pair}: cca-zoo {ZOO_CLASS[pair]}({_fmt_kwargs(kwargs)}) ...")
         try:
@@ -420,12 +426,25 @@ def main(argv=None) -> int:
                         help="run cca-zoo with its own default hyperparameters, not the mapping")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the networks' "
                         "arithmetic on BOTH sides: cca-zoo is handed the same bf16 networks")
+    parser.add_argument("--ours", default="", metavar="K=V,...",
+                        help="also run ours at these parameters, e.g. a sweep's selected "
+                             "configuration: --ours lam=1.05,alpha=0.3")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     pairs = list(PAIRS) if args.pairs == "all" else [p for p in args.pairs.split(",") if p]
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown:
         parser.error(f"unknown pair(s) {unknown}; choose from {', '.join(PAIRS)}")
+    try:
+        ours = {k.strip(): float(v) for k, v in
+                (item.split("=", 1) for item in args.ours.split(",") if item.strip())}
+    except ValueError:
+        parser.error(f"--ours {args.ours!r}: write parameter=number pairs, e.g. lam=1,alpha=0.5")
+    for pr in pairs:
+        unknown = sorted(set(ours) - set(get_method(pr).defaults))
+        if unknown:
+            parser.error(f"--ours: {pr} has no parameter {', '.join(unknown)}; its parameters "
+                         f"are {', '.join(get_method(pr).defaults)}")
     if args.epochs < 1 or args.batch <= args.dims:
         parser.error("need --epochs ≥ 1 and --batch > --dims")
     if args.subset is not None and args.subset < args.batch:
@@ -477,7 +496,7 @@ def main(argv=None) -> int:
                                                       args.seed)
     rows = compare(pairs, (train_np.x1, train_np.x2), (test_np.x1, test_np.x2), d, args.batch,
                    args.epochs, args.lr, args.seed, device, args.zoo_defaults, log=log,
-                   precision=args.precision)
+                   precision=args.precision, ours=ours)
     header["threads_after"] = torch.get_num_threads()
     if args.json:
         print(json.dumps(_nan_to_none({**header, "mapping": mapping, "rows": rows})))

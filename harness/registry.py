@@ -66,6 +66,7 @@ class MethodSpec:
     search: dict = field(default_factory=dict)  # two-view search space (harness.search):
                                        # parameter (or "lr") -> (lo, hi) sampled log-uniform;
                                        # (lo, hi, "1-") samples 1−value log-uniform in [lo, hi]
+                                       # (lo, hi, "lin") samples value uniformly in [lo, hi]
     notes: str = ""
 
     def grid_for(self, family: str) -> tuple:

@@ -448,7 +448,7 @@ def _sweep(args, suite, profile, methods, strengths, out, uri, client, options,
             "gpus_per_trial": gpus_per_trial, "address": args.address or "local"})
         finished = set()
     results_csv = sweep_dir / "results.csv"
-    records = tables_build.load_records(client, parent) if finished else []
+    records = tables_build.load_records(client, parent, superseded=True) if finished else []
     rows = [r.csv_row(suite.columns) for r in records]
 
     def on_result(result: record.TrialRecord) -> None:
@@ -489,6 +489,12 @@ def _sweep(args, suite, profile, methods, strengths, out, uri, client, options,
             print(f"reported trials: the selected configuration of every (method, d) × "
                   f"{seeds} seeds", flush=True)
     if not interrupted:
+        if finished:  # a resumed sweep whose plan changed: the old plan's trials leave the tables
+            stale = tracking.supersede(client, parent, {t["name"] for t in search_trials + trials})
+            if stale:
+                print(f"{len(stale)} finished trials are not in this plan (a search range or a "
+                      f"flag changed): kept in the store, tagged superseded, left out of the "
+                      f"tables", flush=True)
         interrupted = not run_phase(trials, parent.info.run_id)
     if interrupted:
         print("\ninterrupted: finished trials are stored; rerun the same command with --resume "

@@ -3,7 +3,7 @@ per (method, d) on validation, and the check that it is not at the edge of its r
 
 Ray Tune runs the sampled trials and ASHA stops the poor ones early (`harness.tune`,
 `PerCellASHA`); this module never imports Ray. The sampling is a Latin hypercube in log space
-(scipy): with a handful of trials it covers each range evenly where plain random draws
+(scipy; a range marked "lin" is sampled uniformly): with a handful of trials it covers each range evenly where plain random draws
 cluster, and it is seeded per (method, d), so a resumed sweep draws the same configurations.
 
 What is chosen here is chosen on validation only: the best `val_corr_best` among the search
@@ -19,22 +19,27 @@ EDGE_FRACTION = 0.05   # a selected value in the outer 5 % of its (log) range is
 SEARCH_SEED_BASE = 1000  # search trials' seeds: 1000 + i, disjoint from the reported 0, 1, 2
 
 
-def _bounds(rng) -> tuple[float, float, bool]:
+def _bounds(rng) -> tuple[float, float, str]:
     lo, hi, *kind = rng
-    return float(lo), float(hi), kind == ["1-"]
+    return float(lo), float(hi), kind[0] if kind else "log"
 
 
 def value_at(rng, u: float) -> float:
-    """The value at fraction u ∈ [0, 1] of a range, log-uniform (of 1 − value for "1-")."""
-    lo, hi, one_minus = _bounds(rng)
+    """The value at fraction u ∈ [0, 1] of a range: log-uniform, of 1 − value for "1-", or
+    uniform for "lin" (a parameter such as an averaging weight, whose references sit at 0)."""
+    lo, hi, kind = _bounds(rng)
+    if kind == "lin":
+        return lo + u * (hi - lo)
     x = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-    return 1.0 - x if one_minus else x
+    return 1.0 - x if kind == "1-" else x
 
 
 def position(rng, value: float) -> float:
     """Where `value` lies in its range, as the fraction u of `value_at` (0 = lo, 1 = hi)."""
-    lo, hi, one_minus = _bounds(rng)
-    x = 1.0 - value if one_minus else value
+    lo, hi, kind = _bounds(rng)
+    if kind == "lin":
+        return (value - lo) / (hi - lo)
+    x = 1.0 - value if kind == "1-" else value
     return (math.log(max(x, 1e-300)) - math.log(lo)) / (math.log(hi) - math.log(lo))
 
 

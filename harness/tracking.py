@@ -151,6 +151,25 @@ def prepare_resume(client: MlflowClient, parent) -> dict:
     return finished
 
 
+SUPERSEDED_TAG = "superseded"
+
+
+def supersede(client: MlflowClient, parent, plan: set[str]) -> list[str]:
+    """Tag the finished children that the current plan no longer contains (a method's search
+    range or a flag changed before --resume), so that the tables leave them out; they stay in
+    the store, nothing computed is lost, and one that a later plan contains again is untagged.
+    Returns the names newly tagged."""
+    stale = []
+    for run in child_runs(client, parent):
+        tagged = run.data.tags.get(SUPERSEDED_TAG) == "true"
+        if run.info.status != "FINISHED" or tagged == (run.info.run_name not in plan):
+            continue
+        retrying(client.set_tag, run.info.run_id, SUPERSEDED_TAG, str(not tagged).lower())
+        if not tagged:
+            stale.append(run.info.run_name)
+    return stale
+
+
 def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
     """One child run for a finished (or diverged/failed) trial, in batches."""
     now = int(time.time() * 1000)

@@ -19,12 +19,14 @@ from harness.record import TrialRecord
 from harness.suites import Suite, get_suite
 
 
-def load_records(client, parent) -> list[TrialRecord]:
+def load_records(client, parent, superseded: bool = False) -> list[TrialRecord]:
     """One record per finished child run of a sweep (the store is the source of truth), in
-    table order: method (registry order), d, name."""
+    table order: method (registry order), d, name. Trials of an earlier plan (tagged by
+    `tracking.supersede`) only with `superseded`."""
     records = {}
     for run in tracking.child_runs(client, parent):
-        if run.info.status != "FINISHED" or run.info.run_name in records:
+        if (run.info.status != "FINISHED" or run.info.run_name in records
+                or (run.data.tags.get(tracking.SUPERSEDED_TAG) == "true" and not superseded)):
             continue
         records[run.info.run_name] = TrialRecord.from_run(run)
     return sorted(records.values(), key=lambda r: (registry.rank(r.method), r.d, r.name))

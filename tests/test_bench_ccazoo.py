@@ -144,3 +144,17 @@ def test_tiny_side_by_side_run_of_the_spec7_pairs():
     for r in rows:
         assert len(r["ours_epoch_s"]) == len(r["zoo_epoch_s"]) == 2
         assert math.isfinite(r["ours_corr_heldout"]) and math.isfinite(r["zoo_corr_heldout"])
+
+
+def test_ours_at_a_given_configuration_runs_with_those_parameters():
+    variants = bz.our_variants("softcca", {"lam": 2.0, "alpha": 0.25})
+    assert [v.label for v in variants] == ["ours", "ours (alpha=0)", "ours (lam=2,alpha=0.25)"]
+    assert variants[-1].params["lam"] == 2.0 and variants[-1].params["alpha"] == 0.25
+    assert variants[0].params == get_method("softcca").params()  # the defaults row stays
+
+
+def test_ours_flag_names_an_unknown_parameter_in_one_line(capsys):
+    with pytest.raises(SystemExit) as err:
+        bz.main(["--pairs", "softcca", "--ours", "rho=0.5"])
+    assert err.value.code == 2
+    assert "softcca has no parameter rho" in capsys.readouterr().err

@@ -35,6 +35,17 @@ def test_one_minus_range_samples_rho_below_one_and_maps_back():
     assert search.position(rng, 0.99) == pytest.approx(1 / 3)  # 1−ρ = 1e-2: a third of the way
 
 
+def test_lin_range_samples_uniformly_and_zero_is_a_natural_end():
+    rng = (0.0, 0.99, "lin")
+    assert search.value_at(rng, 0.5) == pytest.approx(0.495)
+    assert search.position(rng, 0.2475) == pytest.approx(0.25)
+    values = [c["a"] for c in search.sample({"a": rng}, 4, seed=0)]
+    assert sorted(int(v / 0.99 * 4) for v in values) == [0, 1, 2, 3]  # one per quarter
+    spec = registry.get("softcca")  # alpha ∈ [0, 0.99]: α = 0 (per-batch) cannot go lower
+    assert search.edge_flags(spec, {"lam": 1.0, "alpha": 0.0}) == []
+    assert search.edge_flags(spec, {"lam": 1.0, "alpha": 0.985}) == ["alpha"]
+
+
 def test_edge_flag_marks_a_bound_but_not_a_natural_end():
     spec = registry.get("sdcca")  # rho: 1−ρ ∈ [1e-3, 1] (ρ = 0 is its natural end); lr
     assert search.edge_flags(spec, {"rho": 0.0, "lr": 1e-3}) == []  # ρ = 0: cannot go lower

@@ -262,3 +262,25 @@ def test_resume_keeps_finished_trials_once_and_reruns_failed_ones(tmp_path):
     finished = tracking.prepare_resume(client, parent)
     assert list(finished) == [ok.name]  # the failed trial is run again by --resume
     assert [r.info.run_name for r in tracking.child_runs(client, parent)] == [ok.name]
+
+
+def test_trials_an_earlier_plan_ran_stay_in_the_store_but_leave_the_tables(tmp_path):
+    """A search range changed before --resume: the old plan's trials are tagged superseded,
+    kept, and left out of the tables; a trial the plan contains again comes back."""
+    from harness.record import TrialRecord
+    from tables.build import load_records
+    client = tracking.open_client(tracking.default_uri(tmp_path))
+    parent = tracking.start_sweep(client, SUITE, PROFILE, {})
+    old = TrialRecord(name="dcca[d=8,ridge=1e-06,seed=0]", method="dcca", d=8, profile=PROFILE,
+                      metrics={"corr_heldout": 5.0})
+    new = TrialRecord(name="dcca[d=8,ridge=1e-08,seed=0]", method="dcca", d=8, profile=PROFILE,
+                      metrics={"corr_heldout": 6.0})
+    for record in (old, new):
+        tracking.log_trial(client, parent, record)
+    assert tracking.supersede(client, parent, {new.name}) == [old.name]
+    assert [r.name for r in load_records(client, parent)] == [new.name]
+    assert sorted(r.name for r in load_records(client, parent, superseded=True)) == sorted(
+        [old.name, new.name])  # nothing computed is lost
+    assert tracking.supersede(client, parent, {new.name}) == []  # idempotent
+    tracking.supersede(client, parent, {old.name, new.name})  # the old plan again
+    assert sorted(r.name for r in load_records(client, parent)) == sorted([old.name, new.name])
