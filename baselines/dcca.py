@@ -6,6 +6,9 @@ The backward is Andrew et al.'s closed form, so autograd never differentiates `e
   Δ12 = Σ11^{-1/2} U Vᵀ Σ22^{-1/2},  Δ11 = −½ Σ11^{-1/2} U D Uᵀ Σ11^{-1/2},
   ∂corr/∂H1 = (2 H̄1 Δ11 + H̄2 Δ12ᵀ)/(m−1)   (and symmetrically for H2).
 
+At d above the last hidden width the outputs come as factors (harness/lowrank.py), and
+`FactoredTraceNormCorrelation` computes the same σ_k and gradient from k × k moments.
+
 Whitening uses Cholesky factors Σ = L Lᵀ instead of Σ^{-1/2} (half the cost at d = 1000):
 T' = L1⁻¹ Σ12 L2⁻ᵀ = Q1 T Q2ᵀ with Q_i orthogonal, so T' has T's singular values, its singular
 vectors are U' = Q1 U, V' = Q2 V, and Σ11^{-1/2} U = L1⁻ᵀ U' (likewise for view 2).
@@ -14,8 +17,26 @@ from __future__ import annotations
 
 import torch
 
-from harness.linalg import center, cholesky_whitened_cross
+from harness.linalg import center, ridge_cov
+from harness.lowrank import LowRank, full
 from harness.registry import MethodSpec, register
+
+
+def trace_norm_core(s11, s22, s12, ridge: float):
+    """Σ_k σ_k(T) from the moments, and the matrices of its gradient: (corr, Δ11, Δ22, Δ12)
+    with ∂corr/∂X = (2 Xc Δ11 + Yc Δ12ᵀ)/(m−1) (module docstring). Whitening by Cholesky:
+    Σii + ridge·I = Li Liᵀ, T' = L1⁻¹ Σ12 L2⁻ᵀ has T's singular values."""
+    eye = torch.eye(s11.shape[0], dtype=s11.dtype, device=s11.device)
+    # A rank-deficient Σ with ridge 0 makes Cholesky fail: the trial is reported as diverged.
+    l1 = torch.linalg.cholesky(s11 + ridge * eye)
+    l2 = torch.linalg.cholesky(s22 + ridge * torch.eye(s22.shape[0], dtype=s22.dtype,
+                                                       device=s22.device))
+    t = torch.linalg.solve_triangular(l1, s12, upper=False)
+    t = torch.linalg.solve_triangular(l2, t.T, upper=False).T
+    u, s, vh = torch.linalg.svd(t, full_matrices=False)
+    a = torch.linalg.solve_triangular(l1.T, u, upper=True)    # Σ11^{-1/2} U
+    b = torch.linalg.solve_triangular(l2.T, vh.T, upper=True)  # Σ22^{-1/2} V
+    return s.sum(), -0.5 * (a * s) @ a.T, -0.5 * (b * s) @ b.T, a @ b.T
 
 
 class TraceNormCorrelation(torch.autograd.Function):
@@ -26,18 +47,12 @@ class TraceNormCorrelation(torch.autograd.Function):
         x, y = f1.detach().double(), f2.detach().double()
         m = x.shape[0]
         xc, yc = center(x), center(y)
-        # A rank-deficient Σ with ridge 0 makes Cholesky fail: the trial is reported as diverged.
-        t, l1, l2 = cholesky_whitened_cross(xc, yc, ridge)
-        u, s, vh = torch.linalg.svd(t, full_matrices=False)
-        a = torch.linalg.solve_triangular(l1.T, u, upper=True)    # Σ11^{-1/2} U
-        b = torch.linalg.solve_triangular(l2.T, vh.T, upper=True)  # Σ22^{-1/2} V
-        delta12 = a @ b.T
-        delta11 = -0.5 * (a * s) @ a.T
-        delta22 = -0.5 * (b * s) @ b.T
+        corr, delta11, delta22, delta12 = trace_norm_core(
+            ridge_cov(xc), ridge_cov(yc), ridge_cov(xc, yc), ridge)
         grad1 = (2 * xc @ delta11 + yc @ delta12.T) / (m - 1)
         grad2 = (2 * yc @ delta22 + xc @ delta12) / (m - 1)
         ctx.save_for_backward(grad1.to(f1.dtype), grad2.to(f2.dtype))
-        return s.sum().to(f1.dtype)
+        return corr.to(f1.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -45,13 +60,50 @@ class TraceNormCorrelation(torch.autograd.Function):
         return grad_out * grad1, grad_out * grad2, None
 
 
-def dcca_loss(f1: torch.Tensor, f2: torch.Tensor, *, ridge: float = 1e-3) -> dict:
-    corr = TraceNormCorrelation.apply(f1, f2, ridge)
+class FactoredTraceNormCorrelation(torch.autograd.Function):
+    """The same Σ_k σ_k(T) and gradient for outputs given as factors X_i = P_i V_iᵀ
+    (`harness.lowrank.LowRank`, P_i m × k, V_i d × k; k < d), in float64, at k × k cost.
+
+    With V_i = Q_i R_i (thin QR) the coordinates X_i Q_i = P_i R_iᵀ are an isometry of the
+    outputs, so the moments are Σ_ij = R_i Ĉ_ij R_jᵀ with Ĉ_ij = P_icᵀ P_jc/(m−1), and T has the
+    same non-zero singular values. With Δ from `trace_norm_core` in those coordinates, the
+    gradient wrt X1 is G1 Q1ᵀ, G1 = (2 P1c R1ᵀ Δ11 + P2c R2ᵀ Δ12ᵀ)/(m−1), so
+      ∂/∂P1 = G1 R1 = (2 P1c (R1ᵀ Δ11 R1) + P2c (R2ᵀ Δ12ᵀ R1))/(m−1),
+      ∂/∂V1 = Q1 G1ᵀ P1 = Q1 (2 Δ11 R1 Ĉ11 + Δ12 R2 Ĉ21)   (and symmetrically for view 2)."""
+
+    @staticmethod
+    def forward(ctx, p1, v1, p2, v2, ridge: float):
+        m = p1.shape[0]
+        p1c, p2c = center(p1.detach().double()), center(p2.detach().double())
+        q1, r1 = torch.linalg.qr(v1.detach().double())
+        q2, r2 = torch.linalg.qr(v2.detach().double())
+        c11, c22, c12 = ridge_cov(p1c), ridge_cov(p2c), ridge_cov(p1c, p2c)
+        corr, delta11, delta22, delta12 = trace_norm_core(
+            r1 @ c11 @ r1.T, r2 @ c22 @ r2.T, r1 @ c12 @ r2.T, ridge)
+        grad_p1 = (2 * p1c @ (r1.T @ delta11 @ r1) + p2c @ (r2.T @ delta12.T @ r1)) / (m - 1)
+        grad_p2 = (2 * p2c @ (r2.T @ delta22 @ r2) + p1c @ (r1.T @ delta12 @ r2)) / (m - 1)
+        grad_v1 = q1 @ (2 * delta11 @ r1 @ c11 + delta12 @ r2 @ c12.T)
+        grad_v2 = q2 @ (2 * delta22 @ r2 @ c22 + delta12.T @ r1 @ c12)
+        ctx.save_for_backward(*(g.to(x.dtype) for g, x in
+                                ((grad_p1, p1), (grad_v1, v1), (grad_p2, p2), (grad_v2, v2))))
+        return corr.to(p1.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return (*(grad_out * g for g in ctx.saved_tensors), None)
+
+
+def dcca_loss(f1, f2, *, ridge: float = 1e-3) -> dict:
+    """f1, f2: m × d outputs, or `harness.lowrank.LowRank` factors of them (large d)."""
+    if isinstance(f1, LowRank) and isinstance(f2, LowRank):
+        corr = FactoredTraceNormCorrelation.apply(f1.coords, f1.basis, f2.coords, f2.basis, ridge)
+    else:
+        corr = TraceNormCorrelation.apply(full(f1), full(f2), ridge)
     return {"loss": -corr, "corr": corr.detach()}
 
 
 def objective(model, h1, h2, state, params):
-    f1, f2 = model(h1, h2)
+    f1, f2 = model.outputs(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     return dcca_loss(f1, f2, ridge=params["ridge"])
 
 

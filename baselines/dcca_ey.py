@@ -24,34 +24,33 @@ from __future__ import annotations
 
 import torch
 
+from harness.lowrank import centered, diag_gram, gram
 from harness.registry import MethodSpec, register
 
 
-def _cov(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    xc, yc = x - x.mean(0, keepdim=True), y - y.mean(0, keepdim=True)
-    return xc.T @ yc / (x.shape[0] - 1)
+def _cov(x, y) -> torch.Tensor:
+    return gram(centered(x), centered(y)) / (x.shape[0] - 1)
 
 
-def penalty_matrix(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+def penalty_matrix(f1, f2) -> torch.Tensor:
     """B = Σ11 + Σ22 of one batch (d × d)."""
     return _cov(f1, f1) + _cov(f2, f2)
 
 
-def dcca_ey_loss(f1: torch.Tensor, f2: torch.Tensor) -> dict:
-    """f1, f2: m × d outputs (m ≥ 4). Returns the loss, the reward 2 tr(A) and the penalty
-    tr(B B′) (both detached)."""
+def dcca_ey_loss(f1, f2) -> dict:
+    """f1, f2: m × d outputs (m ≥ 4), tensors or `harness.lowrank.LowRank` factors of them
+    (large d). Returns the loss, the reward 2 tr(A) and the penalty tr(B B′) (both detached)."""
     m, half = f1.shape[0], f1.shape[0] // 2
-    f1c, f2c = f1 - f1.mean(0, keepdim=True), f2 - f2.mean(0, keepdim=True)
     # 2 tr(Σ12 + Σ21) = 4 tr(Σ12), summed elementwise: no d × d product, and torch.trace's
     # backward reads its gradient on the host (a sync per step)
-    reward = 4 * (f1c * f2c).sum() / (m - 1)
+    reward = 4 * diag_gram(centered(f1), centered(f2)).sum() / (m - 1)
     b, b_prime = penalty_matrix(f1[:half], f2[:half]), penalty_matrix(f1[half:], f2[half:])
     penalty = (b * b_prime).sum()  # tr(B B′), B′ symmetric
     return {"loss": -reward + penalty, "reward": reward.detach(), "penalty": penalty.detach()}
 
 
 def objective(model, h1, h2, state, params):
-    f1, f2 = model(h1, h2)
+    f1, f2 = model.outputs(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     return dcca_ey_loss(f1, f2)
 
 

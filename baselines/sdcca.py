@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.linalg import center, inv_sqrt, ridge_cov
+from harness.linalg import inv_sqrt
+from harness.lowrank import LowRank, centered, difference, gram, mean, sq_norm
 from harness.registry import MethodSpec, register
 
 
@@ -23,29 +24,39 @@ def init_state(d: int) -> dict:
             "steps": torch.zeros((), dtype=torch.long)}
 
 
-def update_running(state: dict, f1: torch.Tensor, f2: torch.Tensor, rho: float) -> None:
+def update_running(state: dict, f1, f2, rho: float) -> None:
     """ρ·old + (1−ρ)·batch; the first batch initialises the estimates (weight 0 on the old).
-    The weight is a device tensor, not a Python branch: no host sync per step on a GPU."""
+    The weight is a device tensor, not a Python branch: no host sync per step on a GPU.
+    f1, f2: tensors or `LowRank` factors (whose batch covariance costs d²k, not m d²)."""
     w = (state["steps"] > 0).double() * rho
     for i, f in (("1", f1), ("2", f2)):
-        x = f.detach().double()
-        state["mu" + i].mul_(w).add_((1 - w) * x.mean(0))
-        state["cov" + i].mul_(w).add_((1 - w) * ridge_cov(center(x)))
+        x = f.detach().to(torch.float64)
+        xc = centered(x)
+        state["mu" + i].mul_(w).add_((1 - w) * mean(x))
+        state["cov" + i].mul_(w).add_((1 - w) * gram(xc, xc) / (x.shape[0] - 1))
     state["steps"] += 1
 
 
-def whiten_target(f: torch.Tensor, mu: torch.Tensor, cov: torch.Tensor, ridge: float) -> torch.Tensor:
+def whiten_target(f, mu: torch.Tensor, cov: torch.Tensor, ridge: float):
+    """sg((f − μ)(Σ + rI)^{-1/2}); for factors f = P Vᵀ, as factors [P, −1] ((Σ + rI)^{-1/2}[V, μ])ᵀ."""
     eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-    return ((f.detach().double() - mu) @ inv_sqrt(cov + ridge * eye, eps=ridge)).to(f.dtype)
+    root = inv_sqrt(cov + ridge * eye, eps=ridge)
+    x = f.detach().to(torch.float64)
+    if isinstance(x, LowRank):
+        ones = torch.ones_like(x.coords[:, :1])
+        return LowRank(torch.cat([x.coords, -ones], 1),
+                       root @ torch.cat([x.basis, mu[:, None]], 1)).to(f.basis.dtype)
+    return ((x - mu) @ root).to(f.dtype)
 
 
 def sdcca_loss(f1, f2, t1, t2) -> dict:
-    loss = (f1 - t2).pow(2).sum(1).mean() + (f2 - t1).pow(2).sum(1).mean()
-    return {"loss": loss}
+    """(1/m) Σ_j ‖f1_j − t2_j‖² + ‖f2_j − t1_j‖²; tensors or `LowRank` factors."""
+    m = f1.shape[0]
+    return {"loss": (sq_norm(difference(f1, t2)) + sq_norm(difference(f2, t1))) / m}
 
 
 def objective(model, h1, h2, state, params):
-    f1, f2 = model(h1, h2)
+    f1, f2 = model.outputs(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     update_running(state, f1, f2, params["rho"])
     t1 = whiten_target(f1, state["mu1"], state["cov1"], params["ridge"])
     t2 = whiten_target(f2, state["mu2"], state["cov2"], params["ridge"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from harness.lowrank import difference, gram, sq_norm
 from harness.registry import MethodSpec, register
 
 
@@ -18,22 +19,23 @@ def init_state(d: int) -> dict:
 
 def stochastic_decorrelation(z: torch.Tensor, phi_old: torch.Tensor, alpha: float):
     """Returns (SDL, the new running Φ̂ to store). The first batch initialises Φ̂."""
-    batch_cov = z.T @ z / (z.shape[0] - 1)
+    batch_cov = gram(z, z) / (z.shape[0] - 1)
     phi = batch_cov if phi_old is None else alpha * phi_old.detach() + (1 - alpha) * batch_cov
     off = phi - torch.diag(torch.diagonal(phi))
     return off.abs().sum(), phi.detach()
 
 
 def softcca_loss(z1, z2, phi1_old=None, phi2_old=None, *, lam: float = 0.1, alpha: float = 0.9):
+    """z1, z2: m × d tensors, or `harness.lowrank.LowRank` factors of them (large d)."""
     sdl1, phi1 = stochastic_decorrelation(z1, phi1_old, alpha)
     sdl2, phi2 = stochastic_decorrelation(z2, phi2_old, alpha)
-    distance = (z1 - z2).pow(2).sum() / z1.shape[0]
+    distance = sq_norm(difference(z1, z2)) / z1.shape[0]
     return {"loss": distance + lam * (sdl1 + sdl2), "distance": distance.detach(),
             "sdl": (sdl1 + sdl2).detach(), "phi1": phi1, "phi2": phi2}
 
 
 def objective(model, h1, h2, state, params):
-    z1, z2 = model.represent(h1, h2)
+    z1, z2 = model.represent(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     # The first batch initialises Φ̂: α = 0 on the zero Φ̂ of `init_state` gives exactly the
     # batch estimate. A device tensor rather than a Python branch: no host sync per step.
     alpha = (state["steps"] > 0).double() * params["alpha"]

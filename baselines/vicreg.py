@@ -15,26 +15,29 @@ from __future__ import annotations
 
 import torch
 
+from harness.lowrank import centered, diag_gram, difference, off_diagonal_sq, sq_norm
 from harness.registry import MethodSpec, register
 
 EPS = 1e-4
 
 
-def variance_hinge(z: torch.Tensor) -> torch.Tensor:
+def variance_hinge(z) -> torch.Tensor:
     """v(z): mean over dimensions of max(0, 1 − std), std = sqrt(Var + 1e-4)."""
-    return torch.relu(1 - torch.sqrt(z.var(dim=0) + EPS)).mean()
+    zc = centered(z)
+    var = diag_gram(zc, zc) / (z.shape[0] - 1)
+    return torch.relu(1 - torch.sqrt(var + EPS)).mean()
 
 
-def covariance_penalty(z: torch.Tensor) -> torch.Tensor:
+def covariance_penalty(z) -> torch.Tensor:
     """c(z): squared off-diagonal entries of the batch covariance, summed, over d."""
-    zc = z - z.mean(0, keepdim=True)
-    cov = zc.T @ zc / (z.shape[0] - 1)
-    return (cov - torch.diag(torch.diagonal(cov))).pow(2).sum() / z.shape[1]
+    zc = centered(z)
+    return off_diagonal_sq(zc, zc, 1 / (z.shape[0] - 1)) / z.shape[1]
 
 
-def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, *, lam: float = 25.0, mu: float = 25.0,
-                nu: float = 1.0) -> dict:
-    invariance = (z1 - z2).pow(2).mean()  # (1/m) Σ_j ‖z1_j − z2_j‖² / d
+def vicreg_loss(z1, z2, *, lam: float = 25.0, mu: float = 25.0, nu: float = 1.0) -> dict:
+    """z1, z2: m × d tensors, or `harness.lowrank.LowRank` factors of them (large d)."""
+    m, d = z1.shape
+    invariance = sq_norm(difference(z1, z2)) / (m * d)  # (1/m) Σ_j ‖z1_j − z2_j‖² / d
     variance = variance_hinge(z1) + variance_hinge(z2)
     covariance = covariance_penalty(z1) + covariance_penalty(z2)
     return {"loss": lam * invariance + mu * variance + nu * covariance,
@@ -43,7 +46,7 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, *, lam: float = 25.0, mu: fl
 
 
 def objective(model, h1, h2, state, params):
-    z1, z2 = model(h1, h2)
+    z1, z2 = model.outputs(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     return vicreg_loss(z1, z2, lam=params["lam"], mu=params["mu"], nu=params["nu"])
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from harness import lowrank
+from harness.lowrank import LowRank
+
 HIDDEN = (500, 300)
 
 
@@ -65,6 +68,9 @@ class TwoViewModel(nn.Module):
     code, CorrNet's original).
     """
 
+    factor = True  # whether `outputs`/`represent` may hand back factors (False: the direct
+    #                path everywhere, the reference of tests/test_lowrank.py)
+
     def __init__(self, p1: int, p2: int, d: int, batchnorm: bool = False,
                  decoders: str | None = None, hidden=HIDDEN, precision: str = "fp32",
                  code_activation: str | None = None):
@@ -72,6 +78,7 @@ class TwoViewModel(nn.Module):
         if code_activation not in (None, "sigmoid"):
             raise ValueError(f"unknown code activation {code_activation!r}; use None or 'sigmoid'")
         self.code = torch.sigmoid if code_activation == "sigmoid" else (lambda f: f)
+        self.code_activation, self.d, self.hidden = code_activation, d, tuple(hidden)
         self.enc1, self.enc2 = encoder(p1, d, hidden, precision), encoder(p2, d, hidden, precision)
         self.bn1 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
         self.bn2 = nn.BatchNorm1d(d, affine=False) if batchnorm else nn.Identity()
@@ -86,6 +93,21 @@ class TwoViewModel(nn.Module):
     def forward(self, h1: torch.Tensor, h2: torch.Tensor):
         return self.enc1(h1), self.enc2(h2)
 
-    def represent(self, h1: torch.Tensor, h2: torch.Tensor):
-        f1, f2 = self(h1, h2)
+    def represent(self, h1: torch.Tensor, h2: torch.Tensor, factored: bool = False):
+        """BN/code of the outputs; with `factored`, `harness.lowrank.LowRank` pairs where that
+        is cheaper (see `outputs`) and the representation is linear in them (no sigmoid code)."""
+        f1, f2 = self.outputs(h1, h2, factored and self.code_activation is None)
+        if isinstance(f1, LowRank):
+            return tuple(lowrank.batchnorm(f, bn) if isinstance(bn, nn.BatchNorm1d) else f
+                         for f, bn in ((f1, self.bn1), (f2, self.bn2)))
         return self.code(self.bn1(f1)), self.code(self.bn2(f2))
+
+    def outputs(self, h1: torch.Tensor, h2: torch.Tensor, factored: bool = False):
+        """f1, f2 as `forward`; with `factored`, as `LowRank` factors of the last layer (the
+        same values, harness/lowrank.py) when d exceeds the last hidden width + 1 in training,
+        where the objectives' d × d algebra is cheaper from the factors."""
+        if not (factored and self.factor and self.training and self.hidden
+                and self.d > self.hidden[-1] + 1):
+            return self(h1, h2)
+        return tuple(lowrank.factor_linear_output(enc[:-1], enc[-1], h)
+                     for enc, h in ((self.enc1, h1), (self.enc2, h2)))

@@ -7,34 +7,30 @@ from __future__ import annotations
 
 import math
 
-import torch
-
+from harness.lowrank import diag_gram, full, off_diagonal_sq
 from harness.registry import MethodSpec, register
 from muc2m.regularization import gradient_penalty, score_input_gradients
 from muc2m.scores import cosine_score
 
 
-def off_diagonal_sq(s: torch.Tensor) -> torch.Tensor:
-    return s.pow(2).sum() - torch.diagonal(s).pow(2).sum()
-
-
-def common_loss(z1: torch.Tensor, z2: torch.Tensor, *, lam: float = 5e-3) -> dict:
+def common_loss(z1, z2, *, lam: float = 5e-3) -> dict:
+    """z1, z2: m × d tensors, or `harness.lowrank.LowRank` factors of them (large d)."""
     m = z1.shape[0]
-    c = z1.T @ z2 / m
-    on_diag = (1 - torch.diagonal(c)).pow(2).sum()
-    decorrelation = off_diagonal_sq(z1.T @ z1 / m) + off_diagonal_sq(z2.T @ z2 / m)
+    c_diag = diag_gram(z1, z2) / m
+    on_diag = (1 - c_diag).pow(2).sum()
+    decorrelation = off_diagonal_sq(z1, z1, 1 / m) + off_diagonal_sq(z2, z2, 1 / m)
     return {"loss": on_diag + lam * decorrelation, "on_diag": on_diag.detach(),
-            "decorrelation": decorrelation.detach(), "corr_diag": torch.diagonal(c).sum().detach()}
+            "decorrelation": decorrelation.detach(), "corr_diag": c_diag.sum().detach()}
 
 
 def objective(model, h1, h2, state, params):
     gamma = params["gamma"]
     if gamma > 0:
         h1, h2 = h1.detach().requires_grad_(True), h2.detach().requires_grad_(True)
-    z1, z2 = model.represent(h1, h2)
+    z1, z2 = model.represent(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     terms = common_loss(z1, z2, lam=params["lam"])
     if gamma > 0:
-        grads = score_input_gradients(cosine_score(z1, z2), (h1, h2))
+        grads = score_input_gradients(cosine_score(full(z1), full(z2)), (h1, h2))
         penalty = gradient_penalty(grads, alpha=params["alpha"])
         terms["loss"] = terms["loss"] + gamma * penalty
         terms["grad_penalty"] = penalty.detach()

@@ -224,6 +224,13 @@ def test_sdcca_loss_hand_computed():
     assert abs(float(sdcca_loss(f1, f2, t1, t2)["loss"]) - 6.0) < TOL
 
 
+class IdentityModel:
+    """A model whose outputs are its inputs (never factored)."""
+
+    def outputs(self, h1, h2, factored=False):
+        return h1, h2
+
+
 def test_sdcca_objective_is_zero_for_identical_white_views():
     """If f1 = f2 already has mean 0 and covariance I on the batch, ρ = 0, r = 0 whiten it to
     itself, t1 = t2 = f, so the loss is 0. Scaling both views by 2 (covariance 4I) still gives
@@ -231,9 +238,9 @@ def test_sdcca_objective_is_zero_for_identical_white_views():
     this design has ‖f_j‖² = d·7/8)."""
     f = hadamard8()[:, 1:3] * np.sqrt(7.0 / 8.0)            # mean 0, sample covariance I
     params = {"rho": 0.0, "ridge": 0.0}
-    out = sdcca_objective(lambda a, b: (a, b), t64(f), t64(f), sdcca_init_state(2), params)
+    out = sdcca_objective(IdentityModel(), t64(f), t64(f), sdcca_init_state(2), params)
     assert abs(float(out["loss"])) < TOL
-    out = sdcca_objective(lambda a, b: (a, b), t64(2 * f), t64(2 * f), sdcca_init_state(2), params)
+    out = sdcca_objective(IdentityModel(), t64(2 * f), t64(2 * f), sdcca_init_state(2), params)
     assert abs(float(out["loss"]) - 2 * 2 * 7.0 / 8.0) < TOL
 
 

@@ -1,0 +1,149 @@
+"""A batch of encoder outputs in factored form, for objectives at d above the last hidden width.
+
+Every encoder ends in a linear layer, f = H Wᵀ + 1 bᵀ, with H the m × h activations of its
+last hidden layer (h = 300 in the paper's network). So f = P Vᵀ with P = [H, 1] (m × k) and
+V = [W, b] (d × k), k = h + 1: at d > k the d outputs of a batch span at most k dimensions, and
+what an objective computes from the m × d batch can be computed exactly from the factors:
+
+* Gram matrices: Zᵢᵀ Zⱼ = Vᵢ (Pᵢᵀ Pⱼ) Vⱼᵀ costs d²k instead of m d² (m = 2048 ≫ k = 301);
+* squared Frobenius norms: ‖Z‖² = ⟨PᵀP, VᵀV⟩ costs (m + d) k²;
+* batch normalisation (train mode) only rescales the rows of V, by variances that are the
+  diagonal of V (PᵀP) Vᵀ: d k²;
+* an objective that an isometry of the output space leaves unchanged (Deep CCA's trace norm)
+  takes the m × k coordinates of the batch in an orthonormal basis Q of span(V) (`coordinates`):
+  f = (f Q) Qᵀ exactly, so the loss of f Q equals the loss of f, and its gradient, which lies
+  in span(Q), is the same too. Q is computed from V without gradient: at the current V, the
+  gradient through f Q with Q held fixed is the gradient of the loss of f (tests/test_lowrank.py).
+
+`LowRank` is the one interface. `TwoViewModel.outputs`/`represent` hand it to the objectives
+that ask for it (`factored=True`) when it is cheaper (d > k, training); the helpers below
+accept a plain tensor as well, so a loss is written once for both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LowRank:
+    """Z = coords @ basis.T without forming it: coords m × k, basis d × k."""
+
+    coords: torch.Tensor
+    basis: torch.Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.coords.shape[0], self.basis.shape[0]))
+
+    def full(self) -> torch.Tensor:
+        return self.coords @ self.basis.T
+
+    def __getitem__(self, rows) -> "LowRank":
+        return LowRank(self.coords[rows], self.basis)
+
+    def detach(self) -> "LowRank":
+        return LowRank(self.coords.detach(), self.basis.detach())
+
+    def to(self, dtype) -> "LowRank":
+        return LowRank(self.coords.to(dtype), self.basis.to(dtype))
+
+
+def full(z) -> torch.Tensor:
+    return z.full() if isinstance(z, LowRank) else z
+
+
+def gram(a, b) -> torch.Tensor:
+    """aᵀ b (d × d)."""
+    if isinstance(a, LowRank) and isinstance(b, LowRank):
+        return a.basis @ (a.coords.T @ b.coords) @ b.basis.T
+    return full(a).T @ full(b)
+
+
+def diag_gram(a, b) -> torch.Tensor:
+    """The diagonal of aᵀ b (d): Σ_j a_jk b_jk, without the d × d matrix."""
+    if isinstance(a, LowRank) and isinstance(b, LowRank):
+        return ((a.basis @ (a.coords.T @ b.coords)) * b.basis).sum(1)
+    return (full(a) * full(b)).sum(0)
+
+
+def gram_inner(a, b, c, e) -> torch.Tensor:
+    """⟨aᵀb, cᵀe⟩ = Σ_kl (aᵀb)_kl (cᵀe)_kl without a d × d matrix: with M = PaᵀPb and
+    N = PcᵀPe, tr(Mᵀ (VaᵀVc) N (VeᵀVb)), (m + d) k² + k³."""
+    if all(isinstance(z, LowRank) for z in (a, b, c, e)):
+        m, n = a.coords.T @ b.coords, c.coords.T @ e.coords
+        return ((m.T @ (a.basis.T @ c.basis)) * (n @ (e.basis.T @ b.basis)).T).sum()
+    return (gram(a, b) * gram(c, e)).sum()
+
+
+def off_diagonal_sq(a, b, scale: float = 1.0) -> torch.Tensor:
+    """Σ_{k≠l} (scale · aᵀb)_kl²: the squared Frobenius norm less the squared diagonal."""
+    if not (isinstance(a, LowRank) and isinstance(b, LowRank)):
+        s = gram(a, b) * scale
+        return s.pow(2).sum() - torch.diagonal(s).pow(2).sum()
+    return (gram_inner(a, b, a, b) - diag_gram(a, b).pow(2).sum()) * scale ** 2
+
+
+def sq_norm(z) -> torch.Tensor:
+    """‖z‖_F² = Σ_jk z_jk². Factored, of a `difference` a − b, it is ‖a‖² + ‖b‖² − 2⟨a, b⟩ in
+    effect: exact up to round-off on the scale of ‖a‖² + ‖b‖², not of ‖a − b‖²."""
+    if isinstance(z, LowRank):
+        return ((z.coords.T @ z.coords) * (z.basis.T @ z.basis)).sum()
+    return z.pow(2).sum()
+
+
+def difference(a, b):
+    """a − b, still factored when both are: [Pa, −Pb] [Va, Vb]ᵀ."""
+    if isinstance(a, LowRank) and isinstance(b, LowRank):
+        return LowRank(torch.cat([a.coords, -b.coords], 1), torch.cat([a.basis, b.basis], 1))
+    return full(a) - full(b)
+
+
+def mean(z) -> torch.Tensor:
+    """The batch mean (the mean row, d)."""
+    return z.coords.mean(0) @ z.basis.T if isinstance(z, LowRank) else z.mean(0)
+
+
+def centered(z):
+    """z minus its batch mean (the mean row): Pc = P − mean(P), the same basis."""
+    if isinstance(z, LowRank):
+        return LowRank(z.coords - z.coords.mean(0, keepdim=True), z.basis)
+    return z - z.mean(0, keepdim=True)
+
+
+def coordinates(z) -> torch.Tensor:
+    """The m × k coordinates z Q of a factored batch in an orthonormal basis Q of its span
+    (float64; Q from a QR of the basis, held fixed): for objectives that an isometry of the
+    output space leaves unchanged. A plain tensor is returned as it is."""
+    if not isinstance(z, LowRank):
+        return z
+    basis = z.basis.double()
+    q, _ = torch.linalg.qr(basis.detach())
+    return z.coords.double() @ (basis.T @ q)
+
+
+def factor_linear_output(layers, last: torch.nn.Linear, h: torch.Tensor) -> LowRank:
+    """f = last(layers(h)) as [H, 1] [W, b]ᵀ, H = layers(h) (the last hidden activations)."""
+    hidden = layers(h).to(last.weight.dtype)  # bf16 layers hand back float32 (MixedPrecisionMLP)
+    ones = torch.ones(hidden.shape[0], 1, dtype=hidden.dtype, device=hidden.device)
+    bias = last.bias if last.bias is not None else torch.zeros_like(last.weight[:, 0])
+    return LowRank(torch.cat([hidden, ones], 1), torch.cat([last.weight, bias[:, None]], 1))
+
+
+def batchnorm(z: LowRank, bn: torch.nn.BatchNorm1d) -> LowRank:
+    """`bn(z.full())` in train mode (an affine-free BatchNorm1d), factored: (f − mean) scaled
+    per output by 1/sqrt(var + eps), var the biased batch variance; the running statistics
+    are updated exactly as BatchNorm1d updates them (momentum, unbiased variance)."""
+    if bn.affine or not bn.training or bn.momentum is None:
+        raise ValueError("factored batchnorm needs an affine-free BatchNorm1d in train mode "
+                         "with a momentum")
+    m = z.coords.shape[0]
+    zc = centered(z)
+    var = diag_gram(zc, zc) / m
+    if bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked += 1
+            bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean(z).detach())
+            bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * var.detach() * m / (m - 1))
+    return LowRank(zc.coords, zc.basis * torch.rsqrt(var + bn.eps)[:, None])

@@ -1,0 +1,155 @@
+"""Objectives on factored outputs (harness/lowrank.py) against the direct computation.
+
+At d above the last hidden width the model hands the objectives `LowRank` factors of its
+outputs. Every identity is checked against the dense matrices, and every registered two-view
+objective against its direct path (`TwoViewModel.factor = False`, the reference) on random
+float64 networks: the same loss, terms, gradients of every parameter, objective state and
+BatchNorm running statistics to float64 round-off, also with duplicated output columns and
+with (near-)repeated canonical correlations."""
+import copy
+
+import pytest
+import torch
+
+from harness import lowrank, registry
+from harness.lowrank import LowRank
+from harness.models import TwoViewModel
+
+torch.set_default_dtype(torch.float32)
+RTOL = 1e-9
+
+
+def random_lowrank(m=50, d=30, k=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return LowRank(torch.randn(m, k, generator=g, dtype=torch.float64),
+                   torch.randn(d, k, generator=g, dtype=torch.float64))
+
+
+def close(a, b, rtol=RTOL, scale=None):
+    """max |a − b| ≤ rtol · scale, scale = max |b| unless given (a tensor whose true value is
+    0, e.g. a bias gradient through a centring, is compared on the scale of its siblings)."""
+    scale = scale if scale is not None else float(torch.as_tensor(b).abs().max())
+    return float((torch.as_tensor(a) - torch.as_tensor(b)).abs().max()) <= rtol * max(scale, 1e-300)
+
+
+def test_factored_identities_equal_the_dense_matrices():
+    a, b, c, e = (random_lowrank(seed=s) for s in range(4))
+    A, B, C, E = a.full(), b.full(), c.full(), e.full()
+    assert close(lowrank.gram(a, b), A.T @ B)
+    assert close(lowrank.diag_gram(a, b), torch.diagonal(A.T @ B))
+    assert close(lowrank.gram_inner(a, b, c, e), ((A.T @ B) * (C.T @ E)).sum())
+    s = A.T @ B / 50
+    assert close(lowrank.off_diagonal_sq(a, b, 1 / 50), s.pow(2).sum() - torch.diagonal(s).pow(2).sum())
+    assert close(lowrank.off_diagonal_sq(A, B, 1 / 50), lowrank.off_diagonal_sq(a, b, 1 / 50))
+    assert close(lowrank.sq_norm(a), A.pow(2).sum())
+    assert close(lowrank.difference(a, b).full(), A - B)
+    assert close(lowrank.centered(a).full(), A - A.mean(0))
+    assert close(a[10:20].full(), A[10:20])
+
+
+def test_coordinates_are_an_isometry_of_the_outputs():
+    z = random_lowrank(d=30, k=7)
+    p = lowrank.coordinates(z)
+    assert p.shape == (50, 7)
+    full = z.full()
+    assert close(p @ p.T, full @ full.T)  # all pairwise inner products of the rows kept
+
+
+def test_factored_batchnorm_matches_batchnorm1d_and_its_running_statistics():
+    z = random_lowrank(d=30, k=7)
+    bn_ref = torch.nn.BatchNorm1d(30, affine=False).double()
+    bn = copy.deepcopy(bn_ref)
+    for _ in range(2):
+        ref = bn_ref(z.full())
+        out = lowrank.batchnorm(z, bn)
+        assert close(out.full(), ref)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(bn, name), getattr(bn_ref, name)) or close(
+            getattr(bn, name), getattr(bn_ref, name)), name
+
+
+def two_view_methods():
+    return [m for m in registry.list_methods()
+            if registry.get(m).objective is not None and "two_view" in registry.get(m).capabilities]
+
+
+def model_and_batches(spec, d, twin=False, duplicate=False, seed=0):
+    torch.manual_seed(seed)
+    model = TwoViewModel(10, 10, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
+                         hidden=spec.hidden or (24, 9),
+                         code_activation=spec.code_activation).double()
+    g = torch.Generator().manual_seed(seed)
+    shared = torch.randn(128, 4, generator=g, dtype=torch.float64)
+    h1 = shared @ torch.randn(4, 10, generator=g, dtype=torch.float64) + 0.3 * torch.randn(
+        128, 10, generator=g, dtype=torch.float64)
+    h2 = shared @ torch.randn(4, 10, generator=g, dtype=torch.float64) + 0.3 * torch.randn(
+        128, 10, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        if twin:  # the same network on the same inputs: canonical correlations all ≈ 1
+            model.enc2.load_state_dict(model.enc1.state_dict())
+            h2 = h1 + 1e-3 * torch.randn(128, 10, generator=g, dtype=torch.float64)
+        if duplicate:  # outputs 0 and 1 of each view identical
+            for enc in (model.enc1, model.enc2):
+                enc[-1].weight[1] = enc[-1].weight[0]
+                enc[-1].bias[1] = enc[-1].bias[0]
+    return model, [(h1[:64], h2[:64]), (h1[64:], h2[64:])]
+
+
+def run_steps(spec, model, batches, params):
+    """Two steps of the objective: each step's detached terms and parameter gradients."""
+    state = {k: v.double() if v.is_floating_point() else v.clone()
+             for k, v in (spec.init_state(model.d) if spec.init_state else {}).items()}
+    out = []
+    for h1, h2 in batches:
+        model.zero_grad()
+        terms = spec.objective(model, h1, h2, state, params)
+        terms["loss"].backward()
+        out.append(({k: v.detach().double() for k, v in terms.items() if torch.is_tensor(v)},
+                    {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}))
+    return out, state, {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+
+
+@pytest.mark.parametrize("case", ["random", "duplicated columns", "repeated correlations"])
+@pytest.mark.parametrize("method", two_view_methods())
+def test_every_objective_on_factors_equals_its_direct_computation(method, case):
+    spec = registry.get(method)
+    model, batches = model_and_batches(spec, d=40, twin=case == "repeated correlations",
+                                       duplicate=case == "duplicated columns")
+    params = spec.params()
+    if "ridge" in params:
+        params["ridge"] = 1e-3  # duplicated columns: a rank-deficient Σ needs the ridge
+    if "rho" in params:
+        params["rho"] = 0.5  # running statistics that mix two steps (Soft CCA's α is 0.9)
+    reference = copy.deepcopy(model)
+    reference.factor = False
+    factored_steps, state, running = run_steps(spec, model, batches, params)
+    direct_steps, state_ref, running_ref = run_steps(spec, reference, batches, params)
+    for (terms, grads), (terms_ref, grads_ref) in zip(factored_steps, direct_steps):
+        assert terms.keys() == terms_ref.keys()
+        for key in terms:  # a term's round-off is on the scale of the loss it adds to: the
+            # factored ‖z1 − z2‖² is ‖z1‖² + ‖z2‖² − 2⟨z1, z2⟩, exact up to round-off of those
+            scale = max(float(terms_ref[key].abs().max()), float(terms_ref["loss"].abs()))
+            assert close(terms[key], terms_ref[key], RTOL, scale), (key, terms[key], terms_ref[key])
+        assert grads.keys() == grads_ref.keys()
+        scale = max(float(g.abs().max()) for g in grads_ref.values())
+        for name in grads:
+            assert close(grads[name], grads_ref[name], 1e-9, scale), name
+    for key in state:
+        assert close(state[key].double(), state_ref[key].double()), key
+    for key in running:
+        assert close(running[key].double(), running_ref[key].double()), key
+
+
+def test_the_model_factors_only_where_it_is_cheaper_and_only_in_training():
+    model = TwoViewModel(10, 10, 40, hidden=(24, 9))
+    h = torch.randn(8, 10)
+    assert isinstance(model.outputs(h, h, factored=True)[0], LowRank)  # d = 40 > 9 + 1
+    assert torch.is_tensor(model.outputs(h, h)[0])  # not asked
+    model.eval()
+    assert torch.is_tensor(model.outputs(h, h, factored=True)[0])
+    small = TwoViewModel(10, 10, 10, hidden=(24, 9))
+    assert torch.is_tensor(small.outputs(h, h, factored=True)[0])  # d ≤ k: the direct path
+    model.train()
+    f1, f2 = model.outputs(h, h, factored=True)
+    g1, g2 = model(h, h)
+    assert torch.allclose(f1.full(), g1, atol=1e-6) and torch.allclose(f2.full(), g2, atol=1e-6)
