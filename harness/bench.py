@@ -1,12 +1,17 @@
 """Per-epoch cost of every objective against the compute floor.
 
-    python -m harness.bench [--dims 50,1000] [--epochs 3] [--methods all] [--device cpu] [--json]
+    python -m harness.bench [--dims 50,200,500,1000] [--epochs 3] [--methods all] [--device cpu] [--json]
 
 For each gradient objective and d: the median seconds per epoch (50k MNIST-halves pairs,
 the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one warm-up
 epoch; the same for the *floor* — the same networks (decoders included) and batches with a
 trivial loss, the cost no objective can avoid (for a method that penalises input gradients,
 with one double backward through the encoders) — and their ratio; peak memory.
+
+The floor computes the encoders' full m × d outputs. At d above the last hidden width the
+objectives take the outputs as factors instead (harness/lowrank.py) and skip the last layer's
+m × h × d product, except where a decoder or an input-gradient score needs the outputs
+themselves; there a ratio near or below 1 means the objective costs no more than that product.
 """
 from __future__ import annotations
 
@@ -84,7 +89,7 @@ def peak_memory_mb(device) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dims", default="50,1000")
+    parser.add_argument("--dims", default="50,200,500,1000")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (after 1 warm-up)")
     parser.add_argument("--methods", default="all")
     parser.add_argument("--device", default=None)
