@@ -224,6 +224,13 @@ def search_name(method: str, d: int, values: dict, i: int) -> str:
     return f"{method}[d={d},{shown},search={i}]"
 
 
+def selected_name(method: str, d: int, values: dict, seed: int) -> str:
+    """`sdcca[d=50,rho=0.16,lr=0.00472,seed=0]`: every searched value, not only the strength,
+    so that a resumed sweep whose choice changed in any of them reruns the cell."""
+    shown = ",".join(f"{k}={v:g}" for k, v in values.items())
+    return f"{method}[d={d},{shown},seed={seed}]"
+
+
 def build_selected_trials(suite, profile: str, methods: list[str], dims: list[int],
                           n_trials: int, seeds: int, records: list, checkpoint_root: Path,
                           options: dict, planned: set | None = None) -> tuple[list[dict], list[str]]:
@@ -247,6 +254,7 @@ def build_selected_trials(suite, profile: str, methods: list[str], dims: list[in
             values = search.values_of(spec, best)
             for seed in range(seeds):
                 config = {"method": method, "d": d, "seed": seed, "profile": profile, **options,
+                          "name": selected_name(method, d, values, seed),
                           **search.config_of(spec, values)}
                 chosen.append(_resolved(suite, config, checkpoint_root))
     return trials + chosen, notes

@@ -156,3 +156,13 @@ def test_search_stops_poor_trials_early_and_selects_on_validation_only(
     assert test_winner not in chosen and planted_test(test_winner) > planted_test(chosen.pop())
     table1 = (out / "planted_search-smoke" / "table1.md").read_text()
     assert "9 tried" in table1 and "stopped early" in table1
+
+
+def test_reported_trial_names_carry_every_searched_value():
+    from harness.suites import run_name
+    a = run.selected_name("sdcca", 50, {"rho": 0.16, "lr": 1e-3}, 0)
+    b = run.selected_name("sdcca", 50, {"rho": 0.16, "lr": 2e-3}, 0)
+    assert a == "sdcca[d=50,rho=0.16,lr=0.001,seed=0]" and a != b  # a changed lr reruns
+    # one searched value: the grid's name, so the two kinds of trial read alike
+    assert run.selected_name("dcca", 50, {"ridge": 6.17185e-05}, 2) == run_name(
+        "dcca", 50, "ridge", 6.17185e-05, 2)
