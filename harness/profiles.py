@@ -6,7 +6,9 @@ learning rate, sized so the whole quick `mnist_halves` sweep fits in about 90 mi
 2-core CPU (see README, "Profiles"). `smoke` trains on a small subset for seconds: for tests.
 
 Saliency suites: how many scenes or COCO images, pairs and epochs per stage, and the image
-size COCO is resized to. quick fits a 2-core CPU in minutes per trial.
+size COCO is resized to. quick fits a 2-core CPU in minutes per trial. Every strength of the
+grid runs with 3 seeds (paper and quick): the tables report mean ± std of the strength chosen
+on validation.
 """
 from __future__ import annotations
 
@@ -77,10 +79,12 @@ TWO_VIEW = {
 SALIENCY = {
     "paper": SaliencyProfile("paper", batch=256, lr=1e-3, epochs=100, eval_every=100,
                              n_train=20000, n_val=1000, n_test=2000, n_pairs_train=40000,
-                             n_pairs_val=500, n_pairs_test=2000, extractor_n_train=20000),
+                             n_pairs_val=500, n_pairs_test=2000, extractor_n_train=20000,
+                             seeds=3),
     "quick": SaliencyProfile("quick", batch=256, lr=1e-3, epochs=15, eval_every=15,
                              n_train=8000, n_val=400, n_test=1000, n_pairs_train=16000,
-                             n_pairs_val=200, n_pairs_test=600, extractor_n_train=10000),
+                             n_pairs_val=200, n_pairs_test=600, extractor_n_train=10000,
+                             seeds=3),
     "smoke": SaliencyProfile("smoke", batch=128, lr=1e-3, epochs=2, eval_every=2,
                              n_train=400, n_val=40, n_test=60, n_pairs_train=400, n_pairs_val=16,
                              n_pairs_test=24, extractor_n_train=400, image_size=64),

@@ -82,7 +82,12 @@ class MethodSpec:
             if key not in params:
                 raise ValueError(f"method {self.name!r} has no parameter {key!r}; "
                                  f"its parameters are {sorted(params)}")
-            params[key] = type(params[key])(value) if params[key] is not None else value
+            kind = type(params[key])
+            try:
+                params[key] = kind(value) if params[key] is not None else value
+            except ValueError:
+                raise ValueError(f"parameter {key!r} of method {self.name!r} takes a "
+                                 f"{kind.__name__}, not {value!r}") from None
         if strength is not None:
             if self.strength is None:
                 raise ValueError(f"method {self.name!r} has no swept strength")

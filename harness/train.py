@@ -28,8 +28,8 @@ def parse_overrides(pairs: list[str]) -> dict:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, for example --set gamma=0.1")
         try:
             out[key] = float(value)
-        except ValueError:
-            raise ConfigError(f"--set {pair!r}: {value!r} is not a number") from None
+        except ValueError:  # a text parameter, e.g. --set ind_score=pre_bn
+            out[key] = value
     return out
 
 

@@ -9,6 +9,7 @@ import math
 
 from harness.lowrank import diag_gram, full, off_diagonal_sq
 from harness.registry import MethodSpec, register
+from muc2m.individual import LAM_IND
 from muc2m.regularization import gradient_penalty, score_input_gradients
 from muc2m.scores import cosine_score
 
@@ -21,6 +22,14 @@ def common_loss(z1, z2, *, lam: float = 5e-3) -> dict:
     decorrelation = off_diagonal_sq(z1, z1, 1 / m) + off_diagonal_sq(z2, z2, 1 / m)
     return {"loss": on_diag + lam * decorrelation, "on_diag": on_diag.detach(),
             "decorrelation": decorrelation.detach(), "corr_diag": c_diag.sum().detach()}
+
+
+# The saliency suites' individual stage (muc2m.individual): γ_ind = ind_gamma_ratio · γ, so "w/
+# regu" regularizes both components with the swept γ ("the same applies for the individual
+# component", Sec. 3.3) and "orig" (γ = 0) neither; ind_score is the representation the
+# individual score reads ("bn" is the paper's reading); lam_ind is λ_ind of L_ind. Unused by
+# the two-view suites.
+INDIVIDUAL_DEFAULTS = {"ind_gamma_ratio": 1.0, "ind_score": "bn", "lam_ind": LAM_IND}
 
 
 def objective(model, h1, h2, state, params):
@@ -44,7 +53,8 @@ def score_model(cfg, train, device, checkpoint_dir, log, individual):
     from muc2m.model import MUC2M  # muc2m.model builds on this module
     params = cfg["params"]
     model = MUC2M(cfg["d"], lam=params["lam"], gamma=params["gamma"], alpha=params["alpha"],
-                  epochs=cfg["epochs"], ind_epochs=cfg["epochs"] if individual else 0,
+                  gamma_ind=params["gamma"] * params["ind_gamma_ratio"],
+                  ind_score=params["ind_score"], lam_ind=params["lam_ind"], epochs=cfg["epochs"], ind_epochs=cfg["epochs"] if individual else 0,
                   batch_size=cfg["batch"], lr=cfg["lr"], seed=cfg["seed"], device=device)
     model.fit(*train, checkpoint_dir=checkpoint_dir)
     history = model.history["common"]
@@ -55,7 +65,7 @@ def score_model(cfg, train, device, checkpoint_dir, log, individual):
 
 SPEC = register(MethodSpec(
     name="muc2m", title="MUC2M",
-    defaults={"lam": 5e-3, "gamma": 0.0, "alpha": 0.5}, strength="lam", grid=(5e-3, 5e-2),
+    defaults={"lam": 5e-3, "gamma": 0.0, "alpha": 0.5, **INDIVIDUAL_DEFAULTS}, strength="lam", grid=(5e-3, 5e-2),
     valid=(0.0, 1e6), search={"lam": (1e-4, 10.0)}, objective=objective, loss_fn=common_loss, batchnorm=True,
     capabilities=("two_view", "ooi", "pairs"), score_model=score_model,
     titles={"saliency": "MUC2M orig"},
@@ -71,7 +81,7 @@ SPEC = register(MethodSpec(
 # Tables 1 and 5 have no "w/ regu" row.
 REGU_SPEC = register(MethodSpec(
     name="muc2m_regu", title="MUC2M w/ regu",
-    defaults={"lam": 5e-3, "gamma": 1e-2, "alpha": 0.5}, strength="gamma", grid=(1e-2, 1e-1),
+    defaults={"lam": 5e-3, "gamma": 1e-2, "alpha": 0.5, **INDIVIDUAL_DEFAULTS}, strength="gamma", grid=(1e-2, 1e-1),
     grids={"saliency": (1e-2, 1e-1, 1.0, 10.0)}, default_off=("two_view",),
     search={"gamma": (1e-4, 10.0), "lam": (1e-4, 10.0)},
     valid=(0.0, 1e6), objective=objective, loss_fn=common_loss, batchnorm=True,

@@ -26,6 +26,7 @@ from muc2m.common import objective as common_objective
 from muc2m.individual import (
     LAM_IND,
     IndividualComponent,
+    individual_gradient_penalty,
     individual_loss,
     individual_score,
 )
@@ -39,18 +40,22 @@ class MUC2M:
 
     d: latent dimension of both components (64 in the paper); lam: λ of L_common (off-diagonal
     auto-correlations); gamma, alpha: contractive regularization γ·R, R = α‖g‖₁ + (1−α)‖g‖₂²
-    (γ = 0 is "MUC2M orig"); lam_ind: λ_ind of L_ind; epochs / ind_epochs: epochs of the two
+    (γ = 0 is "MUC2M orig"); lam_ind: λ_ind of L_ind; gamma_ind: γ_ind, the same regularization
+    of the individual score in stage 2; ind_score: the representation the individual score reads
+    ("bn", the paper's reading, "pre_bn" or "affine_bn"; `muc2m.individual`); epochs / ind_epochs: epochs of the two
     stages (ind_epochs defaults to epochs); hidden: MLP hidden sizes of every encoder (decoders
     mirror them; the paper's MNIST setup is (500, 300)); lr, batch_size: Adam and batch
     (the paper: lr 2e-4 or 1e-3, batch 2048); batch_size must exceed d.
     """
 
     def __init__(self, d: int = 64, *, lam: float = 5e-3, gamma: float = 0.0, alpha: float = 0.5,
-                 lam_ind: float = LAM_IND, epochs: int = 100, ind_epochs: int | None = None,
+                 lam_ind: float = LAM_IND, gamma_ind: float = 0.0, ind_score: str = "bn",
+                 epochs: int = 100, ind_epochs: int | None = None,
                  batch_size: int = 256, lr: float = 1e-3, hidden=HIDDEN, seed: int = 0,
                  device: str | torch.device | None = None):
         self.config = dict(d=int(d), lam=float(lam), gamma=float(gamma), alpha=float(alpha),
-                           lam_ind=float(lam_ind), epochs=int(epochs),
+                           lam_ind=float(lam_ind), gamma_ind=float(gamma_ind),
+                           ind_score=str(ind_score), epochs=int(epochs),
                            ind_epochs=int(epochs if ind_epochs is None else ind_epochs),
                            batch_size=int(batch_size), lr=float(lr),
                            hidden=[int(h) for h in hidden], seed=int(seed))
@@ -66,7 +71,8 @@ class MUC2M:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c["seed"])
             self.common = TwoViewModel(p1, p2, c["d"], batchnorm=True, hidden=c["hidden"])
-            self.individual = IndividualComponent(p1, p2, c["d"], hidden=c["hidden"])
+            self.individual = IndividualComponent(p1, p2, c["d"], hidden=c["hidden"],
+                                                  score_space=c["ind_score"])
         self.dims = (int(p1), int(p2))
         self.common.to(self.device).eval()
         self.individual.to(self.device).eval()
@@ -102,7 +108,11 @@ class MUC2M:
 
         Eval mode is right for a frozen module (its running statistics must not move) and costs
         nothing in the constraint: W is batch-centred by its own BN, so WᵀZ/m ignores Z's mean.
+        With γ_ind > 0 the contractive penalty of the individual score is added (Sec. 3.3).
         """
+        gamma_ind = self.config["gamma_ind"]
+        if gamma_ind > 0:
+            h1, h2 = h1.detach().requires_grad_(True), h2.detach().requires_grad_(True)
         with torch.no_grad():
             z1, z2 = self.common.eval().represent(h1, h2)
         w1, w2 = self.individual.represent(h1, h2)
@@ -110,8 +120,14 @@ class MUC2M:
                              lam_ind=self.config["lam_ind"])
         t2 = individual_loss(h2, self.individual.reconstruct(2, z2, w2), w2, z2,
                              lam_ind=self.config["lam_ind"])
-        return {"loss": t1["loss"] + t2["loss"],
-                **{f"{k}_{i}": v for i, t in ((1, t1), (2, t2)) for k, v in t.items() if k != "loss"}}
+        terms = {"loss": t1["loss"] + t2["loss"],
+                 **{f"{k}_{i}": v for i, t in ((1, t1), (2, t2)) for k, v in t.items() if k != "loss"}}
+        if gamma_ind > 0:
+            penalty = individual_gradient_penalty(self.individual, h1, h2, z1, z2,
+                                                  alpha=self.config["alpha"])
+            terms["loss"] = terms["loss"] + gamma_ind * penalty
+            terms["ind_grad_penalty"] = penalty.detach()
+        return terms
 
     def run_stage(self, module: torch.nn.Module, terms_fn, data, val, epochs: int,
                   checkpoint_dir=None) -> list[dict]:
@@ -134,7 +150,7 @@ class MUC2M:
     def score_tensor(self, h1: torch.Tensor, h2: torch.Tensor, kind: str = "cosine",
                      view: int = 1) -> torch.Tensor:
         """Differentiable score per pair, (n,). Common scores (SPEC §2.1) read z = BN_eval(f(h));
-        "norm" is ‖z_view‖; "individual" is ‖P w_view‖ (SPEC §2.2)."""
+        "norm" is ‖z_view‖; "individual" is ‖P u_view‖ (SPEC §2.2; u per `ind_score`)."""
         if kind not in SCORES:
             raise ValueError(f"unknown score {kind!r}; choose one of: {', '.join(SCORES)}")
         if view not in (1, 2):
@@ -144,8 +160,8 @@ class MUC2M:
         own, other = (z1, z2) if view == 1 else (z2, z1)
         if kind in COMMON_SCORES:
             return COMMON_SCORES[kind](own, other)
-        w = self.individual.represent(h1, h2)[view - 1]
-        return individual_score(w, z1, z2)
+        u = self.individual.score_representation(h1 if view == 1 else h2, view)
+        return individual_score(u, z1, z2)
 
     @torch.no_grad()
     def transform(self, X1, X2, batch_size: int = 4096) -> dict:

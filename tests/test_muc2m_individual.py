@@ -136,3 +136,48 @@ def test_contractive_regularization_concentrates_common_gradient(planted_fit):
         print(f"view {view}: common-score gradient mass on common features, "
               f"gamma=0: {orig:.3f}, gamma=1: {regu:.3f}")
         assert regu > orig + 0.05
+
+
+# ------------------------------------------------------- γ_ind and the individual score space
+def test_individual_gradient_regularization_is_trained_and_logged():
+    """γ_ind > 0 adds the penalty to stage 2 (logged as ind_grad_penalty) and lowers it: on
+    held-out pairs the mean R(∂s_ind/∂h) of the regularized model is below the γ_ind = 0 model's
+    (measured: 1.43 against 1.82 with γ_ind = 10; γ_ind = 1 moves it by only 1 %, as the
+    penalty is then ~2 % of the stage's loss)."""
+    from muc2m.individual import individual_gradient_penalty
+    x1, x2 = planted(2000, seed=0)
+    t1, t2 = planted(1000, seed=1)
+    small = {**CONFIG, "epochs": 5}
+    plain = MUC2M(**small, seed=0).fit(x1, x2)
+    regu = MUC2M(**small, gamma_ind=10.0, seed=0).fit(x1, x2)
+    assert "ind_grad_penalty" in regu.history["individual"][-1]["terms"]
+    assert "ind_grad_penalty" not in plain.history["individual"][-1]["terms"]
+
+    def held_out_penalty(model):
+        h1 = model._tensor(t1).requires_grad_(True)
+        h2 = model._tensor(t2).requires_grad_(True)
+        with torch.no_grad():
+            z1, z2 = model.common.represent(h1, h2)
+        return individual_gradient_penalty(model.individual.eval(), h1, h2, z1, z2).item()
+
+    p_plain, p_regu = held_out_penalty(plain), held_out_penalty(regu)
+    print(f"held-out individual gradient penalty: gamma_ind=0 {p_plain:.4f}, 10 {p_regu:.4f}")
+    assert p_regu < 0.85 * p_plain
+
+
+def test_individual_score_spaces():
+    """"bn" scores BN(g(h)) (the paper's reading), "pre_bn" g(h) itself, "affine_bn" an affine
+    BN's output; an unknown space is refused."""
+    x1, x2 = planted(600, seed=0)
+    for space in ("bn", "pre_bn", "affine_bn"):
+        model = MUC2M(**{**CONFIG, "epochs": 1}, ind_score=space, seed=0).fit(x1, x2)
+        h1, h2 = model._tensor(x1[:50]), model._tensor(x2[:50])
+        with torch.no_grad():
+            z1, z2 = model.common.represent(h1, h2)
+            raw = model.individual.enc1(h1)
+            u = raw if space == "pre_bn" else model.individual.bn1(raw)
+            torch.testing.assert_close(model.score_tensor(h1, h2, "individual", view=1),
+                                       individual_score(u, z1, z2))
+        assert model.individual.bn1.affine == (space == "affine_bn")
+    with pytest.raises(ValueError, match="unknown individual score space"):
+        MUC2M(d=4, ind_score="nope").build(3, 3)

