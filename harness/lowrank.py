@@ -17,21 +17,35 @@ what an objective computes from the m × d batch can be computed exactly from th
 
 `LowRank` is the one interface. `TwoViewModel.outputs`/`represent` hand it to the objectives
 that ask for it (`factored=True`) when it is cheaper (d > k, training); the helpers below
-accept a plain tensor as well, so a loss is written once for both.
+accept a plain tensor as well, so a loss is written once for both. Within one loss evaluation
+the k × k products PₐᵀP_b and VₐᵀV_b are memoized on the factors: each is computed, and
+back-propagated, once however many terms ask for it (tests/test_lowrank.py counts them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 
 @dataclass
 class LowRank:
-    """Z = coords @ basis.T without forming it: coords m × k, basis d × k."""
+    """Z = coords @ basis.T without forming it: coords m × k, basis d × k.
+
+    One loss evaluation asks for the same k × k products several times (MUC2M: P₁ᵀP₁ for the
+    BatchNorm variance, for the squared norm of Z₁ᵀZ₁ and for its diagonal), and back-propagating
+    each copy costs as much again, so the coordinate Grams PₐᵀP_b and basis Grams VₐᵀV_b are
+    memoized on the object (`_tn`), and so is its `centered` batch. A memo lives as long as its
+    object, one loss evaluation, and assumes that the factors are not modified in place; slices,
+    `detach` and `to` are new tensors, with empty memos."""
 
     coords: torch.Tensor
     basis: torch.Tensor
+    _coord_grams: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _basis_grams: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _centered: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # the diagonal of Zᵀ Z where `batchnorm` knows it without a product (its variances)
+    _self_diag: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> torch.Size:
@@ -50,6 +64,49 @@ class LowRank:
         return LowRank(self.coords.to(dtype), self.basis.to(dtype))
 
 
+class _SelfGram(torch.autograd.Function):
+    """xᵀx, back-propagated as one product x (G + Gᵀ) where autograd's x.T @ x takes two."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.T @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return x @ (grad + grad.T)
+
+
+def _tn(x: torch.Tensor, x_memo: dict, y: torch.Tensor, y_memo: dict) -> torch.Tensor:
+    """xᵀ y, memoized in x_memo (or read, transposed, from y_memo). An entry holds x and y, so
+    that their ids, its key, are not reused while it exists; the key has the grad mode too, so
+    that a product taken without gradient is not handed to a loss that needs one."""
+    grad = torch.is_grad_enabled()
+    if (id(x), id(y), grad) in x_memo:
+        return x_memo[id(x), id(y), grad][2]
+    if (id(y), id(x), grad) in y_memo:
+        return y_memo[id(y), id(x), grad][2].T
+    # (under autocast, whose bf16 product would meet x's dtype in that backward: plain autograd)
+    self_gram = x is y and not torch.is_autocast_enabled(x.device.type)
+    return _store(x_memo, x, y, _SelfGram.apply(x) if self_gram else x.T @ y)
+
+
+def _store(memo: dict, x: torch.Tensor, y: torch.Tensor, product: torch.Tensor) -> torch.Tensor:
+    memo[id(x), id(y), torch.is_grad_enabled()] = (x, y, product)
+    return product
+
+
+def _coord_gram(a: LowRank, b: LowRank) -> torch.Tensor:
+    """Pₐᵀ P_b (k × k), memoized."""
+    return _tn(a.coords, a._coord_grams, b.coords, b._coord_grams)
+
+
+def _basis_gram(a: LowRank, b: LowRank) -> torch.Tensor:
+    """Vₐᵀ V_b (k × k), memoized."""
+    return _tn(a.basis, a._basis_grams, b.basis, b._basis_grams)
+
+
 def full(z) -> torch.Tensor:
     return z.full() if isinstance(z, LowRank) else z
 
@@ -57,23 +114,29 @@ def full(z) -> torch.Tensor:
 def gram(a, b) -> torch.Tensor:
     """aᵀ b (d × d)."""
     if isinstance(a, LowRank) and isinstance(b, LowRank):
-        return a.basis @ (a.coords.T @ b.coords) @ b.basis.T
+        return a.basis @ _coord_gram(a, b) @ b.basis.T
     return full(a).T @ full(b)
 
 
 def diag_gram(a, b) -> torch.Tensor:
     """The diagonal of aᵀ b (d): Σ_j a_jk b_jk, without the d × d matrix."""
     if isinstance(a, LowRank) and isinstance(b, LowRank):
-        return ((a.basis @ (a.coords.T @ b.coords)) * b.basis).sum(1)
+        if a is b and a._self_diag is not None:  # known to `batchnorm`, which made a
+            return a._self_diag
+        return ((a.basis @ _coord_gram(a, b)) * b.basis).sum(1)
     return (full(a) * full(b)).sum(0)
 
 
 def gram_inner(a, b, c, e) -> torch.Tensor:
     """⟨aᵀb, cᵀe⟩ = Σ_kl (aᵀb)_kl (cᵀe)_kl without a d × d matrix: with M = PaᵀPb and
-    N = PcᵀPe, tr(Mᵀ (VaᵀVc) N (VeᵀVb)), (m + d) k² + k³."""
+    N = PcᵀPe, tr(Mᵀ (VaᵀVc) N (VeᵀVb)), (m + d) k² + k³; of one factored batch with itself
+    (M = N symmetric, VaᵀVc = VeᵀVb), tr(X X) with the one product X = M VᵀV."""
     if all(isinstance(z, LowRank) for z in (a, b, c, e)):
-        m, n = a.coords.T @ b.coords, c.coords.T @ e.coords
-        return ((m.T @ (a.basis.T @ c.basis)) * (n @ (e.basis.T @ b.basis)).T).sum()
+        m, n = _coord_gram(a, b), _coord_gram(c, e)  # one product when (a, b) is (c, e)
+        if a is b is c is e:
+            x = m @ _basis_gram(a, a)
+            return (x * x.T).sum()
+        return ((m.T @ _basis_gram(a, c)) * (n @ _basis_gram(e, b)).T).sum()
     return (gram(a, b) * gram(c, e)).sum()
 
 
@@ -89,14 +152,27 @@ def sq_norm(z) -> torch.Tensor:
     """‖z‖_F² = Σ_jk z_jk². Factored, of a `difference` a − b, it is ‖a‖² + ‖b‖² − 2⟨a, b⟩ in
     effect: exact up to round-off on the scale of ‖a‖² + ‖b‖², not of ‖a − b‖²."""
     if isinstance(z, LowRank):
-        return ((z.coords.T @ z.coords) * (z.basis.T @ z.basis)).sum()
+        return (_coord_gram(z, z) * _basis_gram(z, z)).sum()
     return z.pow(2).sum()
 
 
+def _blocks(aa: torch.Tensor, ab: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
+    """The symmetric block matrix [[aa, ab], [abᵀ, bb]]."""
+    return torch.cat([torch.cat([aa, ab], 1), torch.cat([ab.T, bb], 1)], 0)
+
+
 def difference(a, b):
-    """a − b, still factored when both are: [Pa, −Pb] [Va, Vb]ᵀ."""
+    """a − b, still factored when both are: [Pa, −Pb] [Va, Vb]ᵀ. A difference is taken for its
+    squared norm, so its Grams are memoized at once, assembled from the (memoized) blocks
+    PₐᵀPₐ, PₐᵀP_b, P_bᵀP_b, VₐᵀVₐ, ... of the two, which the loss has mostly computed already,
+    rather than taken again from the concatenated factors (twice the width: 4× the work)."""
     if isinstance(a, LowRank) and isinstance(b, LowRank):
-        return LowRank(torch.cat([a.coords, -b.coords], 1), torch.cat([a.basis, b.basis], 1))
+        out = LowRank(torch.cat([a.coords, -b.coords], 1), torch.cat([a.basis, b.basis], 1))
+        _store(out._coord_grams, out.coords, out.coords,
+               _blocks(_coord_gram(a, a), -_coord_gram(a, b), _coord_gram(b, b)))
+        _store(out._basis_grams, out.basis, out.basis,
+               _blocks(_basis_gram(a, a), _basis_gram(a, b), _basis_gram(b, b)))
+        return out
     return full(a) - full(b)
 
 
@@ -106,9 +182,13 @@ def mean(z) -> torch.Tensor:
 
 
 def centered(z):
-    """z minus its batch mean (the mean row): Pc = P − mean(P), the same basis."""
+    """z minus its batch mean (the mean row): Pc = P − mean(P), the same basis. Memoized on a
+    factored z (by grad mode), so that its Grams are shared by the loss terms that centre it."""
     if isinstance(z, LowRank):
-        return LowRank(z.coords - z.coords.mean(0, keepdim=True), z.basis)
+        grad = torch.is_grad_enabled()
+        if grad not in z._centered:
+            z._centered[grad] = LowRank(z.coords - z.coords.mean(0, keepdim=True), z.basis)
+        return z._centered[grad]
     return z - z.mean(0, keepdim=True)
 
 
@@ -146,4 +226,8 @@ def batchnorm(z: LowRank, bn: torch.nn.BatchNorm1d) -> LowRank:
             bn.num_batches_tracked += 1
             bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean(z).detach())
             bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * var.detach() * m / (m - 1))
-    return LowRank(zc.coords, zc.basis * torch.rsqrt(var + bn.eps)[:, None])
+    scale = torch.rsqrt(var + bn.eps)
+    out = LowRank(zc.coords, zc.basis * scale[:, None])
+    out._coord_grams = zc._coord_grams  # the same coordinates: PcᵀPc is shared
+    out._self_diag = var * scale.pow(2) * m  # the diagonal of its Gram: m var / (var + eps)
+    return out

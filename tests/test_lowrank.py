@@ -153,3 +153,53 @@ def test_the_model_factors_only_where_it_is_cheaper_and_only_in_training():
     f1, f2 = model.outputs(h, h, factored=True)
     g1, g2 = model(h, h)
     assert torch.allclose(f1.full(), g1, atol=1e-6) and torch.allclose(f2.full(), g2, atol=1e-6)
+
+
+def mm_shapes(run) -> list:
+    """The input shapes of every aten::mm that `run()` calls (a transposed operand appears with
+    its transposed shape: Pᵀ of an m × k P is [k, m])."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        run()
+    return [[list(s) for s in e.input_shapes[:2]] for e in prof.events() if e.name == "aten::mm"]
+
+
+def test_muc2m_common_loss_takes_each_gram_of_the_factors_once():
+    """MUC2M's step on factors (represent: BatchNorm, then common_loss) asks for P₁ᵀP₁ four
+    times: the BatchNorm variance, twice in ‖Z₁ᵀZ₁‖² (gram_inner's M and N) and in the diagonal
+    of Z₁ᵀZ₁; likewise P₂ᵀP₂, and P₁ᵀP₂ once (the diagonal of C). Memoized, the forward takes
+    each of the 3 distinct products [k, m] × [m, k] once (the diagonal of Zᵢᵀ Zᵢ is BatchNorm's
+    m var/(var + eps): no product at all), where it used to take 9. Back-propagated once each,
+    they cost 4 products [m, k] × [k, k] (P(G + Gᵀ) for each of the two self-Grams, one per
+    factor for P₁ᵀP₂), where it used to take 18. On the basis side the forward takes V₁ᵀV₁ and
+    V₂ᵀV₂ once each ([k, d] × [d, k], was 4) and 3 products [d, k] × [k, k] (V M for the two
+    variances and the diagonal of C, was 5). m = 32, k = 10, d = 40 and the inputs' 7 are
+    distinct, so no other product (the networks' backward) has these shapes."""
+    from muc2m.common import common_loss
+    m, k, d = 32, 10, 40
+    torch.manual_seed(0)
+    model = TwoViewModel(7, 7, d, batchnorm=True, hidden=(24, k - 1)).double()
+    h1, h2 = torch.randn(m, 7, dtype=torch.float64), torch.randn(m, 7, dtype=torch.float64)
+    out = {}
+    forward = mm_shapes(lambda: out.update(common_loss(*model.represent(h1, h2, factored=True))))
+    backward = mm_shapes(lambda: out["loss"].backward())
+    assert forward.count([[k, m], [m, k]]) == 3
+    assert backward.count([[m, k], [k, k]]) == 4
+    assert forward.count([[k, d], [d, k]]) == 2
+    assert forward.count([[d, k], [k, k]]) == 3
+
+
+def test_memoized_grams_keep_their_gradient():
+    """A Gram first taken without gradient is not handed to a loss that needs one, and under
+    autocast the self-Gram falls back to plain autograd (bf16 product, float32 factors)."""
+    z = random_lowrank()
+    z.coords.requires_grad_(True)
+    with torch.no_grad():
+        lowrank.sq_norm(z)
+    lowrank.sq_norm(z).backward()
+    assert close(z.coords.grad, 2 * z.full().detach() @ z.basis)
+    z = LowRank(z.coords.detach().float().requires_grad_(True), z.basis.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        norm = lowrank.sq_norm(z)
+    norm.backward()
+    assert norm.dtype == torch.bfloat16 and z.coords.grad.dtype == torch.float32
