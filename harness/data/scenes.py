@@ -57,6 +57,11 @@ class Scenes:
     split: str
     seed: int
     n_digits: tuple[int, int]
+    # Optional, set by `harness.data.clutter_scenes` (None here; left out of `arrays()` when None):
+    digit_size: np.ndarray | None = None     # (n, 10) int16 side of the resized digit (px); -1 absent
+    position: np.ndarray | None = None       # (n, 10, 2) int16 canvas (row, col) of its frame; -1 absent
+    contrast: np.ndarray | None = None       # (n, 10) float32 the digit's contrast; 0 absent
+    n_distractors: np.ndarray | None = None  # (n,) int8 unlabeled distractors in each scene
 
     def __len__(self):
         return len(self.images)
@@ -87,17 +92,24 @@ class Scenes:
         return [(c, self.mask(i, c)) for c in self.classes(i)]
 
     def arrays(self) -> dict:
-        return {"images": self.images, "labels": self.labels, "boxes": self.boxes,
-                "quadrant": self.quadrant, "source_index": self.source_index,
-                "split": np.array(self.split), "seed": np.array(self.seed),
-                "n_digits": np.array(self.n_digits)}
+        out = {"images": self.images, "labels": self.labels, "boxes": self.boxes,
+               "quadrant": self.quadrant, "source_index": self.source_index,
+               "split": np.array(self.split), "seed": np.array(self.seed),
+               "n_digits": np.array(self.n_digits)}
+        out.update({k: getattr(self, k) for k in OPTIONAL_FIELDS if getattr(self, k) is not None})
+        return out
 
     @classmethod
     def from_arrays(cls, arrs) -> "Scenes":
+        keys = set(getattr(arrs, "files", arrs))  # an NpzFile or a dict
         return cls(images=arrs["images"], labels=arrs["labels"], boxes=arrs["boxes"],
                    quadrant=arrs["quadrant"], source_index=arrs["source_index"],
                    split=str(arrs["split"]), seed=int(arrs["seed"]),
-                   n_digits=tuple(int(v) for v in arrs["n_digits"]))
+                   n_digits=tuple(int(v) for v in arrs["n_digits"]),
+                   **{k: arrs[k] for k in OPTIONAL_FIELDS if k in keys})
+
+
+OPTIONAL_FIELDS = ("digit_size", "position", "contrast", "n_distractors")
 
 
 def digit_images(views: mnist_halves.TwoViews) -> np.ndarray:

@@ -1,9 +1,11 @@
 """The saliency suites (paper Tables 2–4): on MNIST scenes (built offline) and on COCO 2017.
 
-`scenes_ooi` / `coco_ooi`: image–text object of interest (Table 2); `scenes_pairs` /
-`coco_pairs`: common and individual maps on image pairs (Tables 3 and 4). One trial
-(`evaluation.run_trial`) trains a method's score model on frozen features and scores its
-GradCAM maps against object masks.
+`scenes_ooi` / `clutter_ooi` / `coco_ooi`: image–text object of interest (Table 2);
+`scenes_pairs` / `clutter_pairs` / `coco_pairs`: common and individual maps on image pairs
+(Tables 3 and 4). The `scenes_*` suites use the quadrant scenes of `harness.data.scenes`, the
+`clutter_*` suites the harder, COCO-like cluttered scenes of `harness.data.clutter_scenes`.
+One trial (`evaluation.run_trial`) trains a method's score model on frozen features and scores
+its GradCAM maps against object masks.
 """
 from __future__ import annotations
 
@@ -24,10 +26,10 @@ def _headline(experiment: str):
     return headline
 
 
-def _scenes(experiment: str):
+def _scenes(experiment: str, kind: str = "mnist"):
     def load(profile, options):
         from harness.suites.saliency.scenes import scenes_data
-        return scenes_data(experiment, profile, options)
+        return scenes_data(experiment, profile, options, kind=kind)
     return load
 
 
@@ -56,6 +58,12 @@ register_suite(saliency_suite("scenes_ooi", "ooi", "MNIST scenes, image–text o
                               "(Table 2)", load_data=_scenes("ooi"), on_coco=False))
 register_suite(saliency_suite("scenes_pairs", "pairs", "MNIST scene pairs: common/individual "
                               "maps (Tables 3 and 4)", load_data=_scenes("pairs"), on_coco=False))
+register_suite(saliency_suite("clutter_ooi", "ooi", "Cluttered MNIST scenes, image–text object of "
+                              "interest (Table 2)", load_data=_scenes("ooi", "clutter"),
+                              on_coco=False))
+register_suite(saliency_suite("clutter_pairs", "pairs", "Cluttered MNIST scene pairs: "
+                              "common/individual maps (Tables 3 and 4)",
+                              load_data=_scenes("pairs", "clutter"), on_coco=False))
 register_suite(saliency_suite("coco_ooi", "ooi", "COCO 2017 image–caption object of interest, "
                               "ResNet50 + BERT (Table 2)", **_coco("ooi"), on_coco=True))
 register_suite(saliency_suite("coco_pairs", "pairs", "COCO 2017 image pairs, ResNet50 + "

@@ -1,26 +1,42 @@
-"""The data of `scenes_ooi` / `scenes_pairs` (SPEC §3.2): MNIST scenes drawn by
-`harness.data.scenes`, features of the project's CNN extractors A and B, MiniLM text features,
-and the evaluation sets with their masks. Computed once per sweep; scenes and extractors come
-from their on-disk caches after the first run."""
+"""The data of `scenes_ooi` / `scenes_pairs` (SPEC §3.2) and of `clutter_ooi` / `clutter_pairs`:
+scenes drawn by `harness.data.scenes` (kind "mnist": one digit per quadrant on black) or by
+`harness.data.clutter_scenes` (kind "clutter": 2–4 digits of random scale on a textured
+background, overlapping boundedly, with unlabeled distractor strokes), features of the
+project's CNN extractors A and B trained on scenes of the same kind, MiniLM text features, and
+the evaluation sets with their masks. Computed once per sweep; scenes and extractors come from
+their on-disk caches after the first run."""
 from __future__ import annotations
 
 import numpy as np
 
 from harness import extractors as ex
+from harness.data.clutter_scenes import load_clutter_scenes
 from harness.data.scenes import caption, load_scenes, make_pairs
 from harness.profiles import get_profile
 from harness.suites.saliency.evaluation import OOIEval, PairsEval, SaliencyData
 
+SCENE_KINDS = ("mnist", "clutter")
 
-def scenes_data(experiment: str, profile: str, options: dict | None = None, log=print) -> SaliencyData:
+
+def _load(kind: str, n: int, split: str, mnist_dir):
+    if kind == "clutter":
+        return load_clutter_scenes(n, split, seed=0, n_digits=ex.CLUTTER_N_DIGITS,
+                                   mnist_dir=mnist_dir)
+    return load_scenes(n, split, seed=0, mnist_dir=mnist_dir)
+
+
+def scenes_data(experiment: str, profile: str, options: dict | None = None, log=print,
+                kind: str = "mnist") -> SaliencyData:
+    if kind not in SCENE_KINDS:
+        raise ValueError(f"unknown scenes kind {kind!r}; choose one of: {', '.join(SCENE_KINDS)}")
     options = options or {}
     s = get_profile(profile, "saliency")
     mnist_dir = options.get("mnist_dir")
-    scenes = {split: load_scenes(s.n_images(split), split, seed=0, mnist_dir=mnist_dir)
+    scenes = {split: _load(kind, s.n_images(split), split, mnist_dir)
               for split in ("train", "val", "test")}
     nets, info = {}, {}
     for name in ("A", "B") if experiment == "pairs" else ("A",):
-        nets[name], meta = ex.load_extractor(name, s.extractor_n_train, log=log)
+        nets[name], meta = ex.load_extractor(name, s.extractor_n_train, log=log, scenes=kind)
         info[f"f1_{name}"] = meta["test_f1"]
     feats_a = ex.features(nets["A"], scenes["train"].images)  # val/test: GradCAM on pixels
     if experiment == "ooi":

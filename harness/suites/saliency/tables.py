@@ -53,7 +53,8 @@ def markdown(sel: pd.DataFrame, suite: str, profile: str, prov: str, experiment:
              on_coco: bool) -> dict[str, str]:
     out = {}
     rows = _rows(sel)
-    data = "COCO 2017" if on_coco else "MNIST scenes"
+    data = ("COCO 2017" if on_coco else
+            "cluttered MNIST scenes" if suite.startswith("clutter") else "MNIST scenes")
     cell = report.fmt
     if experiment == "ooi":
         lines = ["| method | AP (%) | val AP | paper (COCO) | strength |", "|---|---|---|---|---|"]
