@@ -58,15 +58,15 @@ from __future__ import annotations
 import math
 import os
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from harness.common import cache_root, recipe_hash, save_atomic
+from harness.common import recipe_hash
 from harness.data import mnist_halves
-from harness.data.scenes import CANVAS, DIGIT, N_CLASSES, SPLITS, Scenes, digit_images, tight_box
+from harness.data.scenes import (CANVAS, DIGIT, N_CLASSES, SPLITS, Scenes, cached_scenes,
+                                 digit_images, tight_box)
 
 GENERATOR_VERSION = 1  # bump when the generation procedure changes: it is in the cache key
 STREAM_TAG = 0xC1  # separates these random streams from every other generator's
@@ -341,14 +341,7 @@ def load_clutter_scenes(n: int, split: str = "train", seed: int = 0,
     `$MUC2M_CACHE/scenes`) named `clutter-{split}-n{n}-s{seed}-{cache_key}.npz`."""
     _check(n, split, seed, n_digits)
     mnist_dir = mnist_dir or os.environ.get("MNIST_DIR")
-    root = Path(cache_dir) if cache_dir else cache_root() / "scenes"
-    key = cache_key(n, split, seed, n_digits, mnist_dir)
-    path = root / f"clutter-{split}-n{n}-s{seed}-{key}.npz"
-    if path.is_file():
-        with np.load(path) as arrs:
-            return Scenes.from_arrays(arrs)
-    mnist = mnist_halves.load(mnist_dir=mnist_dir, allow_download=False)
-    scenes = make_clutter_scenes(n, split, seed, n_digits, mnist=mnist)
-    root.mkdir(parents=True, exist_ok=True)
-    save_atomic(path, lambda tmp: np.savez_compressed(tmp, **scenes.arrays()))
-    return scenes
+    name = f"clutter-{split}-n{n}-s{seed}-{cache_key(n, split, seed, n_digits, mnist_dir)}"
+    return cached_scenes(name, lambda: make_clutter_scenes(
+        n, split, seed, n_digits, mnist=mnist_halves.load(mnist_dir=mnist_dir,
+                                                          allow_download=False)), cache_dir)

@@ -184,13 +184,21 @@ def load_scenes(n: int, split: str = "train", seed: int = 0, n_digits: tuple[int
     """`make_scenes`, cached as an .npz under `cache_dir` (default
     `$MUC2M_CACHE/scenes`, i.e. ~/.cache/muc2m-harness/scenes) named by `cache_key`."""
     mnist_dir = mnist_dir or os.environ.get("MNIST_DIR")
+    name = f"scenes-{split}-n{n}-s{seed}-{cache_key(n, split, seed, n_digits, mnist_dir)}"
+    return cached_scenes(name, lambda: make_scenes(
+        n, split, seed, n_digits, mnist=mnist_halves.load(mnist_dir=mnist_dir,
+                                                          allow_download=False)), cache_dir)
+
+
+def cached_scenes(name: str, build, cache_dir: str | os.PathLike | None = None) -> Scenes:
+    """The scenes saved as `{name}.npz` under `cache_dir` (default `$MUC2M_CACHE/scenes`),
+    made by `build()` and saved first when absent (every scene generator caches this way)."""
     root = Path(cache_dir) if cache_dir else cache_root() / "scenes"
-    path = root / f"scenes-{split}-n{n}-s{seed}-{cache_key(n, split, seed, n_digits, mnist_dir)}.npz"
+    path = root / f"{name}.npz"
     if path.is_file():
         with np.load(path) as arrs:
             return Scenes.from_arrays(arrs)
-    mnist = mnist_halves.load(mnist_dir=mnist_dir, allow_download=False)
-    scenes = make_scenes(n, split, seed, n_digits, mnist=mnist)
+    scenes = build()
     root.mkdir(parents=True, exist_ok=True)
     save_atomic(path, lambda tmp: np.savez_compressed(tmp, **scenes.arrays()))
     return scenes
