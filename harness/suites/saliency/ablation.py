@@ -64,13 +64,23 @@ def run(suite_name: str, profile: str, gamma: float, seeds: int, log=print) -> l
             for k in KEYS:
                 values[k].append(record.metrics.get(f"val_{k}", float("nan")))
         rows.append({"label": label, "method": method, "strength": strength,
-                     "overrides": overrides,
+                     "overrides": overrides, "commit": record.git_commit,
+                     "hardware": record.hardware, "epochs": record.epochs,
                      **{k: (float(np.mean(v)), float(np.std(v))) for k, v in values.items()}})
         done = i + 1
         eta = (time.time() - started) / done * (len(todo) - done)
         log(f"[{done}/{len(todo)}] {label}: val AP_ind−bg {rows[-1]['ap_ind_bg'][0]:.1f} "
             f"(ETA {eta / 60:.1f} min)")
     return rows
+
+
+def provenance(rows: list[dict], profile: str, seeds: int) -> str:
+    commits = ",".join(sorted({str(r["commit"]) for r in rows}))
+    hardware = ",".join(sorted({str(r["hardware"]) for r in rows}))
+    epochs = ",".join(sorted({str(r["epochs"]) for r in rows if r["epochs"]}))
+    return (f"Provenance: profile `{profile}`, epochs {epochs or '–'}, seeds {seeds}, commit "
+            f"{commits}, hardware {hardware}, finished {time.strftime('%Y-%m-%d')}; "
+            f"{len(rows)} variants × {seeds} seed(s), validation split only.")
 
 
 def markdown(rows: list[dict], suite: str, profile: str, gamma: float, seeds: int) -> str:
@@ -94,7 +104,7 @@ def markdown(rows: list[dict], suite: str, profile: str, gamma: float, seeds: in
         f"here was measured on test); mean ± std over seeds 0..{seeds - 1}. γ = {gamma:g} where "
         f"a row regularizes; MUC2M's λ at its default. s_ind CV: the individual score's "
         f"coefficient of variation over the validation pairs.",
-        "\n".join(lines)]) + "\n"
+        "\n".join(lines), provenance(rows, profile, seeds)]) + "\n"
 
 
 def main(argv=None) -> int:
