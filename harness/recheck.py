@@ -42,10 +42,10 @@ def config_of(row: pd.Series) -> dict:
     """The trial configuration that produced a results.csv row."""
     spec = registry.get(row.method)
     overrides = {}
-    for key, default in spec.defaults.items():
+    for key in spec.defaults:  # MethodSpec.params casts each value to its default's type
         value = row.get(f"param_{key}")
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            overrides[key] = type(default)(value) if default is not None else value
+            overrides[key] = value
     return {"method": row.method, "d": int(row.d), "seed": int(row.seed),
             "profile": row.profile, "overrides": overrides, "lr": float(row.lr),
             "epochs": int(row.epochs), "precision": row.precision, "name": row["name"]}
