@@ -112,14 +112,26 @@ def run_steps(spec, model, batches, params):
 @pytest.mark.parametrize("case", ["random", "duplicated columns", "repeated correlations"])
 @pytest.mark.parametrize("method", two_view_methods())
 def test_every_objective_on_factors_equals_its_direct_computation(method, case):
+    params = registry.get(method).params()
+    if "rho" in params:
+        params["rho"] = 0.5  # running statistics that mix two steps (Soft CCA's α is 0.9)
+    assert_factored_equals_direct(method, case, params)
+
+
+@pytest.mark.parametrize("case", ["random", "duplicated columns", "repeated correlations"])
+def test_sdcca_whitening_by_the_batch_on_factors_equals_its_direct_computation(case):
+    """ρ = 0 (the default) whitens by the batch in the span of the outputs (k × k eigh)."""
+    params = registry.get("sdcca").params()
+    params["rho"] = 0.0
+    assert_factored_equals_direct("sdcca", case, params)
+
+
+def assert_factored_equals_direct(method, case, params):
     spec = registry.get(method)
     model, batches = model_and_batches(spec, d=40, twin=case == "repeated correlations",
                                        duplicate=case == "duplicated columns")
-    params = spec.params()
     if "ridge" in params:
         params["ridge"] = 1e-3  # duplicated columns: a rank-deficient Σ needs the ridge
-    if "rho" in params:
-        params["rho"] = 0.5  # running statistics that mix two steps (Soft CCA's α is 0.9)
     reference = copy.deepcopy(model)
     reference.factor = False
     factored_steps, state, running = run_steps(spec, model, batches, params)
