@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from baselines.dcca import dcca_loss
-from harness.lowrank import full
+from harness.models import apply_mlp
 from harness.registry import MethodSpec, register
 
 
@@ -25,8 +25,10 @@ def dccae_loss(f1, f2, h1, h1_hat, h2, h2_hat, *, lam: float = 1e-2, ridge: floa
 
 
 def objective(model, h1, h2, state, params):
-    f1, f2 = model.outputs(h1, h2, factored=True)  # factors at large d, as dcca's objective
-    return dccae_loss(f1, f2, h1, model.dec1(full(f1)), h2, model.dec2(full(f2)), **params)
+    # factors at large d, as dcca's objective; the decoders' first layer reads them too
+    f1, f2 = model.outputs(h1, h2, factored=True)
+    return dccae_loss(f1, f2, h1, apply_mlp(model.dec1, f1), h2, apply_mlp(model.dec2, f2),
+                      **params)
 
 
 SPEC = register(MethodSpec(

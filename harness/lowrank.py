@@ -127,6 +127,13 @@ def diag_gram(a, b) -> torch.Tensor:
     return (full(a) * full(b)).sum(0)
 
 
+def row_inner(a, b) -> torch.Tensor:
+    """⟨a_j, b_j⟩ for each row j (m): factored, Σ_kl Pa_jk (VaᵀVb)_kl Pb_jl, m k² instead of m d."""
+    if isinstance(a, LowRank) and isinstance(b, LowRank):
+        return ((a.coords @ _basis_gram(a, b)) * b.coords).sum(1)
+    return (full(a) * full(b)).sum(-1)
+
+
 def gram_inner(a, b, c, e) -> torch.Tensor:
     """⟨aᵀb, cᵀe⟩ = Σ_kl (aᵀb)_kl (cᵀe)_kl without a d × d matrix: with M = PaᵀPb and
     N = PcᵀPe, tr(Mᵀ (VaᵀVc) N (VeᵀVb)), (m + d) k² + k³; of one factored batch with itself

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harness import lowrank
@@ -50,6 +51,23 @@ def mlp(sizes: list[int], precision: str = "fp32", fp32_output: bool = False) ->
     if precision == "bf16":
         return MixedPrecisionMLP(*layers, fp32_output=fp32_output)
     return nn.Sequential(*layers)
+
+
+def apply_mlp(net: nn.Sequential, x):
+    """net(x); for factors x = P Vᵀ (`LowRank`) the first layer reads the factors,
+    x Wᵀ + b = P (W V)ᵀ + b: m·k·o + o·d·k multiply-adds instead of m·d·o, and the m × d batch
+    is never formed (DCCAE's decoders at large d)."""
+    if not isinstance(x, LowRank):
+        return net(x)
+    first, *rest = list(net)
+    mixed = isinstance(net, MixedPrecisionMLP)
+    if mixed and net.fp32_output:
+        raise ValueError("apply_mlp: a factored input needs a network without an fp32 last layer")
+    with torch.autocast(x.coords.device.type, dtype=torch.bfloat16, enabled=mixed):
+        y = F.linear(x.coords, first.weight @ x.basis, first.bias)
+        for layer in rest:
+            y = layer(y)
+    return y.float() if mixed else y
 
 
 def encoder(p: int, d: int, hidden=HIDDEN, precision: str = "fp32") -> nn.Sequential:

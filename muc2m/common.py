@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from harness.lowrank import diag_gram, full, off_diagonal_sq
+from harness.lowrank import diag_gram, off_diagonal_sq
 from harness.registry import MethodSpec, register
 from muc2m.individual import LAM_IND
 from muc2m.regularization import gradient_penalty, score_input_gradients
@@ -41,7 +41,7 @@ def objective(model, h1, h2, state, params):
     z1, z2 = model.represent(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     terms = common_loss(z1, z2, lam=params["lam"])
     if gamma > 0:
-        grads = score_input_gradients(cosine_score(full(z1), full(z2)), (h1, h2))
+        grads = score_input_gradients(cosine_score(z1, z2), (h1, h2))
         penalty = gradient_penalty(grads, alpha=params["alpha"])
         terms["loss"] = terms["loss"] + gamma * penalty
         terms["grad_penalty"] = penalty.detach()

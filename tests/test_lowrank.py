@@ -215,3 +215,40 @@ def test_memoized_grams_keep_their_gradient():
         norm = lowrank.sq_norm(z)
     norm.backward()
     assert norm.dtype == torch.bfloat16 and z.coords.grad.dtype == torch.float32
+
+
+def test_an_mlp_reads_factors_through_its_first_layer():
+    """apply_mlp(net, P Vᵀ) = net(P Vᵀ): exactly in float64, and within bf16 round-off for a
+    mixed-precision decoder (whose first layer then multiplies P by W V under autocast)."""
+    from harness.models import apply_mlp, decoder
+    z = random_lowrank(m=64, d=30, k=7)
+    torch.manual_seed(0)
+    net = decoder(30, 12, hidden=(16, 8)).double().requires_grad_(False)
+    assert close(apply_mlp(net, z), net(z.full()))
+    assert close(apply_mlp(net, z.full()), net(z.full()))  # a plain tensor: net itself
+    mixed = decoder(30, 12, hidden=(16, 8), precision="bf16").requires_grad_(False)
+    z32 = z.to(torch.float32)
+    got, want = apply_mlp(mixed, z32), mixed(z32.full())
+    assert got.dtype == torch.float32
+    assert close(got, want, rtol=3e-2)
+
+
+def test_factored_cosine_score_and_its_input_gradients_equal_the_dense_ones():
+    """MUC2M w/ regu differentiates the cosine score twice: on factors, the same score, input
+    gradients and second-order gradients as on the m × d batch."""
+    from muc2m.scores import cosine_score
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(40, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(6, 7, generator=g, dtype=torch.float64)
+    v1, v2 = (torch.randn(30, 7, generator=g, dtype=torch.float64, requires_grad=True)
+              for _ in range(2))
+    results = []
+    for factored in (True, False):
+        p = torch.tanh(h @ a)
+        z1, z2 = LowRank(p, v1), LowRank(p.flip(0), v2)
+        s = cosine_score(z1, z2) if factored else cosine_score(z1.full(), z2.full())
+        (gh,) = torch.autograd.grad(s.sum(), h, create_graph=True)
+        second = torch.autograd.grad(gh.pow(2).sum(), (v1, v2))
+        results.append((s, gh, *second))
+    for got, want in zip(*results):
+        assert close(got, want)
