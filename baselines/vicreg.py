@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.lowrank import centered, diag_gram, difference, off_diagonal_sq, sq_norm
+from harness.lowrank import centered, diag_gram, difference, mean, off_diagonal_sq, sq_norm
 from harness.registry import MethodSpec, register
 
 EPS = 1e-4
@@ -37,7 +37,10 @@ def covariance_penalty(z) -> torch.Tensor:
 def vicreg_loss(z1, z2, *, lam: float = 25.0, mu: float = 25.0, nu: float = 1.0) -> dict:
     """z1, z2: m × d tensors, or `harness.lowrank.LowRank` factors of them (large d)."""
     m, d = z1.shape
-    invariance = sq_norm(difference(z1, z2)) / (m * d)  # (1/m) Σ_j ‖z1_j − z2_j‖² / d
+    # (1/m) Σ_j ‖z1_j − z2_j‖² / d, split into the centred batches and their means: the same
+    # sum, from the centred Grams that the variance and covariance terms take anyway
+    invariance = (sq_norm(difference(centered(z1), centered(z2)))
+                  + m * (mean(z1) - mean(z2)).pow(2).sum()) / (m * d)
     variance = variance_hinge(z1) + variance_hinge(z2)
     covariance = covariance_penalty(z1) + covariance_penalty(z2)
     return {"loss": lam * invariance + mu * variance + nu * covariance,

@@ -4,7 +4,7 @@
 
 For each gradient objective and d: the median seconds per epoch (50k MNIST-halves pairs,
 the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one warm-up
-epoch; the same for the *floor* — the same networks (decoders included) and batches with a
+epoch, the objective's and the floor's epochs taken in turn; the same for the *floor* — the same networks (decoders included) and batches with a
 trivial loss, the cost no objective can avoid (for a method that penalises input gradients,
 with one double backward through the encoders) — and their ratio; peak memory.
 
@@ -58,8 +58,9 @@ def floor_objective(model, h1, h2, state, params, input_gradients: bool = False)
     return {"loss": loss}
 
 
-def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device,
-                precision: str = "fp32") -> list[float]:
+def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: str = "fp32"):
+    """A fresh model of the method's networks (seed 0) and a function that trains it for one
+    epoch with `objective` and returns the seconds it took."""
     torch.manual_seed(0)
     p1, p2 = train[0].shape[1], train[1].shape[1]
     model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
@@ -69,16 +70,29 @@ def time_epochs(spec, objective, train, d: int, batch: int, epochs: int, device,
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
     params = spec.params()
     n = train[0].shape[0]
-    times = []
-    for _ in range(epochs + 1):  # the first epoch is a warm-up
+
+    def one_epoch() -> float:
         synchronize(device)
         start = time.perf_counter()
         order = torch.randperm(n, device=device)
         train_epoch(optimizer, lambda h1, h2: objective(model, h1, h2, state, params),
                     batches(train, order, batch))
         synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times[1:]
+        return time.perf_counter() - start
+    return one_epoch
+
+
+def interleaved_epochs(timers, epochs: int) -> list[list[float]]:
+    """One warm-up epoch each, then `epochs` rounds in which every timer runs one epoch in
+    turn: the objective and its floor see the same drift of the machine's speed (on a shared
+    VM the same floor varied by ±20 % when timed minutes apart)."""
+    for timer in timers:
+        timer()
+    times = [[] for _ in timers]
+    for _ in range(epochs):
+        for seconds, timer in zip(times, timers):
+            seconds.append(timer())
+    return times
 
 
 def peak_memory_mb(device) -> float:
@@ -124,11 +138,11 @@ def main(argv=None) -> int:
             spec = get_method(method)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            obj = time_epochs(spec, spec.objective, train, d, batch, args.epochs, device,
-                              args.precision)
             double_backward = spec.input_gradient_penalty
             floor = functools.partial(floor_objective, input_gradients=double_backward)
-            flo = time_epochs(spec, floor, train, d, batch, args.epochs, device, args.precision)
+            obj, flo = interleaved_epochs(
+                [epoch_timer(spec, objective, train, d, batch, device, args.precision)
+                 for objective in (spec.objective, floor)], args.epochs)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
                    "floor_s_per_epoch": statistics.median(flo),
                    "peak_mem_mb": peak_memory_mb(device),
