@@ -61,7 +61,8 @@ def batch_whiten_target(f, ridge: float):
     For factors f = P Vᵀ with V = Q R (thin QR, Q d × k orthonormal): f − μ = Pc Vᵀ and
     Σ = V Ĉ Vᵀ, Ĉ = PcᵀPc/(m−1), both inside span(Q), so
     (Σ + rI)^{-1/2} = Q M^{-1/2} Qᵀ + r^{-1/2} (I − QQᵀ) with M = R Ĉ Rᵀ + rI (k × k), and
-    t = Pc Vᵀ (Σ + rI)^{-1/2} = (Pc Rᵀ M^{-1/2}) Qᵀ: factors again, from a k × k eigh."""
+    t = Pc Vᵀ (Σ + rI)^{-1/2} = Pc (Q M^{-1/2} R)ᵀ: the centred coordinates again, on a new
+    basis, from a k × k eigh (float64, as the direct path)."""
     x = f.detach().to(torch.float64)
     if not isinstance(x, LowRank):
         xc = centered(x)
@@ -70,7 +71,7 @@ def batch_whiten_target(f, ridge: float):
     q, r = torch.linalg.qr(x.basis)
     eye = torch.eye(r.shape[0], dtype=r.dtype, device=r.device)
     root = inv_sqrt(r @ (pc.T @ pc / (pc.shape[0] - 1)) @ r.T + ridge * eye, eps=ridge)
-    return LowRank(pc @ (r.T @ root), q).to(f.basis.dtype)
+    return LowRank(centered(f.detach()).coords, (q @ (root @ r)).to(f.basis.dtype))
 
 
 def sdcca_loss(f1, f2, t1, t2) -> dict:
