@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import torch
 
-from harness.lowrank import centered, diag_gram, gram
+from harness.lowrank import centered, diag_gram, inner_of_gram_sums
 from harness.registry import MethodSpec, register
 
 
-def _cov(x, y) -> torch.Tensor:
-    return gram(centered(x), centered(y)) / (x.shape[0] - 1)
-
-
-def penalty_matrix(f1, f2) -> torch.Tensor:
-    """B = Σ11 + Σ22 of one batch (d × d)."""
-    return _cov(f1, f1) + _cov(f2, f2)
+def penalty(a1, a2, b1, b2) -> torch.Tensor:
+    """tr(B B′) = ⟨B, B′⟩ (B′ symmetric), B = Σ11 + Σ22 of the batch (a1, a2) and B′ of
+    (b1, b2), without forming either d × d matrix when the batches are factored."""
+    scale = (a1.shape[0] - 1) * (b1.shape[0] - 1)
+    return inner_of_gram_sums([centered(a1), centered(a2)], [centered(b1), centered(b2)]) / scale
 
 
 def dcca_ey_loss(f1, f2) -> dict:
@@ -44,9 +42,8 @@ def dcca_ey_loss(f1, f2) -> dict:
     # 2 tr(Σ12 + Σ21) = 4 tr(Σ12), summed elementwise: no d × d product, and torch.trace's
     # backward reads its gradient on the host (a sync per step)
     reward = 4 * diag_gram(centered(f1), centered(f2)).sum() / (m - 1)
-    b, b_prime = penalty_matrix(f1[:half], f2[:half]), penalty_matrix(f1[half:], f2[half:])
-    penalty = (b * b_prime).sum()  # tr(B B′), B′ symmetric
-    return {"loss": -reward + penalty, "reward": reward.detach(), "penalty": penalty.detach()}
+    tr_bb = penalty(f1[:half], f2[:half], f1[half:], f2[half:])  # tr(B B′)
+    return {"loss": -reward + tr_bb, "reward": reward.detach(), "penalty": tr_bb.detach()}
 
 
 def objective(model, h1, h2, state, params):

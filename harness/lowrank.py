@@ -147,6 +147,14 @@ def gram_inner(a, b, c, e) -> torch.Tensor:
     return (gram(a, b) * gram(c, e)).sum()
 
 
+def inner_of_gram_sums(xs, ys) -> torch.Tensor:
+    """⟨Σ_a aᵀa, Σ_b bᵀb⟩ over the batches a in xs and b in ys: factored, the sum of the pairwise
+    `gram_inner(a, a, b, b)` (k × k work each); otherwise from the two d × d sums."""
+    if all(isinstance(z, LowRank) for z in (*xs, *ys)):
+        return sum(gram_inner(a, a, b, b) for a in xs for b in ys)
+    return (sum(gram(a, a) for a in xs) * sum(gram(b, b) for b in ys)).sum()
+
+
 def off_diagonal_sq(a, b, scale: float = 1.0) -> torch.Tensor:
     """Σ_{k≠l} (scale · aᵀb)_kl²: the squared Frobenius norm less the squared diagonal."""
     if not (isinstance(a, LowRank) and isinstance(b, LowRank)):
