@@ -23,9 +23,10 @@ from harness.registry import MethodSpec, register
 
 
 def trace_norm_core(s11, s22, s12, ridge: float):
-    """Σ_k σ_k(T) from the moments, and the matrices of its gradient: (corr, Δ11, Δ22, Δ12)
-    with ∂corr/∂X = (2 Xc Δ11 + Yc Δ12ᵀ)/(m−1) (module docstring). Whitening by Cholesky:
-    Σii + ridge·I = Li Liᵀ, T' = L1⁻¹ Σ12 L2⁻ᵀ has T's singular values."""
+    """Σ_k σ_k(T) from the moments, with a = Σ11^{-1/2} U, b = Σ22^{-1/2} V and σ, from which
+    the gradient's matrices are Δ11 = −½ a diag(σ) aᵀ, Δ22 = −½ b diag(σ) bᵀ, Δ12 = a bᵀ
+    (module docstring). Whitening by Cholesky: Σii + ridge·I = Li Liᵀ, T' = L1⁻¹ Σ12 L2⁻ᵀ has
+    T's singular values; returns (corr, a, σ, b)."""
     eye = torch.eye(s11.shape[0], dtype=s11.dtype, device=s11.device)
     # A rank-deficient Σ with ridge 0 makes Cholesky fail: the trial is reported as diverged.
     l1 = torch.linalg.cholesky(s11 + ridge * eye)
@@ -36,7 +37,7 @@ def trace_norm_core(s11, s22, s12, ridge: float):
     u, s, vh = torch.linalg.svd(t, full_matrices=False)
     a = torch.linalg.solve_triangular(l1.T, u, upper=True)    # Σ11^{-1/2} U
     b = torch.linalg.solve_triangular(l2.T, vh.T, upper=True)  # Σ22^{-1/2} V
-    return s.sum(), -0.5 * (a * s) @ a.T, -0.5 * (b * s) @ b.T, a @ b.T
+    return s.sum(), a, s, b
 
 
 class TraceNormCorrelation(torch.autograd.Function):
@@ -47,8 +48,8 @@ class TraceNormCorrelation(torch.autograd.Function):
         x, y = f1.detach().double(), f2.detach().double()
         m = x.shape[0]
         xc, yc = center(x), center(y)
-        corr, delta11, delta22, delta12 = trace_norm_core(
-            ridge_cov(xc), ridge_cov(yc), ridge_cov(xc, yc), ridge)
+        corr, a, s, b = trace_norm_core(ridge_cov(xc), ridge_cov(yc), ridge_cov(xc, yc), ridge)
+        delta11, delta22, delta12 = -0.5 * (a * s) @ a.T, -0.5 * (b * s) @ b.T, a @ b.T
         grad1 = (2 * xc @ delta11 + yc @ delta12.T) / (m - 1)
         grad2 = (2 * yc @ delta22 + xc @ delta12) / (m - 1)
         ctx.save_for_backward(grad1.to(f1.dtype), grad2.to(f2.dtype))
@@ -66,10 +67,12 @@ class FactoredTraceNormCorrelation(torch.autograd.Function):
 
     With V_i = Q_i R_i (thin QR) the coordinates X_i Q_i = P_i R_iᵀ are an isometry of the
     outputs, so the moments are Σ_ij = R_i Ĉ_ij R_jᵀ with Ĉ_ij = P_icᵀ P_jc/(m−1), and T has the
-    same non-zero singular values. With Δ from `trace_norm_core` in those coordinates, the
-    gradient wrt X1 is G1 Q1ᵀ, G1 = (2 P1c R1ᵀ Δ11 + P2c R2ᵀ Δ12ᵀ)/(m−1), so
-      ∂/∂P1 = G1 R1 = (2 P1c (R1ᵀ Δ11 R1) + P2c (R2ᵀ Δ12ᵀ R1))/(m−1),
-      ∂/∂V1 = Q1 G1ᵀ P1 = Q1 (2 Δ11 R1 Ĉ11 + Δ12 R2 Ĉ21)   (and symmetrically for view 2)."""
+    same non-zero singular values. With a, σ, b from `trace_norm_core` in those coordinates
+    (Δ11 = −½ a σ aᵀ, Δ12 = a bᵀ) and ã = R1ᵀ a, b̃ = R2ᵀ b, the gradient wrt X1 is G1 Q1ᵀ,
+    G1 = (2 P1c R1ᵀ Δ11 + P2c R2ᵀ Δ12ᵀ)/(m−1), so
+      ∂/∂P1 = G1 R1 = (P1c (−ã σ ãᵀ) + P2c (b̃ ãᵀ))/(m−1),
+      ∂/∂V1 = Q1 G1ᵀ P1 = Q1 (2 Δ11 R1 Ĉ11 + Δ12 R2 Ĉ21) = Q1 a (−σ ãᵀ Ĉ11 + b̃ᵀ Ĉ21)
+    (and symmetrically for view 2); both views' ∂/∂P in one product [P1c, P2c] K."""
 
     @staticmethod
     def forward(ctx, p1, v1, p2, v2, ridge: float):
@@ -78,14 +81,17 @@ class FactoredTraceNormCorrelation(torch.autograd.Function):
         q1, r1 = torch.linalg.qr(v1.detach().double())
         q2, r2 = torch.linalg.qr(v2.detach().double())
         c11, c22, c12 = ridge_cov(p1c), ridge_cov(p2c), ridge_cov(p1c, p2c)
-        corr, delta11, delta22, delta12 = trace_norm_core(
-            r1 @ c11 @ r1.T, r2 @ c22 @ r2.T, r1 @ c12 @ r2.T, ridge)
-        grad_p1 = (2 * p1c @ (r1.T @ delta11 @ r1) + p2c @ (r2.T @ delta12.T @ r1)) / (m - 1)
-        grad_p2 = (2 * p2c @ (r2.T @ delta22 @ r2) + p1c @ (r1.T @ delta12 @ r2)) / (m - 1)
-        grad_v1 = q1 @ (2 * delta11 @ r1 @ c11 + delta12 @ r2 @ c12.T)
-        grad_v2 = q2 @ (2 * delta22 @ r2 @ c22 + delta12.T @ r1 @ c12)
+        corr, a, s, b = trace_norm_core(r1 @ c11 @ r1.T, r2 @ c22 @ r2.T, r1 @ c12 @ r2.T, ridge)
+        a_t, b_t = r1.T @ a, r2.T @ b  # ã, b̃
+        k11, k22, k21 = -(a_t * s) @ a_t.T, -(b_t * s) @ b_t.T, b_t @ a_t.T
+        kernel = torch.cat([torch.cat([k11, k21.T], 1), torch.cat([k21, k22], 1)], 0) / (m - 1)
+        grad_p = torch.cat([p1c, p2c], 1) @ kernel  # [∂/∂P1, ∂/∂P2]
+        k = p1.shape[1]
+        grad_v1 = q1 @ (a @ (-s[:, None] * (a_t.T @ c11) + b_t.T @ c12.T))
+        grad_v2 = q2 @ (b @ (-s[:, None] * (b_t.T @ c22) + a_t.T @ c12))
         ctx.save_for_backward(*(g.to(x.dtype) for g, x in
-                                ((grad_p1, p1), (grad_v1, v1), (grad_p2, p2), (grad_v2, v2))))
+                                ((grad_p[:, :k], p1), (grad_v1, v1), (grad_p[:, k:], p2),
+                                 (grad_v2, v2))))
         return corr.to(p1.dtype)
 
     @staticmethod
