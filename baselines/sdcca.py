@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 
 from harness.linalg import inv_sqrt
-from harness.lowrank import LowRank, centered, difference, gram, mean, sq_norm
+from harness.lowrank import (LowRank, centered, difference, gram, mean, sq_norm,
+                             with_coord_gram)
 from harness.registry import MethodSpec, register
 
 
@@ -70,8 +71,10 @@ def batch_whiten_target(f, ridge: float):
     pc = centered(x).coords
     q, r = torch.linalg.qr(x.basis)
     eye = torch.eye(r.shape[0], dtype=r.dtype, device=r.device)
-    root = inv_sqrt(r @ (pc.T @ pc / (pc.shape[0] - 1)) @ r.T + ridge * eye, eps=ridge)
-    return LowRank(centered(f.detach()).coords, (q @ (root @ r)).to(f.basis.dtype))
+    pc_gram = pc.T @ pc
+    root = inv_sqrt(r @ (pc_gram / (pc.shape[0] - 1)) @ r.T + ridge * eye, eps=ridge)
+    target = LowRank(centered(f.detach()).coords, (q @ (root @ r)).to(f.basis.dtype))
+    return with_coord_gram(target, pc_gram.to(f.basis.dtype))  # ‖t‖² in the loss reads it
 
 
 def sdcca_loss(f1, f2, t1, t2) -> dict:
