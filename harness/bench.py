@@ -58,9 +58,11 @@ def floor_objective(model, h1, h2, state, params, input_gradients: bool = False)
     return {"loss": loss}
 
 
-def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: str = "fp32"):
+def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: str = "fp32",
+                overrides: dict | None = None):
     """A fresh model of the method's networks (seed 0) and a function that trains it for one
-    epoch with `objective` and returns the seconds it took."""
+    epoch with `objective` (the method's default parameters, then `overrides`) and returns
+    the seconds it took."""
     torch.manual_seed(0)
     p1, p2 = train[0].shape[1], train[1].shape[1]
     model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
@@ -68,7 +70,7 @@ def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: s
                          code_activation=spec.code_activation, precision=precision).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
-    params = spec.params()
+    params = spec.params(overrides=overrides)
     n = train[0].shape[0]
 
     def one_epoch() -> float:
@@ -101,6 +103,29 @@ def peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
+def parse_overrides(items: list[str], methods: list[str], parser) -> dict:
+    """--set KEY=VALUE items as {key: value}, each checked against the methods that take it."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not (sep and key):
+            parser.error(f"--set {item!r}: expected KEY=VALUE, e.g. rho=0.05")
+        overrides[key] = value
+    unused = set(overrides) - {k for m in methods for k in get_method(m).defaults}
+    if unused:
+        parser.error(f"--set: no benchmarked method has the parameter(s) {sorted(unused)}")
+    for method in methods:
+        try:
+            get_method(method).params(overrides=own_overrides(overrides, method))
+        except ValueError as err:
+            parser.error(str(err))
+    return overrides
+
+
+def own_overrides(overrides: dict, method: str) -> dict:
+    return {k: v for k, v in overrides.items() if k in get_method(method).defaults}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +138,9 @@ def main(argv=None) -> int:
                         help="the networks' arithmetic, objective and floor alike (default fp32)")
     parser.add_argument("--subset", type=int, default=None, metavar="N",
                         help="train on the first N pairs only (quick checks; figures use all 50k)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter for every method that has it, instead of its default "
+                             "(e.g. rho=0.05: SDCCA with running statistics); repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     batch = get_profile("paper").batch
@@ -128,6 +156,7 @@ def main(argv=None) -> int:
         parser.error(err.args[0])
     except ValueError:
         parser.error(f"--dims {args.dims!r}: expected comma-separated integers, e.g. 50,1000")
+    overrides = parse_overrides(args.set, methods, parser)
     device = default_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,9 +170,11 @@ def main(argv=None) -> int:
             double_backward = spec.input_gradient_penalty
             floor = functools.partial(floor_objective, input_gradients=double_backward)
             obj, flo = interleaved_epochs(
-                [epoch_timer(spec, objective, train, d, batch, device, args.precision)
+                [epoch_timer(spec, objective, train, d, batch, device, args.precision,
+                             own_overrides(overrides, method))
                  for objective in (spec.objective, floor)], args.epochs)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
+                   "params": own_overrides(overrides, method),
                    "floor_s_per_epoch": statistics.median(flo),
                    "peak_mem_mb": peak_memory_mb(device),
                    "floor": FLOOR_DOUBLE_BACKWARD if double_backward else FLOOR_PLAIN}
@@ -151,6 +182,7 @@ def main(argv=None) -> int:
             rows.append(row)
             if not args.json:
                 note = "   (floor with a double backward)" if double_backward else ""
+                note += "".join(f"   {k}={v}" for k, v in row["params"].items())
                 print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
                       f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
                       f"peak {row['peak_mem_mb']:8.0f} MB{note}", flush=True)

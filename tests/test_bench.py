@@ -25,6 +25,9 @@ def test_bench_prints_one_row_per_method_and_d_against_the_right_floor(capsys):
     (["--dims", "50,x"], "expected comma-separated integers"),
     (["--dims", "0"], "every d must lie in"),
     (["--subset", "10"], "smaller than one batch"),
+    (["--set", "rho"], "expected KEY=VALUE"),
+    (["--set", "nope=1"], "no benchmarked method has the parameter(s) ['nope']"),
+    (["--methods", "sdcca", "--set", "rho=abc"], "takes a float"),
 ])
 def test_bench_refuses_bad_input_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
