@@ -8,7 +8,8 @@ Each matching finished (non-search) row of the results.csv is rerun in-process w
 method, d, seed, parameters (`param_*`), learning rate, epochs and precision, on `--threads`
 torch threads (sweep trials run on one). Prints, per trial, the committed and the new
 `corr_heldout`, their relative difference, and both training times (the committed one was
-timed inside its sweep, under that sweep's contention).
+timed inside its sweep, under that sweep's contention). `--direct` retrains on the direct path
+(no factored outputs at any d), the reference of the factored objectives.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pandas as pd
 import torch
 
 from harness import registry
+from harness.models import TwoViewModel
 from harness.suites import get_suite
 
 COMPARED = ("corr_heldout", "corr_refit", "corr_diag", "recog_acc")
@@ -60,6 +62,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--methods", default=None, help="comma-separated (default: every method)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--direct", action="store_true",
+                        help="outputs as m x d tensors at every d (TwoViewModel.factor = False): "
+                             "the reference path that the factored objectives must agree with")
     parser.add_argument("--json", action="store_true", help="one JSON object per trial")
     args = parser.parse_args(argv)
     try:
@@ -74,6 +79,7 @@ def main(argv=None) -> int:
               f"{args.seed} --methods {args.methods}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    TwoViewModel.factor = not args.direct
     suite = get_suite(args.suite)
     profile = rows.profile.iloc[0]
     data = suite.load_data(profile, {})
