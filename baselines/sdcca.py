@@ -88,10 +88,10 @@ def objective(model, h1, h2, state, params):
     if params["rho"] == 0:  # whitening by the batch itself: no running estimate to keep
         state["steps"] += 1
         t1, t2 = batch_whiten_target(f1, params["ridge"]), batch_whiten_target(f2, params["ridge"])
-        return sdcca_loss(f1, f2, t1, t2)
-    update_running(state, f1, f2, params["rho"])
-    t1 = whiten_target(f1, state["mu1"], state["cov1"], params["ridge"])
-    t2 = whiten_target(f2, state["mu2"], state["cov2"], params["ridge"])
+    else:
+        update_running(state, f1, f2, params["rho"])
+        t1 = whiten_target(f1, state["mu1"], state["cov1"], params["ridge"])
+        t2 = whiten_target(f2, state["mu2"], state["cov2"], params["ridge"])
     return sdcca_loss(f1, f2, t1, t2)
 
 

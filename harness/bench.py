@@ -4,9 +4,10 @@
 
 For each gradient objective and d: the median seconds per epoch (50k MNIST-halves pairs,
 the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one warm-up
-epoch, the objective's and the floor's epochs taken in turn; the same for the *floor* — the same networks (decoders included) and batches with a
+epoch; the same for the *floor* — the same networks (decoders included) and batches with a
 trivial loss, the cost no objective can avoid (for a method that penalises input gradients,
-with one double backward through the encoders) — and their ratio; peak memory.
+with one double backward through the encoders) — its epochs taken in turn with the
+objective's; their ratio; peak memory.
 
 The floor computes the encoders' full m × d outputs. At d above the last hidden width the
 objectives take the outputs as factors instead (harness/lowrank.py) and skip the last layer's
@@ -164,17 +165,16 @@ def main(argv=None) -> int:
     rows = []
     for d in dims:
         for method in methods:
-            spec = get_method(method)
+            spec, params = get_method(method), own_overrides(overrides, method)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             double_backward = spec.input_gradient_penalty
             floor = functools.partial(floor_objective, input_gradients=double_backward)
             obj, flo = interleaved_epochs(
-                [epoch_timer(spec, objective, train, d, batch, device, args.precision,
-                             own_overrides(overrides, method))
+                [epoch_timer(spec, objective, train, d, batch, device, args.precision, params)
                  for objective in (spec.objective, floor)], args.epochs)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
-                   "params": own_overrides(overrides, method),
+                   "params": params,
                    "floor_s_per_epoch": statistics.median(flo),
                    "peak_mem_mb": peak_memory_mb(device),
                    "floor": FLOOR_DOUBLE_BACKWARD if double_backward else FLOOR_PLAIN}

@@ -53,6 +53,17 @@ def config_of(row: pd.Series) -> dict:
             "epochs": int(row.epochs), "precision": row.precision, "name": row["name"]}
 
 
+def retrain(suite, config: dict, data, direct: bool = False):
+    """One trial; with `direct`, no factored outputs at any d (the class-wide switch is put
+    back afterwards, so an in-process caller is left as it was)."""
+    factor = TwoViewModel.factor
+    TwoViewModel.factor = factor and not direct
+    try:
+        return suite.trial(config, data=data)
+    finally:
+        TwoViewModel.factor = factor
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.recheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,12 +90,11 @@ def main(argv=None) -> int:
               f"{args.seed} --methods {args.methods}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    TwoViewModel.factor = not args.direct
     suite = get_suite(args.suite)
     profile = rows.profile.iloc[0]
     data = suite.load_data(profile, {})
     for _, row in rows.iterrows():
-        record = suite.trial(config_of(row), data=data)
+        record = retrain(suite, config_of(row), data, direct=args.direct)
         out = {"name": row["name"], "train_seconds_before": float(row.train_seconds),
                "train_seconds_after": float(record.train_seconds)}
         for key in COMPARED:
