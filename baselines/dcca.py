@@ -61,6 +61,14 @@ class TraceNormCorrelation(torch.autograd.Function):
         return grad_out * grad1, grad_out * grad2, None
 
 
+def gradient_kernel(a, s, b, r1, r2):
+    """ã = R1ᵀ a, b̃ = R2ᵀ b and the 2k × 2k K with [∂/∂P1, ∂/∂P2] = [P1c, P2c] K/(m−1)
+    (`FactoredTraceNormCorrelation`)."""
+    a_t, b_t = r1.T @ a, r2.T @ b
+    k11, k22, k21 = -(a_t * s) @ a_t.T, -(b_t * s) @ b_t.T, b_t @ a_t.T
+    return a_t, b_t, torch.cat([torch.cat([k11, k21.T], 1), torch.cat([k21, k22], 1)], 0)
+
+
 class FactoredTraceNormCorrelation(torch.autograd.Function):
     """The same Σ_k σ_k(T) and gradient for outputs given as factors X_i = P_i V_iᵀ
     (`harness.lowrank.LowRank`, P_i m × k, V_i d × k; k < d), in float64, at k × k cost.
@@ -82,9 +90,8 @@ class FactoredTraceNormCorrelation(torch.autograd.Function):
         q2, r2 = torch.linalg.qr(v2.detach().double())
         c11, c22, c12 = ridge_cov(p1c), ridge_cov(p2c), ridge_cov(p1c, p2c)
         corr, a, s, b = trace_norm_core(r1 @ c11 @ r1.T, r2 @ c22 @ r2.T, r1 @ c12 @ r2.T, ridge)
-        a_t, b_t = r1.T @ a, r2.T @ b  # ã, b̃
-        k11, k22, k21 = -(a_t * s) @ a_t.T, -(b_t * s) @ b_t.T, b_t @ a_t.T
-        kernel = torch.cat([torch.cat([k11, k21.T], 1), torch.cat([k21, k22], 1)], 0) / (m - 1)
+        a_t, b_t, kernel = gradient_kernel(a, s, b, r1, r2)
+        kernel = kernel / (m - 1)
         grad_p = torch.cat([p1c, p2c], 1) @ kernel  # [∂/∂P1, ∂/∂P2]
         k = p1.shape[1]
         grad_v1 = q1 @ (a @ (-s[:, None] * (a_t.T @ c11) + b_t.T @ c12.T))

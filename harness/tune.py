@@ -51,7 +51,11 @@ def connect(address: str | None, num_cpus: int | None = None, timeout_s: float =
             _check_reachable(address, timeout_s=min(timeout_s, 10.0))
         kwargs["address"] = address
     else:
-        kwargs["num_cpus"] = num_cpus
+        # "local" starts a fresh instance even where a `ray start` cluster runs on this machine
+        # (ray.init() would join that one and refuse num_cpus); RAY_ADDRESS still wins.
+        kwargs["address"] = os.environ.get("RAY_ADDRESS") or "local"
+        if kwargs["address"] == "local":
+            kwargs["num_cpus"] = num_cpus
     # ray.init must run on the main thread; the TCP probe above bounds the wait for a dead
     # address, and Ray's own GCS timeout bounds the rest.
     os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(timeout_s)))

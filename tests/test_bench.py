@@ -34,3 +34,21 @@ def test_bench_refuses_bad_input_with_one_line(argv, message, capsys):
         bench.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_bench_parts_prints_every_stage_and_their_sum(capsys):
+    from harness import bench_parts
+    assert bench_parts.main(["--d", "320", "--repeats", "1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    times = {line[:56].strip(): float(line[56:].split()[0]) for line in lines}
+    assert len(times) == 10 and all(ms > 0 for ms in times.values())
+    stages = [ms for name, ms in times.items() if not name.startswith(("floor", "objective"))]
+    assert times["objective, all stages"] == pytest.approx(sum(stages), abs=0.01 * len(stages))
+
+
+def test_bench_parts_refuses_a_d_the_factored_path_does_not_take(capsys):
+    from harness import bench_parts
+    with pytest.raises(SystemExit) as exit_info:
+        bench_parts.main(["--d", "300"])
+    assert exit_info.value.code == 2
+    assert "above the last hidden width 300" in capsys.readouterr().err

@@ -43,12 +43,12 @@ def test_a_trial_killed_on_a_two_node_cluster_resumes_from_ray_storage_and_ends_
     retry can only continue from the checkpoint Ray Tune copied to the sweep's storage."""
     from ray.cluster_utils import Cluster
     common = ["--methods", "muc2m", "--dims", "8", "--strengths", "0.005", "--epochs", "60"]
-    clean = harness_run(*common, "--out", str(tmp_path / "clean"))
-    assert clean.returncode == 0, clean.stderr[-3000:]
-
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
+        # Without --address a sweep starts its own local Ray, even with a cluster on this machine.
+        clean = harness_run(*common, "--out", str(tmp_path / "clean"))
+        assert clean.returncode == 0, clean.stderr[-3000:]
         out = tmp_path / "killed"
         storage = tmp_path / "shared-storage"  # what every node reaches (a bucket, an NFS)
         driver = subprocess.Popen(
