@@ -10,14 +10,23 @@ torch threads (sweep trials run on one). Prints, per trial, the committed and th
 `corr_heldout`, their relative difference, and both training times (the committed one was
 timed inside its sweep, under that sweep's contention). `--direct` retrains on the direct path
 (no factored outputs at any d), the reference of the factored objectives.
+
+`--against direct` compares the factored path with the direct one instead of with the
+committed numbers: each trial is retrained twice with this code ("before" = direct). With
+`--float64` the networks, data and objectives run in float64 (no bf16): float32 rounding,
+amplified over a trial's steps, moves corr_heldout by ~1e-3 between two runs that differ only
+in the order of their additions (BENCHMARKS.md), which hides whether two paths compute the
+same thing; float64 does not.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -48,9 +57,13 @@ def config_of(row: pd.Series) -> dict:
         value = row.get(f"param_{key}")
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             overrides[key] = value
-    return {"method": row.method, "d": int(row.d), "seed": int(row.seed),
-            "profile": row.profile, "overrides": overrides, "lr": float(row.lr),
-            "epochs": int(row.epochs), "precision": row.precision, "name": row["name"]}
+    config = {"method": row.method, "d": int(row.d), "seed": int(row.seed),
+              "profile": row.profile, "overrides": overrides, "lr": float(row.lr),
+              "epochs": int(row.epochs), "precision": row.precision, "name": row["name"]}
+    hidden = row.get("hidden")
+    if isinstance(hidden, str) and hidden:  # e.g. "500,300"; a method's own network otherwise
+        config["hidden"] = tuple(int(h) for h in hidden.split(","))
+    return config
 
 
 def retrain(suite, config: dict, data, direct: bool = False):
@@ -62,6 +75,13 @@ def retrain(suite, config: dict, data, direct: bool = False):
         return suite.trial(config, data=data)
     finally:
         TwoViewModel.factor = factor
+
+
+def in_float64(data: dict) -> dict:
+    """The splits with float64 inputs (the networks follow torch's default dtype)."""
+    return {name: dataclasses.replace(views, x1=views.x1.astype(np.float64),
+                                      x2=views.x2.astype(np.float64))
+            for name, views in data.items()}
 
 
 def main(argv=None) -> int:
@@ -76,8 +96,15 @@ def main(argv=None) -> int:
     parser.add_argument("--direct", action="store_true",
                         help="outputs as m x d tensors at every d (TwoViewModel.factor = False): "
                              "the reference path that the factored objectives must agree with")
+    parser.add_argument("--against", choices=("committed", "direct"), default="committed",
+                        help="compare with the committed numbers (default) or with a retrain on "
+                             "the direct path")
+    parser.add_argument("--float64", action="store_true",
+                        help="networks, data and objectives in float64 (no bf16)")
     parser.add_argument("--json", action="store_true", help="one JSON object per trial")
     args = parser.parse_args(argv)
+    if args.direct and args.against == "direct":
+        parser.error("--direct with --against direct would compare the direct path with itself")
     try:
         results = pd.read_csv(args.results)
     except (OSError, pd.errors.ParserError) as err:
@@ -93,12 +120,35 @@ def main(argv=None) -> int:
     suite = get_suite(args.suite)
     profile = rows.profile.iloc[0]
     data = suite.load_data(profile, {})
+    default_dtype = torch.get_default_dtype()
+    if args.float64:
+        torch.set_default_dtype(torch.float64)
+        data = in_float64(data)
+    try:
+        report(suite, rows, data, args)
+    finally:
+        torch.set_default_dtype(default_dtype)  # an in-process caller is left as it was
+    return 0
+
+
+def report(suite, rows: pd.DataFrame, data: dict, args) -> None:
+    """Retrain each row and print it against the committed numbers or the direct path."""
     for _, row in rows.iterrows():
-        record = retrain(suite, config_of(row), data, direct=args.direct)
-        out = {"name": row["name"], "train_seconds_before": float(row.train_seconds),
+        config = config_of(row)
+        if args.float64:
+            config["precision"] = "fp32"  # no bf16 autocast: the default dtype rules
+        record = retrain(suite, config, data, direct=args.direct)
+        if args.against == "direct":
+            reference = retrain(suite, config, data, direct=True)
+            before_metrics, before_seconds = reference.metrics, reference.train_seconds
+        else:
+            before_metrics, before_seconds = row, row.train_seconds
+        out = {"name": row["name"], "against": args.against, "float64": args.float64,
+               "train_seconds_before": float(before_seconds),
                "train_seconds_after": float(record.train_seconds)}
         for key in COMPARED:
-            before, after = float(row[key]), float(record.metrics.get(key, float("nan")))
+            before = float(before_metrics.get(key, float("nan")))
+            after = float(record.metrics.get(key, float("nan")))
             out[f"{key}_before"], out[f"{key}_after"] = before, after
             out[f"{key}_rel_diff"] = abs(after - before) / max(abs(before), 1e-300)
         if args.json:
@@ -108,7 +158,6 @@ def main(argv=None) -> int:
                   f"{out['corr_heldout_after']:.10g} (rel {out['corr_heldout_rel_diff']:.1e})   "
                   f"train {out['train_seconds_before']:.1f} s -> "
                   f"{out['train_seconds_after']:.1f} s", flush=True)
-    return 0
 
 
 if __name__ == "__main__":
