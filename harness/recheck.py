@@ -16,11 +16,14 @@ committed numbers: each trial is retrained twice with this code ("before" = dire
 `--float64` the networks, data and objectives run in float64 (no bf16): float32 rounding,
 amplified over a trial's steps, moves corr_heldout by ~1e-3 between two runs that differ only
 in the order of their additions (BENCHMARKS.md), which hides whether two paths compute the
-same thing; float64 does not.
+same thing; float64 does not. `--trace STEPS` shows why, step by step: it takes a trial's
+first steps twice side by side (factored vs direct, or `--trace-pair threads`: the direct path
+on 1 vs 2 threads) and prints the two runs' gradient and parameter differences after each.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -31,6 +34,7 @@ import pandas as pd
 import torch
 
 from harness import registry
+from harness.loop import batches
 from harness.models import TwoViewModel
 from harness.suites import get_suite
 
@@ -84,6 +88,51 @@ def in_float64(data: dict) -> dict:
             for name, views in data.items()}
 
 
+def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[dict]:
+    """The first `steps` Adam steps of a trial's configuration, taken twice side by side from
+    the same weights and on the same batches: factored vs direct path (`pair` "paths") or the
+    direct path on 1 vs 2 torch threads ("threads", the same algebra summed in another order).
+    After each step: the relative difference of the two gradients and of the two parameter
+    vectors, i.e. how fast a round-off difference grows in training."""
+    cfg, spec, device, _ = suite.begin(dict(config))
+    train = [torch.as_tensor(x, device=device) for x in (data["train"].x1, data["train"].x2)]
+    torch.manual_seed(cfg["seed"])
+    twins = [TwoViewModel(train[0].shape[1], train[1].shape[1], cfg["d"],
+                          batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=cfg["hidden"],
+                          precision=cfg["precision"], code_activation=spec.code_activation).to(device)]
+    twins.append(copy.deepcopy(twins[0]))
+    optimizers = [torch.optim.Adam(model.parameters(), lr=cfg["lr"]) for model in twins]
+    init = spec.init_state(cfg["d"]) if spec.init_state else {}
+    states = [{k: v.clone().to(device) for k, v in init.items()} for _ in twins]
+    # (factored?, threads) of each twin
+    settings = [(True, None), (False, None)] if pair == "paths" else [(False, 1), (False, 2)]
+    threads, factor, rows = torch.get_num_threads(), TwoViewModel.factor, []
+    order = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(cfg["seed"]))
+    try:
+        for step, (h1, h2) in enumerate(batches(train, order, cfg["batch"])):
+            if step == steps:
+                break
+            grads = []
+            for model, optimizer, state, (factored, n_threads) in zip(twins, optimizers, states,
+                                                                       settings):
+                TwoViewModel.factor = factored
+                torch.set_num_threads(n_threads or threads)
+                model.train()
+                optimizer.zero_grad()
+                spec.objective(model, h1, h2, state, cfg["params"])["loss"].backward()
+                grads.append(torch.cat([p.grad.flatten() for p in model.parameters()
+                                        if p.grad is not None]))
+                optimizer.step()
+            params = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in twins]
+            rows.append({"step": step + 1,
+                         "grad_rel_diff": float((grads[0] - grads[1]).norm() / grads[1].norm()),
+                         "param_rel_diff": float((params[0] - params[1]).norm() / params[1].norm())})
+    finally:
+        TwoViewModel.factor = factor
+        torch.set_num_threads(threads)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.recheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,8 +150,16 @@ def main(argv=None) -> int:
                              "the direct path")
     parser.add_argument("--float64", action="store_true",
                         help="networks, data and objectives in float64 (no bf16)")
+    parser.add_argument("--trace", type=int, default=None, metavar="STEPS",
+                        help="instead of retraining: the first STEPS steps twice side by side, "
+                             "printing how far the two runs drift apart after each step")
+    parser.add_argument("--trace-pair", choices=("paths", "threads"), default="paths",
+                        help="with --trace: factored vs direct path (default), or the direct "
+                             "path on 1 vs 2 threads")
     parser.add_argument("--json", action="store_true", help="one JSON object per trial")
     args = parser.parse_args(argv)
+    if args.trace is not None and args.trace < 1:
+        parser.error(f"--trace {args.trace}: give a number of steps >= 1")
     if args.direct and args.against == "direct":
         parser.error("--direct with --against direct would compare the direct path with itself")
     try:
@@ -125,7 +182,20 @@ def main(argv=None) -> int:
         torch.set_default_dtype(torch.float64)
         data = in_float64(data)
     try:
-        report(suite, rows, data, args)
+        if args.trace is not None:
+            for _, row in rows.iterrows():
+                config = config_of(row)
+                if args.float64:
+                    config["precision"] = "fp32"
+                for line in trace_steps(suite, config, data, args.trace, args.trace_pair):
+                    line = {"name": row["name"], "pair": args.trace_pair,
+                            "float64": args.float64, **line}
+                    print(json.dumps(line) if args.json else
+                          f"{line['name']:<45} step {line['step']:>4}   gradient rel diff "
+                          f"{line['grad_rel_diff']:.1e}   parameters rel diff "
+                          f"{line['param_rel_diff']:.1e}", flush=True)
+        else:
+            report(suite, rows, data, args)
     finally:
         torch.set_default_dtype(default_dtype)  # an in-process caller is left as it was
     return 0
