@@ -107,9 +107,14 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
     # (factored?, threads) of each twin
     settings = [(True, None), (False, None)] if pair == "paths" else [(False, 1), (False, 2)]
     threads, factor, rows = torch.get_num_threads(), TwoViewModel.factor, []
-    order = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(cfg["seed"]))
+    shuffle = torch.Generator().manual_seed(cfg["seed"])
+
+    def epochs():  # reshuffled each epoch, as a trial does
+        while True:
+            yield from batches(train, torch.randperm(len(train[0]), generator=shuffle),
+                               cfg["batch"])
     try:
-        for step, (h1, h2) in enumerate(batches(train, order, cfg["batch"])):
+        for step, (h1, h2) in enumerate(epochs()):
             if step == steps:
                 break
             grads = []
