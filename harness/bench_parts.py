@@ -33,13 +33,15 @@ def stage_times(d: int, m: int, k: int, repeats: int) -> dict:
 
     for _ in range(repeats + 1):  # the first round warms up and is dropped below
         p1c, p2c = stage("centre (float64)", lambda: (center(p1.double()), center(p2.double())))
-        (q1, r1), (q2, r2) = stage("thin QR of both d x k bases",
-                                   lambda: (torch.linalg.qr(v1.double()), torch.linalg.qr(v2.double())))
+        (q1, r1), (q2, r2) = stage("thin QR of both d x k bases", lambda: (
+            torch.linalg.qr(v1.double()), torch.linalg.qr(v2.double())))
         c11, c22, c12 = stage("three m x k x k Grams",
                               lambda: (ridge_cov(p1c), ridge_cov(p2c), ridge_cov(p1c, p2c)))
-        s = stage("k x k moments R C R'", lambda: (r1 @ c11 @ r1.T, r2 @ c22 @ r2.T, r1 @ c12 @ r2.T))
+        s = stage("k x k moments R C R'",
+                  lambda: (r1 @ c11 @ r1.T, r2 @ c22 @ r2.T, r1 @ c12 @ r2.T))
         _, a, sig, b = stage("Cholesky x2, solves, k x k SVD", lambda: trace_norm_core(*s, 1e-3))
-        a_t, b_t, kernel = stage("gradient kernel 2k x 2k", lambda: gradient_kernel(a, sig, b, r1, r2))
+        a_t, b_t, kernel = stage("gradient kernel 2k x 2k",
+                                 lambda: gradient_kernel(a, sig, b, r1, r2))
         stage("gradient wrt P: m x 2k x 2k", lambda: torch.cat([p1c, p2c], 1) @ kernel)
         stage("gradient wrt V: k x k x k, d x k x k", lambda: (
             q1 @ (a @ (-sig[:, None] * (a_t.T @ c11) + b_t.T @ c12.T)),

@@ -88,6 +88,10 @@ def in_float64(data: dict) -> dict:
             for name, views in data.items()}
 
 
+def rel_diff(x: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((x - reference).norm() / reference.norm())
+
+
 def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[dict]:
     """The first `steps` Adam steps of a trial's configuration, taken twice side by side from
     the same weights and on the same batches: factored vs direct path (`pair` "paths") or the
@@ -97,10 +101,10 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
     cfg, spec, device, _ = suite.begin(dict(config))
     train = [torch.as_tensor(x, device=device) for x in (data["train"].x1, data["train"].x2)]
     torch.manual_seed(cfg["seed"])
-    twins = [TwoViewModel(train[0].shape[1], train[1].shape[1], cfg["d"],
-                          batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=cfg["hidden"],
-                          precision=cfg["precision"], code_activation=spec.code_activation).to(device)]
-    twins.append(copy.deepcopy(twins[0]))
+    model = TwoViewModel(train[0].shape[1], train[1].shape[1], cfg["d"],
+                         batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=cfg["hidden"],
+                         precision=cfg["precision"], code_activation=spec.code_activation)
+    twins = [model.to(device), copy.deepcopy(model.to(device))]
     optimizers = [torch.optim.Adam(model.parameters(), lr=cfg["lr"]) for model in twins]
     init = spec.init_state(cfg["d"]) if spec.init_state else {}
     states = [{k: v.clone().to(device) for k, v in init.items()} for _ in twins]
@@ -129,9 +133,8 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
                                         if p.grad is not None]))
                 optimizer.step()
             params = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in twins]
-            rows.append({"step": step + 1,
-                         "grad_rel_diff": float((grads[0] - grads[1]).norm() / grads[1].norm()),
-                         "param_rel_diff": float((params[0] - params[1]).norm() / params[1].norm())})
+            rows.append({"step": step + 1, "grad_rel_diff": rel_diff(*grads),
+                         "param_rel_diff": rel_diff(*params)})
     finally:
         TwoViewModel.factor = factor
         torch.set_num_threads(threads)
