@@ -29,7 +29,7 @@ import torch
 
 from harness.common import default_device, synchronize
 from harness.loop import batches, train_epoch
-from harness.models import HIDDEN, PRECISIONS, TwoViewModel
+from harness.models import PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
 from harness.registry import get as get_method
 from harness.registry import list_methods
@@ -66,9 +66,7 @@ def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: s
     the seconds it took."""
     torch.manual_seed(0)
     p1, p2 = train[0].shape[1], train[1].shape[1]
-    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                         hidden=HIDDEN if spec.hidden is None else spec.hidden,
-                         code_activation=spec.code_activation, precision=precision).to(device)
+    model = TwoViewModel.for_method(spec, p1, p2, d, precision=precision).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
     params = spec.params(overrides=overrides)

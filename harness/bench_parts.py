@@ -21,6 +21,9 @@ from harness.linalg import center, ridge_cov
 from harness.models import HIDDEN
 
 
+FLOOR_STAGE = "floor's last layer: 3 m x k x d per view (float32)"
+
+
 def stage_times(d: int, m: int, k: int, repeats: int) -> dict:
     p1, p2, v1, v2 = torch.randn(m, k), torch.randn(m, k), torch.randn(d, k), torch.randn(d, k)
     times: dict[str, list[float]] = {}
@@ -46,8 +49,7 @@ def stage_times(d: int, m: int, k: int, repeats: int) -> dict:
         stage("gradient wrt V: k x k x k, d x k x k", lambda: (
             q1 @ (a @ (-sig[:, None] * (a_t.T @ c11) + b_t.T @ c12.T)),
             q2 @ (b @ (-sig[:, None] * (b_t.T @ c22) + a_t.T @ c12))))
-        stage("floor's last layer: 3 m x k x d per view (float32)",
-              lambda: [p @ v.T for p in (p1, p2) for v in (v1, v1, v1)])
+        stage(FLOOR_STAGE, lambda: [p @ v.T for p in (p1, p2) for v in (v1, v1, v1)])
     return {name: statistics.median(t[1:]) for name, t in times.items()}
 
 
@@ -64,10 +66,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = stage_times(args.d, m=2048, k=HIDDEN[-1] + 1, repeats=args.repeats)
-    floor_part = "floor's last layer: 3 m x k x d per view (float32)"
     for name, ms in parts.items():
         print(f"{name:<56} {ms:7.2f} ms")
-    objective = sum(ms for name, ms in parts.items() if name != floor_part)
+    objective = sum(ms for name, ms in parts.items() if name != FLOOR_STAGE)
     print(f"{'objective, all stages':<56} {objective:7.2f} ms   (d = {args.d}, "
           f"{torch.get_num_threads()} threads)")
     return 0

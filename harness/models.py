@@ -108,6 +108,16 @@ class TwoViewModel(nn.Module):
         elif decoders is not None:
             raise ValueError(f"unknown decoder layout {decoders!r}")
 
+    @classmethod
+    def for_method(cls, spec, p1: int, p2: int, d: int, hidden=None,
+                   precision: str = "fp32") -> "TwoViewModel":
+        """The networks a registered method trains (`harness.registry.MethodSpec`: BN, decoders,
+        code activation). `hidden` None: the method's own widths where it has them, else HIDDEN."""
+        if hidden is None:
+            hidden = HIDDEN if spec.hidden is None else spec.hidden
+        return cls(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=hidden,
+                   precision=precision, code_activation=spec.code_activation)
+
     def forward(self, h1: torch.Tensor, h2: torch.Tensor):
         return self.enc1(h1), self.enc2(h2)
 

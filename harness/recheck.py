@@ -70,6 +70,14 @@ def config_of(row: pd.Series) -> dict:
     return config
 
 
+def run_config(row: pd.Series, float64: bool) -> dict:
+    """`config_of(row)`, without bf16 autocast under --float64 (the default dtype rules)."""
+    config = config_of(row)
+    if float64:
+        config["precision"] = "fp32"
+    return config
+
+
 def retrain(suite, config: dict, data, direct: bool = False):
     """One trial; with `direct`, no factored outputs at any d (the class-wide switch is put
     back afterwards, so an in-process caller is left as it was)."""
@@ -101,11 +109,10 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
     cfg, spec, device, _ = suite.begin(dict(config))
     train = [torch.as_tensor(x, device=device) for x in (data["train"].x1, data["train"].x2)]
     torch.manual_seed(cfg["seed"])
-    model = TwoViewModel(train[0].shape[1], train[1].shape[1], cfg["d"],
-                         batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=cfg["hidden"],
-                         precision=cfg["precision"], code_activation=spec.code_activation)
-    twins = [model.to(device), copy.deepcopy(model.to(device))]
-    optimizers = [torch.optim.Adam(model.parameters(), lr=cfg["lr"]) for model in twins]
+    model = TwoViewModel.for_method(spec, train[0].shape[1], train[1].shape[1], cfg["d"],
+                                    cfg["hidden"], cfg["precision"]).to(device)
+    twins = [model, copy.deepcopy(model)]
+    optimizers = [torch.optim.Adam(twin.parameters(), lr=cfg["lr"]) for twin in twins]
     init = spec.init_state(cfg["d"]) if spec.init_state else {}
     states = [{k: v.clone().to(device) for k, v in init.items()} for _ in twins]
     # (factored?, threads) of each twin
@@ -192,9 +199,7 @@ def main(argv=None) -> int:
     try:
         if args.trace is not None:
             for _, row in rows.iterrows():
-                config = config_of(row)
-                if args.float64:
-                    config["precision"] = "fp32"
+                config = run_config(row, args.float64)
                 for line in trace_steps(suite, config, data, args.trace, args.trace_pair):
                     line = {"name": row["name"], "pair": args.trace_pair,
                             "float64": args.float64, **line}
@@ -212,9 +217,7 @@ def main(argv=None) -> int:
 def report(suite, rows: pd.DataFrame, data: dict, args) -> None:
     """Retrain each row and print it against the committed numbers or the direct path."""
     for _, row in rows.iterrows():
-        config = config_of(row)
-        if args.float64:
-            config["precision"] = "fp32"  # no bf16 autocast: the default dtype rules
+        config = run_config(row, args.float64)
         record = retrain(suite, config, data, direct=args.direct)
         if args.against == "direct":
             reference = retrain(suite, config, data, direct=True)

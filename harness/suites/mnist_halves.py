@@ -139,9 +139,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     """Build the method's model and running statistics and train them with `fit_loop`."""
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]  # encoders sized from the data
-    model = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                         hidden=cfg["hidden"], precision=cfg["precision"],
-                         code_activation=spec.code_activation).to(device)
+    model = TwoViewModel.for_method(spec, p1, p2, d, cfg["hidden"], cfg["precision"]).to(device)
     state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
 
     def represent(h1, h2):
