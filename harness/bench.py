@@ -68,7 +68,7 @@ def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: s
     p1, p2 = train[0].shape[1], train[1].shape[1]
     model = TwoViewModel.for_method(spec, p1, p2, d, precision=precision).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
+    state = spec.fresh_state(d, device)
     params = spec.params(overrides=overrides)
     n = train[0].shape[0]
 

@@ -210,8 +210,8 @@ def build_zoo(pair: str, d: int, p1: int, p2: int, lr: float, seed: int, kwargs:
     from cca_zoo import deep
     spec = get_method(pair)
     torch.manual_seed(seed)
-    nets = TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                        precision=precision)  # bf16: cca-zoo gets the same mixed-precision nets
+    # bf16: cca-zoo gets the same mixed-precision nets
+    nets = TwoViewModel.for_method(spec, p1, p2, d, precision=precision)
     encoders = [nets.enc1, nets.enc2]
     cls = getattr(deep, ZOO_CLASS[pair])
     if pair == "dccae":
@@ -224,8 +224,7 @@ def build_ours(pair: str, d: int, p1: int, p2: int, seed: int,
                precision: str = "fp32") -> TwoViewModel:
     spec = get_method(pair)
     torch.manual_seed(seed)
-    return TwoViewModel(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                        precision=precision)
+    return TwoViewModel.for_method(spec, p1, p2, d, precision=precision)
 
 
 # ---------------------------------------------------------------- training and timing
@@ -242,7 +241,7 @@ def train_ours(variant: Variant, train, d, batch, epochs, lr, seed, device, prec
     p1, p2 = train[0].shape[1], train[1].shape[1]
     model = build_ours(variant.method, d, p1, p2, seed, precision).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
+    state = spec.fresh_state(d, device)
     shuffle = torch.Generator(device="cpu").manual_seed(seed)
     n = train[0].shape[0]
     times = []

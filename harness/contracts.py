@@ -72,8 +72,8 @@ def _check_objective(spec, p: int = 12, d: int = 4) -> None:
     h1 = shared @ torch.randn(3, p, generator=g) + 0.5 * torch.randn(256, p, generator=g)
     h2 = shared @ torch.randn(3, p, generator=g) + 0.5 * torch.randn(256, p, generator=g)
     torch.manual_seed(0)
-    model = TwoViewModel(p, p, d, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=(16,))
-    state = spec.init_state(d) if spec.init_state else {}
+    model = TwoViewModel.for_method(spec, p, p, d, hidden=(16,))
+    state = spec.fresh_state(d)
     params = spec.params()
     for step in range(2):
         model.zero_grad()

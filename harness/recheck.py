@@ -113,8 +113,7 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
                                     cfg["hidden"], cfg["precision"]).to(device)
     twins = [model, copy.deepcopy(model)]
     optimizers = [torch.optim.Adam(twin.parameters(), lr=cfg["lr"]) for twin in twins]
-    init = spec.init_state(cfg["d"]) if spec.init_state else {}
-    states = [{k: v.clone().to(device) for k, v in init.items()} for _ in twins]
+    states = [spec.fresh_state(cfg["d"], device) for _ in twins]
     # (factored?, threads) of each twin
     settings = [(True, None), (False, None)] if pair == "paths" else [(False, 1), (False, 2)]
     threads, factor, rows = torch.get_num_threads(), TwoViewModel.factor, []

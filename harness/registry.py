@@ -69,6 +69,11 @@ class MethodSpec:
                                        # (lo, hi, "lin") samples value uniformly in [lo, hi]
     notes: str = ""
 
+    def fresh_state(self, d: int, device=None) -> dict:
+        """The running statistics a trial starts from (empty when the method keeps none)."""
+        initial = self.init_state(d) if self.init_state else {}
+        return {key: value.to(device) for key, value in initial.items()}
+
     def grid_for(self, family: str) -> tuple:
         return tuple(self.grids.get(family, self.grid))
 

@@ -29,7 +29,7 @@ def _syncs_by_region(name: str, steps: int = 4):
     torch.manual_seed(0)
     h1, h2 = torch.randn(steps * 64, 24), torch.randn(steps * 64, 24)
     model = TwoViewModel(24, 24, 6, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=(16,))
-    state, params = (spec.init_state(6) if spec.init_state else {}), spec.params()
+    state, params = spec.fresh_state(6), spec.params()
     optimizer = TimedAdam(model.parameters(), lr=1e-3)
 
     def loss(a, b):

@@ -98,7 +98,7 @@ def model_and_batches(spec, d, twin=False, duplicate=False, seed=0):
 def run_steps(spec, model, batches, params):
     """Two steps of the objective: each step's detached terms and parameter gradients."""
     state = {k: v.double() if v.is_floating_point() else v.clone()
-             for k, v in (spec.init_state(model.d) if spec.init_state else {}).items()}
+             for k, v in spec.fresh_state(model.d).items()}
     out = []
     for h1, h2 in batches:
         model.zero_grad()

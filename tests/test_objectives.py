@@ -24,7 +24,7 @@ def small_model(spec, p=12, d=4):
 
 
 def fresh_state(spec, d=4):
-    return spec.init_state(d) if spec.init_state else {}
+    return spec.fresh_state(d)
 
 
 def test_every_method_is_registered():

@@ -140,7 +140,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]  # encoders sized from the data
     model = TwoViewModel.for_method(spec, p1, p2, d, cfg["hidden"], cfg["precision"]).to(device)
-    state = {k: v.to(device) for k, v in (spec.init_state(d) if spec.init_state else {}).items()}
+    state = spec.fresh_state(d, device)
 
     def represent(h1, h2):
         model.eval()
