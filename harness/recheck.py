@@ -43,7 +43,7 @@ COMPARED = ("corr_heldout", "corr_refit", "corr_diag", "recog_acc")
 
 def committed_trials(results: pd.DataFrame, d: int | None, seed: int | None,
                      methods: list[str] | None) -> pd.DataFrame:
-    rows = results[(results.status == "ok") & (results.phase.fillna("") != "search")]
+    rows = results[(results.status == "ok") & (results.phase != "search")]
     if d is not None:
         rows = rows[rows.d == d]
     if seed is not None:
