@@ -127,9 +127,10 @@ class TrialRecord:
         `columns` (NaN where absent: a diverged trial keeps its cells), then its other metrics."""
         row = {k: getattr(self, k) for k in IDENTITY + SETTINGS + PROVENANCE}
         row.update(reason=self.reason, run_id=self.run_id, end_time=self.end_time)
+        row.update({k: self.metrics.get(k, math.nan) for k in columns})
+        # a live record keeps its time apart (the store's copy has it among the metrics)
         if self.train_seconds is not None and "train_seconds" not in self.metrics:
             row["train_seconds"] = self.train_seconds
-        row.update({k: self.metrics.get(k, math.nan) for k in columns})
         row.update({k: v for k, v in self.metrics.items() if k not in row})
         row.update({f"param_{k}": v for k, v in self.params.items()})  # a search's choice
         return row
