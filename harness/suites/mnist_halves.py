@@ -186,7 +186,7 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
         if not reference:
             return ours
         paper = row.get("paper_table1")
-        # outputs that correlate only after a rotation (DCCA, DCCAE): their per-dimension sum
+        # outputs that correlate only after a rotation (aligned=False): their per-dimension sum
         # is that of the CCA-projected outputs, i.e. corr_heldout itself (marked †)
         aligned = getattr(report.known_spec(method), "aligned", True)  # unknown: as given
         paper_metric = report.fmt(row, "corr_diag") if aligned else report.fmt(row, "corr_heldout") + "†"
@@ -235,7 +235,7 @@ def render(df: pd.DataFrame, profile: str, parent, client, out_dir: Path, suite_
                    "(the paper's number). No total of canonical correlations can exceed the rank "
                    "of the last hidden layer (300 units): the paper's values above 300 at d ≥ 500 "
                    "can only be per-dimension sums, which count one shared direction many times. "
-                   "†: outputs that correlate only after a rotation (Deep CCA, DCCAE, SDCCA), "
+                   "†: outputs that correlate only after a rotation (the rows marked †), "
                    "whose per-dimension sum is taken on their CCA projections, i.e. "
                    "`corr_heldout`."
                    if reference else "Primary: `corr_heldout` (linear CCA fitted on the train "
