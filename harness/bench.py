@@ -1,6 +1,7 @@
 """Per-epoch cost of every objective against the compute floor.
 
-    python -m harness.bench [--dims 50,200,500,1000] [--epochs 3] [--methods all] [--device cpu] [--json]
+    python -m harness.bench [--dims 50,200,500,1000] [--epochs 3] [--methods all] [--device cpu]
+        [--direct] [--json]
 
 For each gradient objective and d: the median seconds per epoch (50k MNIST-halves pairs,
 the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one warm-up
@@ -13,6 +14,8 @@ The floor computes the encoders' full m × d outputs. At d above the last hidden
 objectives take the outputs as factors instead (harness/lowrank.py) and skip the last layer's
 m × h × d product, except where a decoder or an input-gradient score needs the outputs
 themselves; there a ratio near or below 1 means the objective costs no more than that product.
+`--direct` times the objectives on the m × d outputs at every d instead (the reference path),
+to see what factoring saves where decompositions and products cost otherwise (a GPU).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import torch
 
 from harness.common import default_device, synchronize
 from harness.loop import batches, train_epoch
-from harness.models import PRECISIONS, TwoViewModel
+from harness.models import HIDDEN, PRECISIONS, TwoViewModel, direct_outputs
 from harness.profiles import get_profile
 from harness.registry import get as get_method
 from harness.registry import list_methods
@@ -140,6 +143,9 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter for every method that has it, instead of its default "
                              "(e.g. rho=0.05: SDCCA with running statistics); repeatable")
+    parser.add_argument("--direct", action="store_true",
+                        help="objectives on the m x d outputs at every d (no factors): the "
+                             "reference path, to see what the factored one saves on a device")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     batch = get_profile("paper").batch
@@ -161,6 +167,22 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     train = to_device(load_data("paper")["train"].head(args.subset), device)
     rows = []
+    with direct_outputs(args.direct):
+        measure_rows(rows, args, dims, methods, overrides, train, batch, device)
+    machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
+               else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    outputs = "direct" if args.direct else f"factored where d > {HIDDEN[-1] + 1}"
+    if args.json:
+        print(json.dumps({"device": machine, "batch": batch, "epochs": args.epochs,
+                          "precision": args.precision, "outputs": outputs, "rows": rows}))
+    else:
+        print(f"device: {machine}; batch {batch}; precision {args.precision}; objectives' "
+              f"outputs {outputs}; median of {args.epochs} epochs after 1 warm-up")
+    return 0
+
+
+def measure_rows(rows, args, dims, methods, overrides, train, batch, device) -> None:
+    """One row per (d, method), appended to `rows` as it is measured (and printed)."""
     for d in dims:
         for method in methods:
             spec, params = get_method(method), own_overrides(overrides, method)
@@ -178,21 +200,13 @@ def main(argv=None) -> int:
                    "floor": FLOOR_DOUBLE_BACKWARD if double_backward else FLOOR_PLAIN}
             row["ratio"] = row["s_per_epoch"] / row["floor_s_per_epoch"]
             rows.append(row)
-            if not args.json:
-                note = "   (floor with a double backward)" if double_backward else ""
-                note += "".join(f"   {k}={v}" for k, v in row["params"].items())
-                print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
-                      f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
-                      f"peak {row['peak_mem_mb']:8.0f} MB{note}", flush=True)
-    machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
-               else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
-    if args.json:
-        print(json.dumps({"device": machine, "batch": batch, "epochs": args.epochs,
-                          "precision": args.precision, "rows": rows}))
-    else:
-        print(f"device: {machine}; batch {batch}; precision {args.precision}; median of "
-              f"{args.epochs} epochs after 1 warm-up")
-    return 0
+            note = "   (floor with a double backward)" if double_backward else ""
+            note += "".join(f"   {k}={v}" for k, v in row["params"].items())
+            # with --json, as progress on stderr: a run cut short still shows its rows
+            print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
+                  f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
+                  f"peak {row['peak_mem_mb']:8.0f} MB{note}",
+                  file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@
 Phases, each a subprocess with its own time box, all inside `--budget-s` (default 7.5 min, for
 an 8-minute device slot on one H100/H200):
 
-1. `harness.bench --device cuda` at d = 50 and 1000, fp32 and bf16 (seconds per epoch
-   against the network floor);
+1. `harness.bench --device cuda` (seconds per epoch against the network floor): fp32 at
+   d = 50, 500 and 1000, then the same at d = 500 and 1000 with `--direct` (what the factored
+   objectives save, or cost, where float64 decompositions are latency-bound), bf16 at d = 50
+   and 1000;
 2. `harness.bench_ccazoo --device cuda` (ours against cca-zoo), where cca-zoo is installed;
 3. a time-boxed slice of the paper-profile sweep (`harness.run --profile paper`) at 1, 2 and 4
    trials per GPU (`--gpus-per-trial` 1, 0.5, 0.25), the same trials each time, to choose the
@@ -87,7 +89,7 @@ def run_phase(name: str, command: list[str], timeout_s: float, sampler: Sampler)
     try:
         phase["result"] = json.loads(lines[-1])
     except (IndexError, ValueError):
-        phase["output_tail"] = (out + err)[-2000:]
+        phase["output_tail"] = (out + err)[-6000:]  # e.g. the rows a timed-out bench printed
     print(f"{name}: rc {rc}, {phase['wall_s']} s, GPU util mean "
           f"{phase['gpu'].get('util_mean_pct', float('nan')):.0f} %", file=sys.stderr, flush=True)
     return phase
@@ -136,10 +138,11 @@ def main(argv=None) -> int:
         return min(cap, deadline - time.time())
 
     try:
-        for precision in ("fp32", "bf16"):
-            phases.append(run_phase(f"bench_{precision}", py + [
-                "harness.bench", "--device", "cuda", "--dims", "50,1000", "--epochs", "3",
-                "--precision", precision, "--json"], left(100), sampler))
+        bench = py + ["harness.bench", "--device", "cuda", "--epochs", "3", "--json"]
+        for name, extra, cap in (("bench_fp32", ["--dims", "50,500,1000"], 120),
+                                 ("bench_fp32_direct", ["--dims", "500,1000", "--direct"], 90),
+                                 ("bench_bf16", ["--dims", "50,1000", "--precision", "bf16"], 90)):
+            phases.append(run_phase(name, bench + extra, left(cap), sampler))
         if importlib.util.find_spec("cca_zoo") is not None and left(120) > 30:
             phases.append(run_phase("bench_ccazoo", py + [
                 "harness.bench_ccazoo", "--device", "cuda", "--epochs", "4", "--json"],

@@ -1,6 +1,8 @@
 """Encoders and decoders of the paper's MNIST architecture (Appendix 7.4.2), from explicit sizes."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,6 +78,19 @@ def encoder(p: int, d: int, hidden=HIDDEN, precision: str = "fp32") -> nn.Sequen
 
 def decoder(d: int, p: int, hidden=HIDDEN, precision: str = "fp32") -> nn.Sequential:
     return mlp([d, *reversed(hidden), p], precision)
+
+
+@contextlib.contextmanager
+def direct_outputs(direct: bool = True):
+    """Within the block (with `direct`), no factored outputs at any d: every objective takes the
+    m × d outputs, the reference path of the factored ones (`TwoViewModel.factor`). The
+    class-wide switch is put back afterwards, so an in-process caller is left as it was."""
+    factor = TwoViewModel.factor
+    TwoViewModel.factor = factor and not direct
+    try:
+        yield
+    finally:
+        TwoViewModel.factor = factor
 
 
 class TwoViewModel(nn.Module):

@@ -35,7 +35,7 @@ import torch
 
 from harness import registry
 from harness.loop import batches
-from harness.models import TwoViewModel
+from harness.models import TwoViewModel, direct_outputs
 from harness.suites import get_suite
 
 COMPARED = ("corr_heldout", "corr_refit", "corr_diag", "recog_acc")
@@ -79,14 +79,9 @@ def run_config(row: pd.Series, float64: bool) -> dict:
 
 
 def retrain(suite, config: dict, data, direct: bool = False):
-    """One trial; with `direct`, no factored outputs at any d (the class-wide switch is put
-    back afterwards, so an in-process caller is left as it was)."""
-    factor = TwoViewModel.factor
-    TwoViewModel.factor = factor and not direct
-    try:
+    """One trial; with `direct`, no factored outputs at any d (`direct_outputs`)."""
+    with direct_outputs(direct):
         return suite.trial(config, data=data)
-    finally:
-        TwoViewModel.factor = factor
 
 
 def in_float64(data: dict) -> dict:

@@ -52,3 +52,21 @@ def test_bench_parts_refuses_a_d_the_factored_path_does_not_take(capsys):
         bench_parts.main(["--d", "300"])
     assert exit_info.value.code == 2
     assert "above the last hidden width 300" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_bench_direct_times_the_objectives_on_the_full_outputs(direct, monkeypatch, capsys):
+    """Above the last hidden width (300 + 1) the objectives take factors unless --direct; the
+    switch is put back afterwards."""
+    from harness import lowrank, models
+    calls = []
+    real = lowrank.factor_linear_output
+    monkeypatch.setattr(lowrank, "factor_linear_output",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    argv = ["--dims", "320", "--epochs", "1", "--methods", "dcca", "--subset", "4096",
+            "--threads", "1", "--json"] + (["--direct"] if direct else [])
+    assert bench.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["outputs"] == ("direct" if direct else "factored where d > 301")
+    assert (len(calls) == 0) == direct
+    assert models.TwoViewModel.factor is True
