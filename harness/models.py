@@ -145,12 +145,17 @@ class TwoViewModel(nn.Module):
                          for f, bn in ((f1, self.bn1), (f2, self.bn2)))
         return self.code(self.bn1(f1)), self.code(self.bn2(f2))
 
+    def factors_pay(self, above: float = 1.0) -> bool:
+        """Whether d exceeds `above` × k, the factors' width (last hidden width + 1). Past k the
+        Gram-type algebra of the objectives is cheaper from the factors (above = 1); an
+        objective whose terms cost more per factor column asks for a larger `above`."""
+        return bool(self.hidden) and self.d > above * (self.hidden[-1] + 1)
+
     def outputs(self, h1: torch.Tensor, h2: torch.Tensor, factored: bool = False):
         """f1, f2 as `forward`; with `factored`, as `LowRank` factors of the last layer (the
         same values, harness/lowrank.py) when d exceeds the last hidden width + 1 in training,
         where the objectives' d × d algebra is cheaper from the factors."""
-        if not (factored and self.factor and self.training and self.hidden
-                and self.d > self.hidden[-1] + 1):
+        if not (factored and self.factor and self.training and self.factors_pay()):
             return self(h1, h2)
         return tuple(lowrank.factor_linear_output(enc[:-1], enc[-1], h)
                      for enc, h in ((self.enc1, h1), (self.enc2, h2)))

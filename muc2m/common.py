@@ -34,11 +34,19 @@ def common_loss(z1, z2, *, lam: float = 5e-3) -> dict:
 INDIVIDUAL_DEFAULTS = {"ind_gamma_ratio": 1.0, "ind_score": "pre_bn", "lam_ind": LAM_IND}
 
 
+# With the penalty, the cosine score is differentiated twice; from the factors its row products
+# cost ~3 m k² each way against the m × k × d outputs, so factors pay only from d ≈ 2k
+# (measured at k = 301, s/epoch direct against factored: d = 500 6.1–6.6 against 7.6, d = 700
+# 7.5 against 7.0; BENCHMARKS.md "Large d").
+REGU_FACTORS_ABOVE = 2.0
+
+
 def objective(model, h1, h2, state, params):
     gamma = params["gamma"]
     if gamma > 0:
         h1, h2 = h1.detach().requires_grad_(True), h2.detach().requires_grad_(True)
-    z1, z2 = model.represent(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
+    factored = gamma == 0 or model.factors_pay(REGU_FACTORS_ABOVE)
+    z1, z2 = model.represent(h1, h2, factored=factored)  # factors at large d (harness/lowrank.py)
     terms = common_loss(z1, z2, lam=params["lam"])
     if gamma > 0:
         grads = score_input_gradients(cosine_score(z1, z2), (h1, h2))

@@ -167,6 +167,25 @@ def test_the_model_factors_only_where_it_is_cheaper_and_only_in_training():
     assert torch.allclose(f1.full(), g1, atol=1e-6) and torch.allclose(f2.full(), g2, atol=1e-6)
 
 
+@pytest.mark.parametrize("d, factored", [(15, False), (25, True)])
+def test_muc2m_regu_takes_factors_only_from_twice_their_width(d, factored, monkeypatch):
+    """k = 10: MUC2M's common loss factors past k, but with the contractive penalty (whose
+    score is differentiated twice) only past 2k (`REGU_FACTORS_ABOVE`); γ = 0 past k."""
+    from harness import lowrank as lowrank_module
+    calls = []
+    real = lowrank_module.factor_linear_output
+    monkeypatch.setattr(lowrank_module, "factor_linear_output",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec = registry.get("muc2m_regu")
+    model = TwoViewModel(10, 10, d, batchnorm=True, hidden=(24, 9)).double()
+    h = torch.randn(32, 10, dtype=torch.float64)
+    spec.objective(model, h, h + 0.1, {}, spec.params())["loss"].backward()
+    assert bool(calls) == factored
+    calls.clear()
+    spec.objective(model, h, h + 0.1, {}, {**spec.params(), "gamma": 0.0})
+    assert calls  # without the penalty, d > k is enough
+
+
 def mm_shapes(run) -> list:
     """The input shapes of every aten::mm that `run()` calls (a transposed operand appears with
     its transposed shape: Pᵀ of an m × k P is [k, m])."""
