@@ -166,9 +166,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     train = to_device(load_data("paper")["train"].head(args.subset), device)
-    rows = []
     with direct_outputs(args.direct):
-        measure_rows(rows, args, dims, methods, overrides, train, batch, device)
+        rows = measure_rows(args, dims, methods, overrides, train, batch, device)
     machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     outputs = "direct" if args.direct else f"factored where d > {HIDDEN[-1] + 1}"
@@ -181,8 +180,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def measure_rows(rows, args, dims, methods, overrides, train, batch, device) -> None:
-    """One row per (d, method), appended to `rows` as it is measured (and printed)."""
+def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[dict]:
+    """One row per (d, method), each printed as it is measured."""
+    rows = []
     for d in dims:
         for method in methods:
             spec, params = get_method(method), own_overrides(overrides, method)
@@ -207,6 +207,7 @@ def measure_rows(rows, args, dims, methods, overrides, train, batch, device) -> 
                   f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
                   f"peak {row['peak_mem_mb']:8.0f} MB{note}",
                   file=sys.stderr if args.json else sys.stdout, flush=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -29,3 +29,15 @@ def pytest_collection_modifyitems(config, items):
     """The slow tests that start Ray first: with `-n 2` the fast ones then fill the gaps, so no
     sweep test starts last and runs alone (~1 minute off the whole suite)."""
     items.sort(key=lambda item: item.get_closest_marker("sweep") is None)
+
+
+@pytest.fixture
+def factoring_calls(monkeypatch):
+    """A list that grows by one each time a model hands an objective its outputs as factors
+    (`harness.lowrank.factor_linear_output`)."""
+    from harness import lowrank
+    calls = []
+    real = lowrank.factor_linear_output
+    monkeypatch.setattr(lowrank, "factor_linear_output",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls

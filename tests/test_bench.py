@@ -55,14 +55,11 @@ def test_bench_parts_refuses_a_d_the_factored_path_does_not_take(capsys):
 
 
 @pytest.mark.parametrize("direct", [False, True])
-def test_bench_direct_times_the_objectives_on_the_full_outputs(direct, monkeypatch, capsys):
+def test_bench_direct_times_the_objectives_on_the_full_outputs(direct, factoring_calls, capsys):
     """Above the last hidden width (300 + 1) the objectives take factors unless --direct; the
     switch is put back afterwards."""
-    from harness import lowrank, models
-    calls = []
-    real = lowrank.factor_linear_output
-    monkeypatch.setattr(lowrank, "factor_linear_output",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    from harness import models
+    calls = factoring_calls
     argv = ["--dims", "320", "--epochs", "1", "--methods", "dcca", "--subset", "4096",
             "--threads", "1", "--json"] + (["--direct"] if direct else [])
     assert bench.main(argv) == 0

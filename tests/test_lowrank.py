@@ -168,14 +168,10 @@ def test_the_model_factors_only_where_it_is_cheaper_and_only_in_training():
 
 
 @pytest.mark.parametrize("d, factored", [(15, False), (25, True)])
-def test_muc2m_regu_takes_factors_only_from_twice_their_width(d, factored, monkeypatch):
+def test_muc2m_regu_takes_factors_only_from_twice_their_width(d, factored, factoring_calls):
     """k = 10: MUC2M's common loss factors past k, but with the contractive penalty (whose
     score is differentiated twice) only past 2k (`REGU_FACTORS_ABOVE`); γ = 0 past k."""
-    from harness import lowrank as lowrank_module
-    calls = []
-    real = lowrank_module.factor_linear_output
-    monkeypatch.setattr(lowrank_module, "factor_linear_output",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = factoring_calls
     spec = registry.get("muc2m_regu")
     model = TwoViewModel(10, 10, d, batchnorm=True, hidden=(24, 9)).double()
     h = torch.randn(32, 10, dtype=torch.float64)
