@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.linalg import center, ridge_cov
+from harness.linalg import ThinQR, center, ridge_cov
 from harness.lowrank import LowRank, full
 from harness.registry import MethodSpec, register
 
@@ -86,19 +86,22 @@ class FactoredTraceNormCorrelation(torch.autograd.Function):
     def forward(ctx, p1, v1, p2, v2, ridge: float):
         m = p1.shape[0]
         p1c, p2c = center(p1.detach().double()), center(p2.detach().double())
-        q1, r1 = torch.linalg.qr(v1.detach().double())
-        q2, r2 = torch.linalg.qr(v2.detach().double())
+        qr1, qr2 = ThinQR.of(v1.detach().double()), ThinQR.of(v2.detach().double())
+        r1, r2 = qr1.r, qr2.r
         c11, c22, c12 = ridge_cov(p1c), ridge_cov(p2c), ridge_cov(p1c, p2c)
         corr, a, s, b = trace_norm_core(r1 @ c11 @ r1.T, r2 @ c22 @ r2.T, r1 @ c12 @ r2.T, ridge)
         a_t, b_t, kernel = gradient_kernel(a, s, b, r1, r2)
         kernel = kernel / (m - 1)
-        grad_p = torch.cat([p1c, p2c], 1) @ kernel  # [∂/∂P1, ∂/∂P2]
+        # [∂/∂P1, ∂/∂P2] goes straight into the network's backward, which the direct path
+        # also takes in the network's dtype (∂/∂Z_i, rounded to it, times W_i): so this
+        # m × 2k × 2k product is taken in that dtype too (float32: half the float64 time)
+        dtype = p1.dtype
+        grad_p = torch.cat([p1c, p2c], 1).to(dtype) @ kernel.to(dtype)
         k = p1.shape[1]
-        grad_v1 = q1 @ (a @ (-s[:, None] * (a_t.T @ c11) + b_t.T @ c12.T))
-        grad_v2 = q2 @ (b @ (-s[:, None] * (b_t.T @ c22) + a_t.T @ c12))
-        ctx.save_for_backward(*(g.to(x.dtype) for g, x in
-                                ((grad_p[:, :k], p1), (grad_v1, v1), (grad_p[:, k:], p2),
-                                 (grad_v2, v2))))
+        grad_v1 = qr1.q_times(a @ (-s[:, None] * (a_t.T @ c11) + b_t.T @ c12.T))
+        grad_v2 = qr2.q_times(b @ (-s[:, None] * (b_t.T @ c22) + a_t.T @ c12))
+        ctx.save_for_backward(grad_p[:, :k], grad_v1.to(v1.dtype), grad_p[:, k:],
+                              grad_v2.to(v2.dtype))
         return corr.to(p1.dtype)
 
     @staticmethod

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.linalg import inv_sqrt
+from harness.linalg import ThinQR, inv_sqrt
 from harness.lowrank import (LowRank, centered, difference, gram, mean, sq_norm,
                              with_coord_gram)
 from harness.registry import MethodSpec, register
@@ -69,11 +69,11 @@ def batch_whiten_target(f, ridge: float):
         xc = centered(x)
         return whiten_target(f, mean(x), gram(xc, xc) / (x.shape[0] - 1), ridge)
     pc = centered(x).coords
-    q, r = torch.linalg.qr(x.basis)
-    eye = torch.eye(r.shape[0], dtype=r.dtype, device=r.device)
+    qr = ThinQR.of(x.basis)
+    eye = torch.eye(qr.r.shape[0], dtype=qr.r.dtype, device=qr.r.device)
     pc_gram = pc.T @ pc
-    root = inv_sqrt(r @ (pc_gram / (pc.shape[0] - 1)) @ r.T + ridge * eye, eps=ridge)
-    target = LowRank(centered(f.detach()).coords, (q @ (root @ r)).to(f.basis.dtype))
+    root = inv_sqrt(qr.r @ (pc_gram / (pc.shape[0] - 1)) @ qr.r.T + ridge * eye, eps=ridge)
+    target = LowRank(centered(f.detach()).coords, qr.q_times(root @ qr.r).to(f.basis.dtype))
     return with_coord_gram(target, pc_gram.to(f.basis.dtype))  # ‖t‖² in the loss reads it
 
 

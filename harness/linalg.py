@@ -45,6 +45,43 @@ def inv_sqrt(cov: torch.Tensor, eps: float = 1e-12, return_rank: bool = False):
 RANK_RTOL = 1e-9  # on eigenvalues, i.e. about 3e-5 on singular values
 
 
+@dataclass
+class ThinQR:
+    """V = Q R for a tall V (d × k, d ≥ k): Q with orthonormal columns, R upper triangular.
+
+    `of` takes R from a Cholesky factorisation of the Gram, VᵀV = RᵀR, and leaves Q = V R⁻¹
+    unformed: `q_times(X)` is V (R⁻¹ X), a k × k triangular solve and one d × k × k product.
+    At the factored objectives' shapes (k = 301, float64, 2 threads) that is 6.8 against
+    Householder QR's 8.5 ms at d = 500 and 8.8 against 13.5 ms at d = 1000, R and Q X
+    included. Its error grows with cond(V)² where Householder's grows with cond(V), so a V
+    whose Cholesky fails (rank-deficient: a zero bias column) or whose R has a diagonal spread
+    over `CHOLESKY_QR_MAX_SPREAD` (a lower bound on cond(V)) takes Householder QR instead. The
+    signs of R's rows may differ from Householder's; Q R is the same."""
+
+    v: torch.Tensor
+    r: torch.Tensor
+    q: torch.Tensor | None = None  # formed only where Householder QR was taken
+
+    @classmethod
+    def of(cls, v: torch.Tensor) -> "ThinQR":
+        chol, info = torch.linalg.cholesky_ex(v.T @ v)
+        diag = torch.diagonal(chol)
+        # one host sync per call on a GPU, to choose the route
+        if bool((info == 0) & (diag.max() <= CHOLESKY_QR_MAX_SPREAD * diag.min())):
+            return cls(v, chol.T)
+        q, r = torch.linalg.qr(v)
+        return cls(v, r, q)
+
+    def q_times(self, x: torch.Tensor) -> torch.Tensor:
+        """Q X (d × n) for X k × n."""
+        if self.q is not None:
+            return self.q @ x
+        return self.v @ torch.linalg.solve_triangular(self.r, x, upper=True)
+
+
+CHOLESKY_QR_MAX_SPREAD = 1e4  # cond(V) ≥ 1e4 would cost ~8 of float64's 16 digits (cond²)
+
+
 def whitened_cross(x: torch.Tensor, y: torch.Tensor, ridge: float):
     """T = Σ11^{-1/2} Σ12 Σ22^{-1/2}, both inverse square roots, the centred inputs and
     min(rank1, rank2): the number of canonical directions that exist."""

@@ -1,9 +1,10 @@
 """Linear CCA against synthetic views with known canonical correlations."""
 import numpy as np
+import pytest
 import torch
 
 from baselines.cca import fit_linear_cca
-from harness.linalg import LinearCCA, canonical_correlations, pearson_per_dim
+from harness.linalg import LinearCCA, ThinQR, canonical_correlations, pearson_per_dim
 from tests.conftest import correlated_views
 
 RHOS = [0.9, 0.7, 0.5, 0.0]
@@ -45,3 +46,31 @@ def test_canonical_correlations_match_an_independent_qr_computation():
     expected = np.linalg.svd(q1.T @ q2, compute_uv=False)
     got = canonical_correlations(x, y, ridge=0.0).numpy()
     assert np.allclose(got, expected, atol=1e-8)
+
+
+def test_thin_qr_by_cholesky_is_householders_up_to_row_signs():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(500, 301, generator=g, dtype=torch.float64)
+    qr = ThinQR.of(v)
+    assert qr.q is None  # the Cholesky route
+    q_ref, r_ref = torch.linalg.qr(v)
+    signs = torch.sign(torch.diagonal(r_ref))
+    assert torch.allclose(qr.r, signs[:, None] * r_ref, rtol=0, atol=1e-12 * float(r_ref.abs().max()))
+    x = torch.randn(301, 7, generator=g, dtype=torch.float64)
+    assert torch.allclose(qr.q_times(x), q_ref @ (signs[:, None] * x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["zero column", "ill-conditioned"])
+def test_thin_qr_takes_householder_where_cholesky_would_lose_digits(case):
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(60, 20, generator=g, dtype=torch.float64)
+    if case == "zero column":  # a last layer without bias: [W, 0], VᵀV singular
+        v[:, -1] = 0
+    else:  # cond ~ 1e7: Cholesky of VᵀV would keep ~2 digits
+        v[:, -1] = v[:, 0] + 1e-7 * v[:, -1]
+    qr = ThinQR.of(v)
+    assert qr.q is not None  # the Householder route
+    eye = torch.eye(20, dtype=torch.float64)
+    q = qr.q_times(eye)
+    assert torch.allclose(q @ qr.r, v, rtol=0, atol=1e-13)
+    assert torch.allclose(q.T @ q, eye, rtol=0, atol=1e-13)

@@ -4,7 +4,8 @@ Counted on the CPU with the profiler: `aten::_local_scalar_dense` is what every 
 `float(t)`, `int(t)` or `bool(t)` of a tensor runs (on a GPU, a sync). Adam's step counters are
 CPU tensors even on a GPU (`capturable=False`), so its reads are not device syncs and are
 counted apart. The only syncs left inside a loss are PyTorch's own error checks of the linear
-algebra (each `cholesky`, `svd`, `eigh` reads its `info`), listed per method below."""
+algebra (each `cholesky`, `svd`, `eigh` reads its `info`), listed per method below, and, at d
+above the hidden width (factored outputs), `linalg.ThinQR`'s choice of route, one per view."""
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -15,6 +16,9 @@ from harness.models import TwoViewModel
 
 # decompositions per step whose error check syncs (DCCA: 2 Cholesky + 1 SVD; SDCCA: 2 eigh)
 LINALG_CHECKS_PER_STEP = {"dcca": 3, "dccae": 3, "sdcca": 2}
+# factored (d = 20 > 16 + 1): ThinQR's route per view, and SDCCA whitens by the batch (ρ = 0)
+# with its k × k eigh per view
+FACTORED_CHECKS_PER_STEP = {"dcca": 5, "dccae": 5, "sdcca": 4}
 GRADIENT_METHODS = [m for m in registry.list_methods() if registry.get(m).objective is not None]
 
 
@@ -24,12 +28,12 @@ class TimedAdam(torch.optim.Adam):
             return super().step(closure)
 
 
-def _syncs_by_region(name: str, steps: int = 4):
+def _syncs_by_region(name: str, steps: int = 4, d: int = 6):
     spec = registry.get(name)
     torch.manual_seed(0)
     h1, h2 = torch.randn(steps * 64, 24), torch.randn(steps * 64, 24)
-    model = TwoViewModel(24, 24, 6, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=(16,))
-    state, params = spec.fresh_state(6), spec.params()
+    model = TwoViewModel(24, 24, d, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=(16,))
+    state, params = spec.fresh_state(d), spec.params()
     optimizer = TimedAdam(model.parameters(), lr=1e-3)
 
     def loss(a, b):
@@ -56,3 +60,10 @@ def test_an_epoch_reads_no_device_value_per_step_but_the_linalg_error_checks(nam
     counts, steps = _syncs_by_region(name)
     assert counts["loop"] == 0, counts  # the loop itself: batching, term sums
     assert counts["LOSS"] == steps * LINALG_CHECKS_PER_STEP.get(name, 0), counts  # backward too
+
+
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+def test_factored_outputs_add_no_device_read_but_the_choice_of_qr_route(name):
+    counts, steps = _syncs_by_region(name, d=20)
+    assert counts["loop"] == 0, counts
+    assert counts["LOSS"] == steps * FACTORED_CHECKS_PER_STEP.get(name, 0), counts

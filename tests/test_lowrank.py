@@ -267,3 +267,30 @@ def test_factored_cosine_score_and_its_input_gradients_equal_the_dense_ones():
         results.append((s, gh, *second))
     for got, want in zip(*results):
         assert close(got, want)
+
+
+@pytest.mark.parametrize("method", ["dcca", "dccae"])
+def test_float32_factored_gradients_are_as_accurate_as_the_direct_paths(method):
+    """In float32 networks the factored Deep CCA takes its m × 2k × 2k gradient product in
+    float32, as the direct path takes its backward through the last layer. Against the same
+    network in float64 (ground truth), its parameter gradients are no further off than the
+    direct path's own float32 ones, within a factor 3 (measured: 0.7–1.6), at float32 level."""
+    spec = registry.get(method)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = TwoViewModel(10, 10, 200, batchnorm=spec.batchnorm, decoders=spec.decoders,
+                             hidden=(64, 150))
+        g = torch.Generator().manual_seed(seed)
+        h1, h2 = torch.randn(256, 10, generator=g), torch.randn(256, 10, generator=g)
+        truth = copy.deepcopy(model).double()
+        truth.factor = False
+        direct = copy.deepcopy(model)
+        direct.factor = False
+        (_, grads_truth), = run_steps(spec, truth, [(h1.double(), h2.double())], spec.params())[0]
+        scale = max(float(v.abs().max()) for v in grads_truth.values())
+        error = {}
+        for name, net in (("factored", model), ("direct", direct)):
+            (_, grads), = run_steps(spec, net, [(h1, h2)], spec.params())[0]
+            error[name] = max(float((grads[n].double() - grads_truth[n]).abs().max())
+                              for n in grads_truth) / scale
+        assert error["factored"] <= 3 * error["direct"] and error["factored"] < 1e-4, error
