@@ -8,7 +8,9 @@ the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one wa
 epoch; the same for the *floor* — the same networks (decoders included) and batches with a
 trivial loss, the cost no objective can avoid (for a method that penalises input gradients,
 with one double backward through the encoders) — its epochs taken in turn with the
-objective's; their ratio; peak memory.
+objective's; their ratio, with the range of the per-round ratios (each objective epoch over
+the floor epoch taken right after it: how far this machine's drift moves one run); peak
+memory.
 
 The floor computes the encoders' full m × d outputs. At d above the last hidden width the
 objectives take the outputs as factors instead (harness/lowrank.py) and skip the last layer's
@@ -199,12 +201,17 @@ def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[d
                    "peak_mem_mb": peak_memory_mb(device),
                    "floor": FLOOR_DOUBLE_BACKWARD if double_backward else FLOOR_PLAIN}
             row["ratio"] = row["s_per_epoch"] / row["floor_s_per_epoch"]
+            # each round's objective epoch over the floor epoch that ran right after it: the
+            # spread of these is what this machine's drift does to one run's ratio
+            per_round = [o / f for o, f in zip(obj, flo)]
+            row["ratio_range"] = [min(per_round), max(per_round)]
             rows.append(row)
             note = "   (floor with a double backward)" if double_backward else ""
             note += "".join(f"   {k}={v}" for k, v in row["params"].items())
             # with --json, as progress on stderr: a run cut short still shows its rows
             print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
-                  f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f}   "
+                  f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f} "
+                  f"({row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f} by round)   "
                   f"peak {row['peak_mem_mb']:8.0f} MB{note}",
                   file=sys.stderr if args.json else sys.stdout, flush=True)
     return rows

@@ -18,6 +18,8 @@ def test_bench_prints_one_row_per_method_and_d_against_the_right_floor(capsys):
     for row in rows.values():
         assert row["s_per_epoch"] > 0 and row["floor_s_per_epoch"] > 0
         assert row["ratio"] == pytest.approx(row["s_per_epoch"] / row["floor_s_per_epoch"])
+        low, high = row["ratio_range"]  # one round: its only ratio is the ratio
+        assert low == pytest.approx(row["ratio"]) and high == pytest.approx(row["ratio"])
 
 
 @pytest.mark.parametrize("argv, message", [
