@@ -7,10 +7,9 @@ For each gradient objective and d: the median seconds per epoch (50k MNIST-halve
 the paper's network, batch 2048, Adam) over `--epochs` timed epochs after one warm-up
 epoch; the same for the *floor* — the same networks (decoders included) and batches with a
 trivial loss, the cost no objective can avoid (for a method that penalises input gradients,
-with one double backward through the encoders) — its epochs taken in turn with the
-objective's; their ratio, with the range of the per-round ratios (each objective epoch over
-the floor epoch taken right after it: how far this machine's drift moves one run); peak
-memory.
+with one double backward through the encoders) — its steps taken in turn with the
+objective's (on a GPU, its epochs); their ratio, with the range of the per-epoch ratios (how
+far this machine's drift moves one run); peak memory.
 
 The floor computes the encoders' full m × d outputs. At d above the last hidden width the
 objectives take the outputs as factors instead (harness/lowrank.py) and skip the last layer's
@@ -64,11 +63,11 @@ def floor_objective(model, h1, h2, state, params, input_gradients: bool = False)
     return {"loss": loss}
 
 
-def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: str = "fp32",
-                overrides: dict | None = None):
-    """A fresh model of the method's networks (seed 0) and a function that trains it for one
-    epoch with `objective` (the method's default parameters, then `overrides`) and returns
-    the seconds it took."""
+def stepper(spec, objective, train, d: int, batch: int, device, precision: str = "fp32",
+            overrides: dict | None = None):
+    """A fresh model of the method's networks (seed 0), trained with `objective` (the method's
+    default parameters, then `overrides`): an endless iterator whose every next() takes one
+    step of the trial's loop (`train_epoch` on the next batch of a shuffled epoch, Adam)."""
     torch.manual_seed(0)
     p1, p2 = train[0].shape[1], train[1].shape[1]
     model = TwoViewModel.for_method(spec, p1, p2, d, precision=precision).to(device)
@@ -77,27 +76,38 @@ def epoch_timer(spec, objective, train, d: int, batch: int, device, precision: s
     params = spec.params(overrides=overrides)
     n = train[0].shape[0]
 
-    def one_epoch() -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        order = torch.randperm(n, device=device)
-        train_epoch(optimizer, lambda h1, h2: objective(model, h1, h2, state, params),
-                    batches(train, order, batch))
-        synchronize(device)
-        return time.perf_counter() - start
-    return one_epoch
+    def loss(h1, h2):
+        return objective(model, h1, h2, state, params)
+
+    def steps():
+        while True:
+            for views in batches(train, torch.randperm(n, device=device), batch):
+                train_epoch(optimizer, loss, [views])
+                yield
+    return steps()
 
 
-def interleaved_epochs(timers, epochs: int) -> list[list[float]]:
-    """One warm-up epoch each, then `epochs` rounds in which every timer runs one epoch in
-    turn: the objective and its floor see the same drift of the machine's speed (on a shared
-    VM the same floor varied by ±20 % when timed minutes apart)."""
-    for timer in timers:
-        timer()
-    times = [[] for _ in timers]
-    for _ in range(epochs):
-        for seconds, timer in zip(times, timers):
-            seconds.append(timer())
+def interleaved_epochs(steppers, epochs: int, steps_per_epoch: int, device) -> list[list[float]]:
+    """Seconds per epoch of each stepper: one warm-up epoch each, then `epochs` epochs whose
+    steps the steppers take in turn, so that an objective and its floor see the same drift of
+    the machine's speed. On the CPU they alternate step by step (~0.1 s apart: whole epochs in
+    turn, seconds apart, still put 0.85-1.25 on one run's per-epoch ratios on this shared VM);
+    on a GPU epoch by epoch, since timing a step needs a device sync that would cost the
+    asynchronous launches their overlap."""
+    chunk = 1 if device.type == "cpu" else steps_per_epoch
+    for step in steppers:
+        for _ in range(steps_per_epoch):
+            next(step)
+    times = [[0.0] * epochs for _ in steppers]
+    for epoch in range(epochs):
+        for _ in range(steps_per_epoch // chunk):
+            for seconds, step in zip(times, steppers):
+                synchronize(device)
+                start = time.perf_counter()
+                for _ in range(chunk):
+                    next(step)
+                synchronize(device)
+                seconds[epoch] += time.perf_counter() - start
     return times
 
 
@@ -193,16 +203,17 @@ def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[d
             double_backward = spec.input_gradient_penalty
             floor = functools.partial(floor_objective, input_gradients=double_backward)
             obj, flo = interleaved_epochs(
-                [epoch_timer(spec, objective, train, d, batch, device, args.precision, params)
-                 for objective in (spec.objective, floor)], args.epochs)
+                [stepper(spec, objective, train, d, batch, device, args.precision, params)
+                 for objective in (spec.objective, floor)], args.epochs,
+                train[0].shape[0] // batch, device)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
                    "params": params,
                    "floor_s_per_epoch": statistics.median(flo),
                    "peak_mem_mb": peak_memory_mb(device),
                    "floor": FLOOR_DOUBLE_BACKWARD if double_backward else FLOOR_PLAIN}
             row["ratio"] = row["s_per_epoch"] / row["floor_s_per_epoch"]
-            # each round's objective epoch over the floor epoch that ran right after it: the
-            # spread of these is what this machine's drift does to one run's ratio
+            # each epoch's objective time over its floor's, taken in turn with it: the spread
+            # of these is what this machine's drift does to one run's ratio
             per_round = [o / f for o, f in zip(obj, flo)]
             row["ratio_range"] = [min(per_round), max(per_round)]
             rows.append(row)
@@ -211,7 +222,7 @@ def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[d
             # with --json, as progress on stderr: a run cut short still shows its rows
             print(f"{method:<8} d={d:<5} {row['s_per_epoch']:8.3f} s/epoch   floor "
                   f"{row['floor_s_per_epoch']:7.3f}   ratio {row['ratio']:5.2f} "
-                  f"({row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f} by round)   "
+                  f"({row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f} by epoch)   "
                   f"peak {row['peak_mem_mb']:8.0f} MB{note}",
                   file=sys.stderr if args.json else sys.stdout, flush=True)
     return rows

@@ -21,7 +21,7 @@ Everything else is shared, in one process:
   enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)` over a
   `DataLoader(MultiviewDataset([X1, X2]), batch_size, shuffle)` (shuffle given as the sampler
   above, num_workers 0), accelerator cpu unless `--device cuda`. Ours trains with our own loop
-  (as `harness.bench.epoch_timer`: Adam over shuffled index batches of device-resident tensors,
+  (as `harness.bench.stepper`: Adam over shuffled index batches of device-resident tensors,
   calling the registered `spec.objective`).
 
 Timing: s/epoch is the MEDIAN wall time of epochs 2..E (epoch 1 is a warm-up, still trained and

@@ -69,3 +69,20 @@ def test_bench_direct_times_the_objectives_on_the_full_outputs(direct, factoring
     assert out["outputs"] == ("direct" if direct else "factored where d > 301")
     assert (len(calls) == 0) == direct
     assert models.TwoViewModel.factor is True
+
+
+def test_bench_times_objective_and_floor_step_by_step_in_turn_on_the_cpu():
+    """Both see the same drift of the machine: their steps alternate, after a warm-up epoch
+    each, and every timed epoch sums its own steps."""
+    import torch
+    order = []
+
+    def fake_stepper(name):
+        while True:
+            order.append(name)
+            yield
+
+    times = bench.interleaved_epochs([fake_stepper("obj"), fake_stepper("floor")], epochs=2,
+                                     steps_per_epoch=3, device=torch.device("cpu"))
+    assert order == ["obj"] * 3 + ["floor"] * 3 + ["obj", "floor"] * 6
+    assert [len(t) for t in times] == [2, 2] and all(s > 0 for t in times for s in t)
