@@ -91,7 +91,7 @@ def interleaved_epochs(steppers, epochs: int, steps_per_epoch: int, device) -> l
     """Seconds per epoch of each stepper: one warm-up epoch each, then `epochs` epochs whose
     steps the steppers take in turn, so that an objective and its floor see the same drift of
     the machine's speed. On the CPU they alternate step by step (~0.1 s apart: whole epochs in
-    turn, seconds apart, still put 0.85-1.25 on one run's per-epoch ratios on this shared VM);
+    turn, seconds apart, still put 0.7-1.4 on one run's per-epoch ratios on this shared VM);
     on a GPU epoch by epoch, since timing a step needs a device sync that would cost the
     asynchronous launches their overlap."""
     chunk = 1 if device.type == "cpu" else steps_per_epoch
@@ -214,8 +214,8 @@ def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[d
             row["ratio"] = row["s_per_epoch"] / row["floor_s_per_epoch"]
             # each epoch's objective time over its floor's, taken in turn with it: the spread
             # of these is what this machine's drift does to one run's ratio
-            per_round = [o / f for o, f in zip(obj, flo)]
-            row["ratio_range"] = [min(per_round), max(per_round)]
+            per_epoch = [o / f for o, f in zip(obj, flo)]
+            row["ratio_range"] = [min(per_epoch), max(per_epoch)]
             rows.append(row)
             note = "   (floor with a double backward)" if double_backward else ""
             note += "".join(f"   {k}={v}" for k, v in row["params"].items())
