@@ -353,10 +353,15 @@ def _by_value(objects) -> None:
 def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
              gpus_per_trial: float = 0, cpus_per_trial: int = 1,
              max_concurrent: int | None = None, max_failures: int = 2,
-             experiment_name: str = "sweep", scheduler=None) -> int:
+             experiment_name: str = "sweep", scheduler=None, fresh_workers: bool = False) -> int:
     """Run every trial config of `suite` through Ray Tune (Ray must be connected); returns
     how many trials ended (fewer than given when the sweep was interrupted). `scheduler`: a
-    Tune scheduler such as `PerCellASHA()` (default: every trial runs its full budget)."""
+    Tune scheduler such as `PerCellASHA()` (default: every trial runs its full budget).
+
+    A worker runs trial after trial (Tune's `reuse_actors`): a new worker process costs
+    ~7 s (imports, first calls) against 1-3 s of a smoke trial (BENCHMARKS "Sweep
+    throughput"). A trial sets everything it depends on (seeds, threads), tested by
+    tests/test_train.py; `fresh_workers` gives every trial its own process instead."""
     if not trials:
         return 0
     if gpus_per_trial > 0 and cluster_gpus() == 0:
@@ -377,6 +382,7 @@ def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
         param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent, scheduler=scheduler,
+            reuse_actors=not fresh_workers,
             trial_dirname_creator=lambda t: f"{trial_dirname(t.config['trial']['name'])}-{t.trial_id}"),
         run_config=tune.RunConfig(name=experiment_name, storage_path=storage, verbose=0,
                                   callbacks=[callback],

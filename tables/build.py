@@ -49,11 +49,14 @@ def load_rows(client, parent, suite: Suite | None = None, csv: bool = False) -> 
 
 
 def build(suite_name: str, profile: str, client=None, uri: str | None = None,
-          out_dir: Path | None = None) -> list[Path]:
-    """Write the suite's tables (Markdown), tables.csv and plots; return the paths."""
+          out_dir: Path | None = None, parent=None) -> list[Path]:
+    """Write the suite's tables (Markdown), tables.csv and plots; return the paths.
+
+    `parent`: the sweep's run; by default the store's latest sweep of (suite, profile), which
+    a driver must not rely on: another sweep may have started in the same store since."""
     suite = get_suite(suite_name)
     client = client or tracking.open_client(uri)
-    parent = tracking.find_sweep(client, suite_name, profile)
+    parent = parent or tracking.find_sweep(client, suite_name, profile)
     if parent is None:
         raise LookupError(f"no sweep of suite {suite_name!r} with profile {profile!r} in the "
                           f"store; run `python -m harness.run --suite {suite_name} --profile "

@@ -106,6 +106,10 @@ def test_two_sweeps_write_to_one_store_at_once(tmp_path):
     names = sorted(r.info.run_name for r in runs)
     assert len(names) == len(set(names)) == 8  # 2 methods × 2 d × 2 strengths, none lost
     assert all(r.info.status == "FINISHED" for r in runs)
+    # each driver's tables are its own sweep's, not the store's latest sweep's
+    for method, title, other in (("cca", "| CCA |", "| MUC2M |"), ("muc2m", "| MUC2M |", "| CCA |")):
+        table1 = (tmp_path / method / f"{SUITE}-{PROFILE}" / "table1.md").read_text()
+        assert title in table1 and other not in table1, method
 
 
 def test_corrupt_offline_mnist_stops_the_sweep_before_any_trial(tmp_path):

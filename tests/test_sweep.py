@@ -84,7 +84,8 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
 def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "harness.run", "--suite", SUITE, "--profile", PROFILE,
-            "--methods", "muc2m,dcca", "--dims", "8,16", "--out", str(out), "--max-concurrent", "1"]
+            "--methods", "muc2m,dcca", "--dims", "8,16", "--out", str(out), "--max-concurrent", "1",
+            "--epochs", "12"]  # trials long enough (seconds each) to be killed in mid-sweep
     driver = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     results = out / f"{SUITE}-{PROFILE}" / "results.csv"
@@ -104,7 +105,8 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     kept = {json.loads(line)["name"] for line in outbox.read_text().splitlines()} if outbox.exists() else set()
     assert 2 <= len(set(finished) | kept) < 8
 
-    proc = harness_run("--methods", "muc2m,dcca", "--dims", "8,16", "--out", str(out), "--resume")
+    proc = harness_run("--methods", "muc2m,dcca", "--dims", "8,16", "--out", str(out), "--epochs", "12",
+                       "--resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"{len(set(finished) | kept)} trials already finished" in proc.stdout
     client, parent2, after = store(out)

@@ -42,8 +42,12 @@ def test_restored_trial_ends_with_the_same_metrics(method, mnist_smoke, tmp_path
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(mnist_smoke):
+    """Also whatever trial ran before in the process: Ray Tune reuses a worker for trial
+    after trial (`reuse_actors`), so nothing a trial sets may leak into the next."""
     config = {"method": "muc2m", "d": 8, "seed": 0, "profile": "smoke", "epochs": 2}
     a = run_trial(config, data=mnist_smoke, device="cpu")
+    run_trial({"method": "sdcca", "d": 8, "seed": 5, "profile": "smoke", "epochs": 1,
+               "precision": "bf16"}, data=mnist_smoke, device="cpu")
     b = run_trial(config, data=mnist_smoke, device="cpu")
     c = run_trial({**config, "seed": 1}, data=mnist_smoke, device="cpu")
     assert a.metrics == b.metrics
