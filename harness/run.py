@@ -104,7 +104,8 @@ def parse_args(argv=None):
                    "(default: as many as the resources allow)")
     p.add_argument("--fresh-worker-per-trial", action="store_true", help="start a new worker "
                    "process for every trial (default: a worker runs trial after trial, which "
-                   "saves ~7 s a trial; for a plug-in objective that leaves global state behind)")
+                   "saves ~7 s a trial where short trials run one at a time; for a plug-in "
+                   "objective that leaves global state behind)")
     p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: "
                    "sqlite:///<out>/mlflow.db)")
     p.add_argument("--out", default="runs", help="output folder (default ./runs)")

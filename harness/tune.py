@@ -359,8 +359,9 @@ def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
     Tune scheduler such as `PerCellASHA()` (default: every trial runs its full budget).
 
     A worker runs trial after trial (Tune's `reuse_actors`): a new worker process costs
-    ~7 s (imports, first calls), more than a smoke trial (BENCHMARKS "Sweep throughput"). A trial sets everything it depends on (seeds, threads), tested by
-    tests/test_train.py; `fresh_workers` gives every trial its own process instead."""
+    ~7 s (imports, first calls), more than a smoke trial (BENCHMARKS "Sweep throughput").
+    A trial sets everything it depends on (seeds, threads), tested by tests/test_train.py;
+    `fresh_workers` gives every trial its own process instead."""
     if not trials:
         return 0
     if gpus_per_trial > 0 and cluster_gpus() == 0:

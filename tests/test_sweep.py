@@ -65,6 +65,9 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
         if run.data.params["method"] == "muc2m":  # a validation curve, one point per pass
             assert len(client.get_metric_history(run.info.run_id, "val_corr")) == 2
     assert len(csv_rows(out)) == len(names)
+    # a worker ran trial after trial (reuse_actors): fewer worker processes than trials
+    pids = {p.read_text() for p in (out / f"{SUITE}-{PROFILE}" / "checkpoints").glob("*/worker.pid")}
+    assert len(pids) < len(names) == 8, pids
     # `mlflow ui` opens the experiment on its training runs, not in the GenAI overview
     assert client.get_experiment_by_name(SUITE).tags["mlflow.experimentKind"] == \
         "custom_model_development"
@@ -139,6 +142,28 @@ def test_a_rerun_sweep_finds_each_trials_latest_checkpoint_in_the_storage_by_nam
     assert found.path.endswith(f"{trial_dirname(name)}-bbb/checkpoint_000000")
     assert _stored_checkpoint(str(tmp_path), "exp", "dcca[d=8,ridge=0.001,seed=0]") is None
     assert _stored_checkpoint(str(tmp_path), "missing-experiment", name) is None
+
+
+def test_fresh_worker_per_trial_turns_tunes_worker_reuse_off(monkeypatch):
+    """The flag reaches Ray Tune (reuse itself is checked end to end by the smoke sweep)."""
+    from types import SimpleNamespace
+
+    from harness import tune as tune_runner
+    from harness.run import parse_args
+    from harness.suites import get_suite
+    seen = []
+    fake = SimpleNamespace(
+        with_parameters=lambda fn, **kw: fn, with_resources=lambda fn, res: fn,
+        grid_search=lambda values: values, RunConfig=lambda **kw: kw,
+        CheckpointConfig=lambda **kw: kw, FailureConfig=lambda **kw: kw,
+        TuneConfig=lambda **kw: seen.append(kw["reuse_actors"]) or kw,
+        Tuner=lambda *a, **kw: SimpleNamespace(fit=lambda: None))
+    monkeypatch.setattr(tune_runner, "tune", fake)
+    for argv in ([], ["--fresh-worker-per-trial"]):
+        fresh = parse_args(["--suite", SUITE, *argv]).fresh_worker_per_trial
+        tune_runner.run_grid([{"name": "t"}], None, suite=get_suite(SUITE), storage="/tmp",
+                             on_result=None, fresh_workers=fresh)
+    assert seen == [True, False]
 
 
 def test_python_m_tables_build_resolves_to_this_project(tmp_path):
