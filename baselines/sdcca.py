@@ -11,17 +11,18 @@ estimates follow. Hence the default ρ = 0, with 0.9 kept in the grid.
 
 At ρ = 0 the targets whiten by the current batch's own mean and covariance and no running
 estimate is kept (nothing would read it). For factored outputs (harness/lowrank.py) that
-whitening is exact in the k-dimensional span of the outputs (`batch_whiten_target`): a k × k
-eigh instead of d × d. At ρ > 0 the running covariance mixes the spans of earlier steps'
-weights, so it stays d × d and its inverse square root takes a d × d eigh per view and step.
+whitening is exact in the k-dimensional span of the outputs (`span_whitening`): a k × k eigh
+instead of d × d, and the loss and its gradient come in closed form from k × k moments
+(`FactoredBatchWhitenedLoss`). At ρ > 0 the running covariance mixes the spans of earlier
+steps' weights, so it stays d × d and its inverse square root takes a d × d eigh per view and
+step.
 """
 from __future__ import annotations
 
 import torch
 
 from harness.linalg import ThinQR, inv_sqrt
-from harness.lowrank import (LowRank, centered, difference, gram, mean, sq_norm,
-                             with_coord_gram)
+from harness.lowrank import LowRank, centered, difference, gram, mean, sq_norm
 from harness.registry import MethodSpec, register
 
 
@@ -57,24 +58,76 @@ def whiten_target(f, mu: torch.Tensor, cov: torch.Tensor, ridge: float):
 
 
 def batch_whiten_target(f, ridge: float):
-    """sg((f − μ)(Σ + rI)^{-1/2}) with μ, Σ the batch's own mean and covariance (ρ = 0).
-
-    For factors f = P Vᵀ with V = Q R (thin QR, Q d × k orthonormal): f − μ = Pc Vᵀ and
-    Σ = V Ĉ Vᵀ, Ĉ = PcᵀPc/(m−1), both inside span(Q), so
-    (Σ + rI)^{-1/2} = Q M^{-1/2} Qᵀ + r^{-1/2} (I − QQᵀ) with M = R Ĉ Rᵀ + rI (k × k), and
-    t = Pc Vᵀ (Σ + rI)^{-1/2} = Pc (Q M^{-1/2} R)ᵀ: the centred coordinates again, on a new
-    basis, from a k × k eigh (float64, as the direct path)."""
+    """sg((f − μ)(Σ + rI)^{-1/2}) with μ, Σ the batch's own mean and covariance (ρ = 0), for
+    outputs as they are (factored ones take `FactoredBatchWhitenedLoss`)."""
     x = f.detach().to(torch.float64)
-    if not isinstance(x, LowRank):
-        xc = centered(x)
-        return whiten_target(f, mean(x), gram(xc, xc) / (x.shape[0] - 1), ridge)
-    pc = centered(x).coords
-    qr = ThinQR.of(x.basis)
+    xc = centered(x)
+    return whiten_target(f, mean(x), gram(xc, xc) / (x.shape[0] - 1), ridge)
+
+
+def span_whitening(cov: torch.Tensor, qr: ThinQR, ridge: float) -> torch.Tensor:
+    """A = M^{-1/2} R, M = R Ĉ Rᵀ + rI (k × k), for outputs f = P Vᵀ with V = Q R (thin QR, Q
+    d × k orthonormal) and Ĉ = PcᵀPc/(m−1) (`cov`): the batch-whitened target
+    t = (f − μ)(Σ + rI)^{-1/2} is Pc (Q A)ᵀ.
+
+    f − μ = Pc Vᵀ and Σ = V Ĉ Vᵀ lie in span(Q), so (Σ + rI)^{-1/2} is
+    Q M^{-1/2} Qᵀ + r^{-1/2} (I − QQᵀ) and Pc Vᵀ (Σ + rI)^{-1/2} = Pc (Q M^{-1/2} R)ᵀ: a k × k
+    eigh instead of d × d (float64, as the direct path)."""
     eye = torch.eye(qr.r.shape[0], dtype=qr.r.dtype, device=qr.r.device)
-    pc_gram = pc.T @ pc
-    root = inv_sqrt(qr.r @ (pc_gram / (pc.shape[0] - 1)) @ qr.r.T + ridge * eye, eps=ridge)
-    target = LowRank(centered(f.detach()).coords, qr.q_times(root @ qr.r).to(f.basis.dtype))
-    return with_coord_gram(target, pc_gram.to(f.basis.dtype))  # ‖t‖² in the loss reads it
+    return inv_sqrt(qr.r @ cov @ qr.r.T + ridge * eye, eps=ridge) @ qr.r
+
+
+class FactoredBatchWhitenedLoss(torch.autograd.Function):
+    """`sdcca_loss` at ρ = 0 for outputs given as factors f_i = P_i V_iᵀ (P_i m × k, V_i d × k,
+    k < d; harness/lowrank.py), value and gradient in closed form from k × k moments.
+
+    Targets t_i = Pc_i B_iᵀ, B_i = Q_i A_i (`span_whitening`), are constants (stop-gradient).
+    With C_ij = Pc_iᵀPc_j, and P_iᵀPc_j = C_ij because Pc_j's columns sum to zero, for the pairs
+    (i, j) = (1, 2), (2, 1):
+      ‖f_i − t_j‖² = ⟨P_iᵀP_i, V_iᵀV_i⟩ − 2 ⟨C_ij, V_iᵀB_j⟩ + ⟨C_jj, A_jᵀA_j⟩,
+        V_iᵀB_j = (Q_jᵀV_i)ᵀ A_j,  P_iᵀP_i = C_ii + m μ_i μ_iᵀ,
+      ∂L/∂P_i = (2/m)(f_i − t_j) V_i = (2/m)(P_i V_iᵀV_i − Pc_j (V_iᵀB_j)ᵀ),
+      ∂L/∂V_i = (2/m)(f_i − t_j)ᵀ P_i = (2/m)(V_i P_iᵀP_i − Q_j A_j C_ijᵀ).
+    So a step takes three m × k × k Grams (float64, which the whitening needs anyway) and one
+    V₁ᵀV₂, where the loss on factored targets (`lowrank.difference`) took four more m × k × k
+    and six d × k × k Grams and back-propagated through them."""
+
+    @staticmethod
+    def forward(ctx, p1, v1, p2, v2, ridge: float):
+        m = p1.shape[0]
+        x1, x2 = p1.detach().double(), p2.detach().double()
+        mu1, mu2 = x1.mean(0), x2.mean(0)
+        pc1, pc2 = x1 - mu1, x2 - mu2
+        qr1, qr2 = ThinQR.of(v1.detach().double()), ThinQR.of(v2.detach().double())
+        c11, c22, c12 = pc1.T @ pc1, pc2.T @ pc2, pc1.T @ pc2
+        a1 = span_whitening(c11 / (m - 1), qr1, ridge)
+        a2 = span_whitening(c22 / (m - 1), qr2, ridge)
+        v12 = qr1.v.T @ qr2.v
+        v1_b2 = qr2.qt_times(qr1.v, v12.T).T @ a2
+        v2_b1 = qr1.qt_times(qr2.v, v12).T @ a1
+        pp1, pp2 = c11 + m * torch.outer(mu1, mu1), c22 + m * torch.outer(mu2, mu2)
+        loss = ((pp1 * qr1.gram).sum() - 2 * (c12 * v1_b2).sum() + (c22 * (a2.T @ a2)).sum()
+                + (pp2 * qr2.gram).sum() - 2 * (c12.T * v2_b1).sum() + (c11 * (a1.T @ a1)).sum()
+                ) / m
+        # ∂/∂P_i and ∂/∂V_i go straight into the network's backward and its parameters'
+        # gradient, which the direct path also takes in the network's dtype (as
+        # `baselines.dcca.FactoredTraceNormCorrelation` argues): so these m × k × k and
+        # d × k × k products are taken in that dtype, from float64 k × k factors
+        dtype, scale = p1.dtype, 2 / m
+        grad_p1 = torch.addmm(p1.detach() @ (scale * qr1.gram).to(dtype), pc2.to(dtype),
+                              (-scale * v1_b2.T).to(dtype))
+        grad_p2 = torch.addmm(p2.detach() @ (scale * qr2.gram).to(dtype), pc1.to(dtype),
+                              (-scale * v2_b1.T).to(dtype))
+        grad_v1 = torch.addmm(qr2.q_times(-scale * a2 @ c12.T, dtype), v1.detach(),
+                              (scale * pp1).to(dtype))
+        grad_v2 = torch.addmm(qr1.q_times(-scale * a1 @ c12, dtype), v2.detach(),
+                              (scale * pp2).to(dtype))
+        ctx.save_for_backward(grad_p1, grad_v1, grad_p2, grad_v2)
+        return loss.to(p1.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return (*(grad_out * g for g in ctx.saved_tensors), None)
 
 
 def sdcca_loss(f1, f2, t1, t2) -> dict:
@@ -87,6 +140,9 @@ def objective(model, h1, h2, state, params):
     f1, f2 = model.outputs(h1, h2, factored=True)  # factors at large d (harness/lowrank.py)
     if params["rho"] == 0:  # whitening by the batch itself: no running estimate to keep
         state["steps"] += 1
+        if isinstance(f1, LowRank):
+            return {"loss": FactoredBatchWhitenedLoss.apply(f1.coords, f1.basis, f2.coords,
+                                                            f2.basis, params["ridge"])}
         t1, t2 = batch_whiten_target(f1, params["ridge"]), batch_whiten_target(f2, params["ridge"])
     else:
         update_running(state, f1, f2, params["rho"])

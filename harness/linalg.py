@@ -60,23 +60,34 @@ class ThinQR:
 
     v: torch.Tensor
     r: torch.Tensor
+    gram: torch.Tensor  # VᵀV, which `of` computes anyway and a caller may need
     q: torch.Tensor | None = None  # formed only where Householder QR was taken
 
     @classmethod
     def of(cls, v: torch.Tensor) -> "ThinQR":
-        chol, info = torch.linalg.cholesky_ex(v.T @ v)
+        gram = v.T @ v
+        chol, info = torch.linalg.cholesky_ex(gram)
         diag = torch.diagonal(chol)
         # one host sync per call on a GPU, to choose the route
         if bool((info == 0) & (diag.max() <= CHOLESKY_QR_MAX_SPREAD * diag.min())):
-            return cls(v, chol.T)
+            return cls(v, chol.T, gram)
         q, r = torch.linalg.qr(v)
-        return cls(v, r, q)
+        return cls(v, r, gram, q)
 
-    def q_times(self, x: torch.Tensor) -> torch.Tensor:
-        """Q X (d × n) for X k × n."""
+    def q_times(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Q X (d × n) for X k × n; the d × k × n product in `dtype` if given (R⁻¹ X is taken
+        in the factors' own)."""
+        q = self.q if self.q is not None else self.v
+        if self.q is None:
+            x = torch.linalg.solve_triangular(self.r, x, upper=True)
+        return q @ x if dtype is None else q.to(dtype) @ x.to(dtype)
+
+    def qt_times(self, x: torch.Tensor, vt_x: torch.Tensor) -> torch.Tensor:
+        """Qᵀ X (k × n) for X d × n, given Vᵀ X (which a caller often has): R⁻ᵀ (Vᵀ X), a k × k
+        triangular solve; where Householder QR was taken, Qᵀ X itself (a d × k × n product)."""
         if self.q is not None:
-            return self.q @ x
-        return self.v @ torch.linalg.solve_triangular(self.r, x, upper=True)
+            return self.q.T @ x
+        return torch.linalg.solve_triangular(self.r.T, vt_x, upper=False)
 
 
 CHOLESKY_QR_MAX_SPREAD = 1e4  # cond(V) ≥ 1e4 would cost ~8 of float64's 16 digits (cond²)

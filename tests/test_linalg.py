@@ -58,6 +58,10 @@ def test_thin_qr_by_cholesky_is_householders_up_to_row_signs():
     assert torch.allclose(qr.r, signs[:, None] * r_ref, rtol=0, atol=1e-12 * float(r_ref.abs().max()))
     x = torch.randn(301, 7, generator=g, dtype=torch.float64)
     assert torch.allclose(qr.q_times(x), q_ref @ (signs[:, None] * x), rtol=0, atol=1e-12)
+    assert torch.equal(qr.gram, v.T @ v)
+    y = torch.randn(500, 7, generator=g, dtype=torch.float64)
+    assert torch.allclose(qr.qt_times(y, v.T @ y), signs[:, None] * (q_ref.T @ y), rtol=0,
+                          atol=1e-12)
 
 
 @pytest.mark.parametrize("case", ["zero column", "ill-conditioned"])
@@ -73,4 +77,6 @@ def test_thin_qr_takes_householder_where_cholesky_would_lose_digits(case):
     eye = torch.eye(20, dtype=torch.float64)
     q = qr.q_times(eye)
     assert torch.allclose(q @ qr.r, v, rtol=0, atol=1e-13)
+    y = torch.randn(60, 3, generator=g, dtype=torch.float64)
+    assert torch.allclose(qr.qt_times(y, torch.full((20, 3), float("nan"))), q.T @ y)
     assert torch.allclose(q.T @ q, eye, rtol=0, atol=1e-13)
