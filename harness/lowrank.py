@@ -97,13 +97,6 @@ def _store(memo: dict, x: torch.Tensor, y: torch.Tensor, product: torch.Tensor) 
     return product
 
 
-def with_coord_gram(z: LowRank, coord_gram: torch.Tensor) -> LowRank:
-    """z, told its PᵀP (k × k) that the caller computed anyway: a loss's Grams then take it
-    instead of another m k² product. For factors without gradient (targets)."""
-    _store(z._coord_grams, z.coords, z.coords, coord_gram)
-    return z
-
-
 def _coord_gram(a: LowRank, b: LowRank) -> torch.Tensor:
     """Pₐᵀ P_b (k × k), memoized."""
     return _tn(a.coords, a._coord_grams, b.coords, b._coord_grams)
