@@ -113,8 +113,9 @@ def parse_args(argv=None):
                    "checkpoints: a folder every node can reach, or a bucket URI pyarrow "
                    "understands (s3://, gs://, ...); default <out>/<suite>-<profile>/ray_results, "
                    "enough on one machine")
-    p.add_argument("--resume", action="store_true", help="continue the latest sweep of this "
-                   "suite and profile: finished trials are kept, the rest run")
+    p.add_argument("--resume", action="store_true", help="continue the sweep of this suite "
+                   "and profile whose --out this is (else the store's latest): finished trials "
+                   "are kept, the rest run")
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--data", default=None, metavar="FILE", help="--suite arrays: a .npz with "
                    "view1 (n × p1), view2 (n × p2), optional labels (n,) and split (n,)")
@@ -409,6 +410,26 @@ def _main(args) -> int:
         tune_runner.shutdown()
 
 
+SWEEP_RUN_ID = "sweep_run_id"  # in the sweep's folder: the MLflow run that --resume continues
+
+
+def sweep_to_resume(client, uri: str, suite: str, profile: str, sweep_dir: Path):
+    """The sweep whose folder this is: its run id is recorded there when it starts, so that
+    two sweeps of one (suite, profile) in one store (a shared tracking server) resume each its
+    own. A folder without the record (from before it was kept) resumes the store's latest sweep
+    of (suite, profile); None if there is none."""
+    recorded = sweep_dir / SWEEP_RUN_ID
+    if not recorded.exists():
+        return tracking.find_sweep(client, suite, profile)
+    run_id = recorded.read_text().strip()
+    parent = tracking.run_by_id(client, run_id)
+    if parent is None:
+        raise UsageError(f"--resume: the sweep {run_id} recorded in {recorded} is not in the "
+                         f"MLflow store {uri}; pass the store it was logged to with "
+                         f"--mlflow-uri")
+    return parent
+
+
 def plan(args, suite, profile: str, strengths) -> tuple[list[int], int, int]:
     """(dims, search trials per (method, d), seeds) from the flags, else the profile's."""
     dims = (_csv_list(args.dims, _positive_int, "dims") if args.dims is not None
@@ -435,7 +456,7 @@ def _sweep(args, suite, profile, methods, strengths, out, uri, client, options,
                                            searched(suite, methods, n_search)],
                           dims, strengths, seeds, checkpoint_root, options)
     data = suite.load_data(profile, options)  # a data error stops here, before any store write
-    parent = tracking.find_sweep(client, suite.name, profile) if args.resume else None
+    parent = sweep_to_resume(client, uri, suite.name, profile, sweep_dir) if args.resume else None
     sweep_dir.mkdir(parents=True, exist_ok=True)
     outbox = tracking.Outbox(sweep_dir / "pending_trials.jsonl")
     if parent is not None:
@@ -458,7 +479,9 @@ def _sweep(args, suite, profile, methods, strengths, out, uri, client, options,
                           ",".join(map(str, strengths))),
             "search_trials": n_search, "seeds": seeds, "profile": profile,
             "gpus_per_trial": gpus_per_trial, "address": args.address or "local"})
+        print(f"sweep {parent.info.run_id} (MLflow run; --resume continues it)", flush=True)
         finished = set()
+    (sweep_dir / SWEEP_RUN_ID).write_text(parent.info.run_id + "\n")  # what --resume reads
     results_csv = sweep_dir / "results.csv"
     records = tables_build.load_records(client, parent, superseded=True) if finished else []
     rows = [r.csv_row(suite.columns) for r in records]

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from harness.common import first_line, save_atomic
@@ -118,6 +119,16 @@ def find_sweep(client: MlflowClient, suite: str, profile: str):
                               f"tags.kind = 'sweep' and tags.profile = '{profile}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
+
+
+def run_by_id(client: MlflowClient, run_id: str):
+    """The run `run_id`, or None if the store has no such run."""
+    try:
+        return client.get_run(run_id)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
 
 
 def start_sweep(client: MlflowClient, suite: str, profile: str, params: dict):

@@ -79,6 +79,14 @@ def summary(client, parent) -> str:
     return suite.summary(df)
 
 
+def sweep_run(client, run_id: str, uri: str):
+    """The sweep run `run_id`; LookupError if the store has none."""
+    parent = tracking.run_by_id(client, run_id)
+    if parent is None:
+        raise LookupError(f"--sweep {run_id}: no such run in the MLflow store {uri}")
+    return parent
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tables.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,9 +95,15 @@ def main(argv=None) -> int:
     parser.add_argument("--mlflow-uri", default="sqlite:///runs/mlflow.db")
     parser.add_argument("--out-dir", default=None,
                         help="default: tables/results/<suite>-<profile>")
+    parser.add_argument("--sweep", default=None, metavar="RUN_ID",
+                        help="the sweep's MLflow run id (harness.run prints it and records it in "
+                             "<out>/<suite>-<profile>/sweep_run_id); default: the store's "
+                             "latest sweep of the suite and profile")
     args = parser.parse_args(argv)
     try:
-        written = build(args.suite, args.profile, uri=args.mlflow_uri, out_dir=args.out_dir)
+        client = tracking.open_client(args.mlflow_uri)
+        written = build(args.suite, args.profile, client=client, out_dir=args.out_dir,
+                        parent=args.sweep and sweep_run(client, args.sweep, args.mlflow_uri))
     except (LookupError, tracking.TrackingError) as err:  # KeyError (unknown suite) included
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2

@@ -48,7 +48,7 @@ def csv_rows(out: Path):
 
 
 @pytest.mark.sweep
-def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_path):
+def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_path, capsys):
     out = tmp_path / "runs"
     proc = harness_run("--methods", "cca,muc2m", "--dims", "8,16", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -79,6 +79,16 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
     tables_build.build(SUITE, PROFILE, uri=tracking.default_uri(out), out_dir=rebuilt)
     for fname in ("table1.md", "table5.md", "tables.csv"):
         assert (rebuilt / fname).read_text() == (sweep_dir / fname).read_text(), fname
+    # the CLI, naming the sweep by the run id its folder recorded
+    recorded = (sweep_dir / "sweep_run_id").read_text().strip()
+    assert recorded == parent.info.run_id
+    cli = ["--suite", SUITE, "--profile", PROFILE, "--mlflow-uri", tracking.default_uri(out),
+           "--out-dir", str(tmp_path / "cli")]
+    assert tables_build.main([*cli, "--sweep", recorded]) == 0
+    assert (tmp_path / "cli" / "table1.md").read_text() == (sweep_dir / "table1.md").read_text()
+    capsys.readouterr()
+    assert tables_build.main([*cli, "--sweep", "0" * 32]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0  # one line
     table1 = (rebuilt / "table1.md").read_text()
     assert "| CCA |" in table1 and "| MUC2M |" in table1 and "Provenance: profile `smoke`" in table1
 
@@ -114,6 +124,8 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     assert f"{len(set(finished) | kept)} trials already finished" in proc.stdout
     client, parent2, after = store(out)
     assert parent2.info.run_id == parent.info.run_id
+    recorded = (out / f"{SUITE}-{PROFILE}" / "sweep_run_id").read_text().strip()
+    assert recorded == parent.info.run_id and f"resuming sweep {recorded}" in proc.stdout
     names = [r.info.run_name for r in after]
     assert sorted(names) == sorted(expected_names(["muc2m", "dcca"], [8, 16]))  # no duplicates
     for name, run_id in finished.items():  # finished trials were kept, not recomputed
@@ -290,6 +302,26 @@ def test_resume_keeps_finished_trials_once_and_reruns_failed_ones(tmp_path):
     finished = tracking.prepare_resume(client, parent)
     assert list(finished) == [ok.name]  # the failed trial is run again by --resume
     assert [r.info.run_name for r in tracking.child_runs(client, parent)] == [ok.name]
+
+
+def test_resume_continues_the_sweep_its_folder_recorded_not_the_stores_latest(tmp_path):
+    """Two sweeps of one (suite, profile) in one store (a shared tracking server), each with its
+    own --out: each resumes its own, though the other started later; a folder without the
+    record resumes the latest; a recorded sweep the store lacks is a one-line usage error."""
+    from harness import run
+    client = tracking.open_client(tracking.default_uri(tmp_path))
+    mine = tracking.start_sweep(client, SUITE, PROFILE, {})
+    theirs = tracking.start_sweep(client, SUITE, PROFILE, {})  # started later: the latest
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / run.SWEEP_RUN_ID).write_text(mine.info.run_id + "\n")
+    uri = tracking.default_uri(tmp_path)
+    assert run.sweep_to_resume(client, uri, SUITE, PROFILE, folder).info.run_id == mine.info.run_id
+    assert (run.sweep_to_resume(client, uri, SUITE, PROFILE, tmp_path / "old").info.run_id
+            == theirs.info.run_id)
+    (folder / run.SWEEP_RUN_ID).write_text("0123456789abcdef0123456789abcdef")
+    with pytest.raises(run.UsageError, match="not in the MLflow store"):
+        run.sweep_to_resume(client, uri, SUITE, PROFILE, folder)
 
 
 def test_trials_an_earlier_plan_ran_stay_in_the_store_but_leave_the_tables(tmp_path):
