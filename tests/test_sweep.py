@@ -311,6 +311,7 @@ def test_resume_continues_the_sweep_its_folder_recorded_not_the_stores_latest(tm
     from harness import run
     client = tracking.open_client(tracking.default_uri(tmp_path))
     mine = tracking.start_sweep(client, SUITE, PROFILE, {})
+    time.sleep(0.02)  # start times are in milliseconds
     theirs = tracking.start_sweep(client, SUITE, PROFILE, {})  # started later: the latest
     folder = tmp_path / "mine"
     folder.mkdir()
