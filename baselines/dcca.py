@@ -96,7 +96,7 @@ class FactoredTraceNormCorrelation(torch.autograd.Function):
         # also takes in the network's dtype (∂/∂Z_i, rounded to it, times W_i): so this
         # m × 2k × 2k product is taken in that dtype too (float32: half the float64 time)
         dtype = p1.dtype
-        grad_p = torch.cat([p1c, p2c], 1).to(dtype) @ kernel.to(dtype)
+        grad_p = torch.cat([p1c.to(dtype), p2c.to(dtype)], 1) @ kernel.to(dtype)
         k = p1.shape[1]
         grad_v1 = qr1.q_times(a @ (-s[:, None] * (a_t.T @ c11) + b_t.T @ c12.T))
         grad_v2 = qr2.q_times(b @ (-s[:, None] * (b_t.T @ c22) + a_t.T @ c12))
