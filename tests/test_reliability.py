@@ -112,7 +112,7 @@ def test_two_sweeps_write_to_one_store_at_once(tmp_path):
         assert title in table1 and other not in table1, method
 
 
-def test_corrupt_offline_mnist_stops_the_sweep_before_any_trial(tmp_path):
+def test_corrupt_offline_mnist_stops_the_sweep_before_ray_starts(tmp_path):
     fake = tmp_path / "site" / "mnist"
     (fake / "data").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
@@ -124,4 +124,6 @@ def test_corrupt_offline_mnist_stops_the_sweep_before_any_trial(tmp_path):
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "sha256" in errors[0] and "reinstall" in errors[0]
+    assert "cluster:" not in proc.stdout  # stopped by the suite's input check, before Ray
+    assert not (tmp_path / "runs" / "mlflow.db").exists()  # ...and before the store
     assert not (tmp_path / "runs" / f"{SUITE}-{PROFILE}" / "results.csv").exists()

