@@ -193,8 +193,8 @@ def main(argv=None) -> int:
 
 
 def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[dict]:
-    """One row per (d, method), each printed as it is measured."""
-    rows = []
+    """One row per (d, method), each printed as it is measured, with progress on stderr."""
+    rows, started, total = [], time.monotonic(), len(dims) * len(methods)
     for d in dims:
         for method in methods:
             spec, params = get_method(method), own_overrides(overrides, method)
@@ -225,7 +225,18 @@ def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[d
                   f"({row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f} by epoch)   "
                   f"peak {row['peak_mem_mb']:8.0f} MB{note}",
                   file=sys.stderr if args.json else sys.stdout, flush=True)
+            print(progress(len(rows), total, time.monotonic() - started), file=sys.stderr,
+                  flush=True)
     return rows
+
+
+def progress(done: int, total: int, elapsed_s: float) -> str:
+    """'bench: 3 of 12 rows in 1m30s, ~4m30s left': the rest at the mean pace so far (rows at
+    larger d take longer, so early on this underestimates)."""
+    def clock(seconds: float) -> str:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    left = f", ~{clock(elapsed_s / done * (total - done))} left" if done < total else ""
+    return f"bench: {done} of {total} rows in {clock(elapsed_s)}{left}"
 
 
 if __name__ == "__main__":

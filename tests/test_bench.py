@@ -9,7 +9,12 @@ from harness import bench
 def test_bench_prints_one_row_per_method_and_d_against_the_right_floor(capsys):
     assert bench.main(["--dims", "8", "--epochs", "1", "--methods", "dcca,muc2m_regu",
                        "--subset", "4096", "--threads", "1", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    out = json.loads(printed.out)
+    # progress after each row, on stderr: the last one has nothing left to estimate
+    progress = [ln for ln in printed.err.splitlines() if ln.startswith("bench: ")]
+    assert [ln.split(" rows")[0] for ln in progress] == ["bench: 1 of 2", "bench: 2 of 2"]
+    assert "left" in progress[0] and "left" not in progress[1]
     rows = {row["method"]: row for row in out["rows"]}
     assert set(rows) == {"dcca", "muc2m_regu"} and all(r["d"] == 8 for r in rows.values())
     # Only the method whose loss differentiates input gradients gets the double-backward floor.
@@ -86,3 +91,8 @@ def test_bench_times_objective_and_floor_step_by_step_in_turn_on_the_cpu():
                                      steps_per_epoch=3, device=torch.device("cpu"))
     assert order == ["obj"] * 3 + ["floor"] * 3 + ["obj", "floor"] * 6
     assert [len(t) for t in times] == [2, 2] and all(s > 0 for t in times for s in t)
+
+
+def test_progress_estimates_the_rest_at_the_mean_pace_so_far():
+    assert bench.progress(3, 12, 90.0) == "bench: 3 of 12 rows in 1m30s, ~4m30s left"
+    assert bench.progress(12, 12, 3725.0) == "bench: 12 of 12 rows in 62m05s"
