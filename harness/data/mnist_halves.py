@@ -8,6 +8,7 @@ the split the offline copy ships) / 10k test; pixels float32 in [0, 1].
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import importlib.util
@@ -68,6 +69,7 @@ def _from_torchvision(root: Path, download: bool) -> dict[str, TwoViews]:
                             test.data.numpy(), test.targets.numpy())
 
 
+@functools.cache  # asked once per process: a sweep checks its source, then reads it
 def _online(host: str = "ossci-datasets.s3.amazonaws.com", timeout: float = 2.0) -> bool:
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
@@ -134,7 +136,9 @@ def _source(mnist_dir=None, allow_download: bool = True, verbose: bool = False):
     if mnist_dir:
         root = Path(mnist_dir)
         missing = [name for name in IDX_FILES if not (root / "MNIST" / "raw" / name).is_file()]
-        if missing:
+        legacy = all((root / "MNIST" / "processed" / name).is_file()  # torchvision reads it too
+                     for name in ("training.pt", "test.pt"))
+        if missing and not legacy:
             raise DataError(f"--mnist-dir {root}: no MNIST IDX files found ({missing[0]} is "
                             f"missing); put train-images-idx3-ubyte etc. under {root}/MNIST/raw/")
 
