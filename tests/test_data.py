@@ -55,3 +55,16 @@ def test_missing_offline_package_names_what_to_install(read, monkeypatch, tmp_pa
 def test_mnist_dir_without_idx_files_says_where_to_put_them(read, tmp_path):
     with pytest.raises(mnist_halves.DataError, match="MNIST/raw"):
         read(mnist_dir=tmp_path)
+
+
+def test_check_source_takes_the_files_torchvision_reads_from_an_mnist_dir(tmp_path):
+    raw, legacy = tmp_path / "raw_dir" / "MNIST" / "raw", tmp_path / "old_dir" / "MNIST" / "processed"
+    raw.mkdir(parents=True), legacy.mkdir(parents=True)
+    for name in mnist_halves.IDX_FILES[:-1]:
+        (raw / name).touch()
+    with pytest.raises(mnist_halves.DataError, match="t10k-labels-idx1-ubyte is missing"):
+        mnist_halves.check_source(tmp_path / "raw_dir")
+    (raw / mnist_halves.IDX_FILES[-1]).touch()
+    mnist_halves.check_source(tmp_path / "raw_dir")  # present: read (and checked) later
+    (legacy / "training.pt").touch(), (legacy / "test.pt").touch()
+    mnist_halves.check_source(tmp_path / "old_dir")  # torchvision's legacy layout
