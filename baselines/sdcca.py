@@ -88,9 +88,10 @@ class FactoredBatchWhitenedLoss(torch.autograd.Function):
         V_iᵀB_j = (Q_jᵀV_i)ᵀ A_j,  P_iᵀP_i = C_ii + m μ_i μ_iᵀ,
       ∂L/∂P_i = (2/m)(f_i − t_j) V_i = (2/m)(P_i V_iᵀV_i − Pc_j (V_iᵀB_j)ᵀ),
       ∂L/∂V_i = (2/m)(f_i − t_j)ᵀ P_i = (2/m)(V_i P_iᵀP_i − Q_j A_j C_ijᵀ).
-    So a step takes three m × k × k Grams (float64, which the whitening needs anyway) and one
-    V₁ᵀV₂, where the loss on factored targets (`lowrank.difference`) took four more m × k × k
-    and six d × k × k Grams and back-propagated through them."""
+    So a step takes three m × k × k Grams (float64, which the whitening needs anyway) and,
+    beside the two thin QRs' VᵢᵀVᵢ, one V₁ᵀV₂: three and three products in all, where the
+    whitening and the loss on factored targets (`lowrank.difference`) took six and eight
+    (counted in tests/test_lowrank.py) and back-propagated through them."""
 
     @staticmethod
     def forward(ctx, p1, v1, p2, v2, ridge: float):
