@@ -77,9 +77,9 @@ class ThinQR:
     def q_times(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Q X (d × n) for X k × n; the d × k × n product in `dtype` if given (R⁻¹ X is taken
         in the factors' own)."""
-        q = self.q if self.q is not None else self.v
-        if self.q is None:
-            x = torch.linalg.solve_triangular(self.r, x, upper=True)
+        q = self.q
+        if q is None:  # Cholesky-QR: Q = V R⁻¹, never formed
+            q, x = self.v, torch.linalg.solve_triangular(self.r, x, upper=True)
         return q @ x if dtype is None else q.to(dtype) @ x.to(dtype)
 
     def qt_times(self, x: torch.Tensor, vt_x: torch.Tensor) -> torch.Tensor:
