@@ -16,13 +16,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
-
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from harness.common import first_line, save_atomic
 from harness.record import TrialRecord, git_commit, hardware
+
+# MLflow is imported where a store is opened or written (~2 s): a CLI that stops at a bad flag
+# answers without it.
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
 GALLERY_ARTIFACT = "gallery.npz"
@@ -58,6 +60,7 @@ def _connect(uri: str) -> MlflowClient:
             fcntl.flock(lock, fcntl.LOCK_EX)
         for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # schema chatter
             logging.getLogger(name).setLevel(logging.WARNING)
+        from mlflow.tracking import MlflowClient
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # opens (and if new, creates) the store
     return client
@@ -123,6 +126,7 @@ def find_sweep(client: MlflowClient, suite: str, profile: str):
 
 def run_by_id(client: MlflowClient, run_id: str):
     """The run `run_id`, or None if the store has no such run."""
+    from mlflow.exceptions import MlflowException
     try:
         return client.get_run(run_id)
     except MlflowException as err:
@@ -132,6 +136,7 @@ def run_by_id(client: MlflowClient, run_id: str):
 
 
 def start_sweep(client: MlflowClient, suite: str, profile: str, params: dict):
+    from mlflow.entities import Param
     exp_id = experiment_id(client, suite)
     run = client.create_run(exp_id, run_name=f"{suite}-{profile}",
                             tags={"kind": "sweep", "suite": suite, "profile": profile,
@@ -183,6 +188,7 @@ def supersede(client: MlflowClient, parent, plan: set[str]) -> list[str]:
 
 def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
     """One child run for a finished (or diverged/failed) trial, in batches."""
+    from mlflow.entities import Metric, Param, RunTag
     now = int(time.time() * 1000)
     tags = {PARENT_RUN_ID_TAG: parent.info.run_id, "suite": parent.data.tags.get("suite", ""),
             "profile": record.profile, "status": record.status}

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Callable
 
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 
@@ -62,6 +61,10 @@ def gradcam(model, extractor: nn.Module, x: torch.Tensor, partner: torch.Tensor,
             view: int = 1, score: str = "cosine", layer: nn.Module | str | None = None
             ) -> torch.Tensor:
     """GradCAM maps of the score at input resolution, (N, H, W), ≥ 0."""
+    # Imported here: captum brings matplotlib (~1.5 s), which every process that loads the
+    # suites (each Ray worker of a two-view sweep, each CLI) would otherwise pay for nothing.
+    from captum.attr import LayerAttribution, LayerGradCam
+
     if isinstance(layer, str):
         layer = extractor.get_submodule(layer)
     layer = last_conv(extractor) if layer is None else layer
