@@ -27,7 +27,6 @@ from harness.models import PRECISIONS
 from harness.profiles import PROFILES
 from harness.suites import all_suites, get_suite
 
-DEFAULT_DIMS = "50,100,200,500,1000"
 
 
 class UsageError(ValueError):
@@ -66,6 +65,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def default_dims_text(suites: dict) -> str:
+    """`mnist_halves: paper 50,...,1000 / quick 50,200,1000 / smoke 10,50; arrays: 10; ...`,
+    suites with the same defaults named together (for --help)."""
+    by_text = {}
+    for name, suite in suites.items():
+        per = {p: ",".join(map(str, suite.dims_for(p))) for p in PROFILES}
+        text = (next(iter(per.values())) if len(set(per.values())) == 1 else
+                " / ".join(f"{p} {dims}" for p, dims in per.items()))
+        by_text.setdefault(text, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_text.items())
+
+
 def parse_args(argv=None):
     p = OneLineParser(prog="python -m harness.run", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,7 +92,7 @@ def parse_args(argv=None):
                    "('dcca*') or 'all' (the suite's defaults); " + "; ".join(
                        f"{name}: {', '.join(s.known_methods())}" for name, s in suites.items()))
     p.add_argument("--dims", default=None, help=f"comma-separated latent dimensions "
-                   f"(default: the suite's, {DEFAULT_DIMS} for mnist_halves, 64 for saliency)")
+                   f"(default: the suite's for the profile; {default_dims_text(suites)})")
     p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
                    "method, a grid instead of the search (default: the profile's search, or "
                    "each method's own grid with --search-trials 0)")
