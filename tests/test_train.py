@@ -66,6 +66,10 @@ def test_batch_not_larger_than_d_is_refused(d):
     ({"method": "dcca", "d": 10, "profile": "huge"}, "unknown profile"),
     ({"method": "sdcca", "d": 10, "strength": 1.5}, "outside its valid range"),
     ({"method": "muc2m", "d": 10, "overrides": {"gama": 1.0}}, "no parameter"),
+    ({"method": "muc2m", "d": 10, "epochs": 0}, "epochs=0 must be a whole number"),  # not 'unset'
+    ({"method": "muc2m", "d": 10, "epochs": 2.5}, "epochs=2.5 must be a whole number"),
+    ({"method": "muc2m", "d": 10, "lr": -1.0}, "lr=-1.0 must be a finite number > 0"),
+    ({"method": "muc2m", "d": 10, "lr": float("nan")}, "lr=nan must be a finite number > 0"),
 ])
 def test_bad_configurations_are_refused_with_a_clear_message(config, message):
     with pytest.raises(ConfigError, match=message):
@@ -77,6 +81,10 @@ def test_cli_bad_input_is_one_line_and_non_zero():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown method" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "harness.train", "--method", "muc2m", "--d", "10",
+                           "--lr", "-1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # was torch's traceback, exit 1
+    assert proc.stderr.strip().count("\n") == 0 and "lr=-1.0 must be" in proc.stderr
 
 
 def test_quick_profile_divides_epochs_by_a_methods_epoch_cost():

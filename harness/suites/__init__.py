@@ -11,6 +11,8 @@ plus its name in `SUITE_MODULES` below.
 from __future__ import annotations
 
 import importlib
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -123,10 +125,16 @@ class Suite:
                               f"{', '.join(self.precisions)} only; drop --precision")
         strength = params[spec.strength] if spec.strength else None
         seed = int(config.get("seed", 0))
+        epochs, lr = config.get("epochs"), config.get("lr")
+        if epochs is not None and (isinstance(epochs, bool)
+                                   or not isinstance(epochs, numbers.Integral) or epochs < 1):
+            raise ConfigError(f"epochs={epochs!r} must be a whole number ≥ 1")
+        if lr is not None and not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"lr={lr!r} must be a finite number > 0 (e.g. 1e-3)")
         return {"method": spec.name, "d": d, "seed": seed, "profile": profile.name,
                 "strength_name": spec.strength, "strength": strength, "params": params,
-                "batch": batch, "lr": config.get("lr") or profile.lr,
-                "epochs": config.get("epochs") or profile.epochs_for(d, spec.epoch_cost),
+                "batch": batch, "lr": lr or profile.lr,
+                "epochs": epochs or profile.epochs_for(d, spec.epoch_cost),
                 "eval_every": config.get("eval_every") or profile.eval_every,
                 "hidden": tuple(config.get("hidden") or (
                     HIDDEN if spec.hidden is None else spec.hidden)), "precision": precision,
