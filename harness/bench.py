@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from harness.common import default_device, synchronize
+from harness.common import ConfigError, default_device, synchronize
 from harness.loop import batches, train_epoch
 from harness.models import HIDDEN, PRECISIONS, TwoViewModel, direct_outputs
 from harness.profiles import get_profile
@@ -174,7 +174,10 @@ def main(argv=None) -> int:
     except ValueError:
         parser.error(f"--dims {args.dims!r}: expected comma-separated integers, e.g. 50,1000")
     overrides = parse_overrides(args.set, methods, parser)
-    device = default_device(args.device)
+    try:
+        device = default_device(args.device)
+    except ConfigError as err:
+        parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
     train = to_device(load_data("paper")["train"].head(args.subset), device)

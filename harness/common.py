@@ -37,13 +37,40 @@ def save_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def check_writable(folder: Path, flag: str) -> None:
+    """`folder` exists (made if need be) and takes a file; else a ConfigError naming `flag`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{flag} {folder}: cannot write there ({err.strerror}); choose a "
+                          f"writable folder") from None
+
+
 def torch_save_atomic(obj, path: Path) -> None:
     save_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` if given, else CUDA where it exists, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """`device` if given (checked: a ConfigError names what is wrong), else CUDA where it
+    exists, else the CPU."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device; use cpu or cuda "
+                          f"(cuda:N for the N-th GPU)") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU is visible here; use cpu, or "
+                              f"leave --device out (CUDA where it exists, else the CPU)")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                              f"CUDA GPU(s), numbered from 0")
+    return chosen
 
 
 def synchronize(device: torch.device) -> None:

@@ -54,6 +54,9 @@ def check_method(name: str) -> None:
 
 
 def _check_defaults(spec) -> None:
+    for key, allowed in spec.choices.items():
+        assert spec.defaults.get(key) in allowed, \
+            f"{spec.name}: the default {key}={spec.defaults.get(key)!r} is not among its choices {allowed}"
     if spec.loss_fn is None:
         return
     keyword_defaults = {k: p.default for k, p in inspect.signature(spec.loss_fn).parameters.items()

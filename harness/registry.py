@@ -67,6 +67,7 @@ class MethodSpec:
                                        # parameter (or "lr") -> (lo, hi) sampled log-uniform;
                                        # (lo, hi, "1-") samples 1−value log-uniform in [lo, hi]
                                        # (lo, hi, "lin") samples value uniformly in [lo, hi]
+    choices: dict = field(default_factory=dict)  # text parameter -> the values it accepts
     notes: str = ""
 
     def fresh_state(self, d: int, device=None) -> dict:
@@ -93,6 +94,9 @@ class MethodSpec:
             except ValueError:
                 raise ValueError(f"parameter {key!r} of method {self.name!r} takes a "
                                  f"{kind.__name__}, not {value!r}") from None
+            if key in self.choices and params[key] not in self.choices[key]:
+                raise ValueError(f"parameter {key!r} of method {self.name!r} is one of "
+                                 f"{', '.join(map(str, self.choices[key]))}, not {value!r}")
         if strength is not None:
             if self.strength is None:
                 raise ValueError(f"method {self.name!r} has no swept strength")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from harness import record, registry, search, tracking
-from harness.common import ConfigError, first_line, save_atomic
+from harness.common import ConfigError, check_writable, first_line, save_atomic
 from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
 from harness.extractors import MissingTextEncoder
@@ -291,17 +291,6 @@ def check_storage(storage: str | None) -> None:
                          f"give a shared folder or a bucket URI such as s3://bucket/sweeps") from None
 
 
-def check_writable(out: Path, flag: str = "--out") -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise UsageError(f"{flag} {out}: cannot write there ({err.strerror}); choose a writable "
-                         f"folder") from None
-
-
 def write_results_csv(path: Path, rows: list[dict], metric_columns: tuple = ()) -> None:
     """results.csv from `TrialRecord.csv_row` rows, replaced atomically."""
     def write(tmp):
@@ -373,7 +362,7 @@ def _main(args) -> int:
         raise UsageError(f"--mnist-dir {args.mnist_dir}: no such folder; give the folder that "
                          f"holds MNIST/raw/*-idx*-ubyte")
     out = Path(args.out)
-    check_writable(out)
+    check_writable(out, "--out")
     check_storage(args.storage)
     options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
     if args.data_root:

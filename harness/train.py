@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from harness import registry
-from harness.common import ConfigError, TrialDiverged
+from harness.common import ConfigError, TrialDiverged, check_writable, default_device
 from harness.data.mnist_halves import DataError
 from harness.models import PRECISIONS
 from harness.suites import get_suite
@@ -67,6 +68,9 @@ def main(argv=None) -> int:
                   "profile": args.profile, "overrides": parse_overrides(args.overrides),
                   "epochs": args.epochs, "lr": args.lr, "precision": args.precision, **options}
         suite.resolve(config)  # refuse bad input before loading data
+        default_device(args.device)
+        if args.checkpoint_dir:
+            check_writable(Path(args.checkpoint_dir), "--checkpoint-dir")
         data = suite.load_data(args.profile, options)
         record = suite.trial(config, data=data, checkpoint_dir=args.checkpoint_dir,
                              device=args.device, log=lambda msg: print(msg, file=sys.stderr,

@@ -9,7 +9,7 @@ import math
 
 from harness.lowrank import diag_gram, off_diagonal_sq
 from harness.registry import MethodSpec, register
-from muc2m.individual import LAM_IND
+from muc2m.individual import LAM_IND, SCORE_SPACES
 from muc2m.regularization import gradient_penalty, score_input_gradients
 from muc2m.scores import cosine_score
 
@@ -78,7 +78,7 @@ SPEC = register(MethodSpec(
     defaults={"lam": 5e-3, "gamma": 0.0, "alpha": 0.5, **INDIVIDUAL_DEFAULTS}, strength="lam", grid=(5e-3, 5e-2),
     valid=(0.0, 1e6), search={"lam": (1e-4, 10.0)}, objective=objective, loss_fn=common_loss, batchnorm=True,
     capabilities=("two_view", "ooi", "pairs"), score_model=score_model,
-    titles={"saliency": "MUC2M orig"},
+    titles={"saliency": "MUC2M orig"}, choices={"ind_score": SCORE_SPACES},
     notes="γ (gamma) > 0 adds the contractive gradient regularization (MUC2M w/ regu)",
 ))
 
@@ -96,6 +96,6 @@ REGU_SPEC = register(MethodSpec(
     search={"gamma": (1e-4, 10.0), "lam": (1e-4, 10.0)},
     valid=(0.0, 1e6), objective=objective, loss_fn=common_loss, batchnorm=True,
     input_gradient_penalty=True, capabilities=("two_view", "ooi", "pairs"),
-    score_model=score_model,
+    score_model=score_model, choices={"ind_score": SCORE_SPACES},
     notes="MUC2M common component with the contractive gradient regularization (Eq. 7)",
 ))

@@ -27,6 +27,19 @@ def test_the_contract_check_catches_a_broken_method():
         registry.unregister(broken.name)
 
 
+def test_the_contract_check_catches_a_default_outside_its_choices():
+    muc2m = registry.get("muc2m")
+    bad = registry.register(registry.MethodSpec(
+        name="broken_choice", title="broken", defaults={**muc2m.defaults, "ind_score": "raw"},
+        strength="lam", grid=(5e-3,), objective=muc2m.objective, loss_fn=muc2m.loss_fn,
+        batchnorm=True, choices=muc2m.choices))
+    try:
+        with pytest.raises(AssertionError, match="default ind_score='raw' is not among"):
+            check_method("broken_choice")
+    finally:
+        registry.unregister(bad.name)
+
+
 @pytest.mark.parametrize("suite_name", list(SUITES))
 def test_every_suite_resolves_each_of_its_methods_at_every_grid_point(suite_name):
     suite = SUITES[suite_name]

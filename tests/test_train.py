@@ -66,6 +66,8 @@ def test_batch_not_larger_than_d_is_refused(d):
     ({"method": "dcca", "d": 10, "profile": "huge"}, "unknown profile"),
     ({"method": "sdcca", "d": 10, "strength": 1.5}, "outside its valid range"),
     ({"method": "muc2m", "d": 10, "overrides": {"gama": 1.0}}, "no parameter"),
+    ({"method": "muc2m", "d": 10, "overrides": {"ind_score": "bogus"}},
+     "'ind_score' of method 'muc2m' is one of bn, pre_bn, affine_bn, not 'bogus'"),
     ({"method": "muc2m", "d": 10, "epochs": 0}, "epochs=0 must be a whole number"),  # not 'unset'
     ({"method": "muc2m", "d": 10, "epochs": 2.5}, "epochs=2.5 must be a whole number"),
     ({"method": "muc2m", "d": 10, "lr": -1.0}, "lr=-1.0 must be a finite number > 0"),
@@ -85,6 +87,22 @@ def test_cli_bad_input_is_one_line_and_non_zero():
                            "--lr", "-1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]  # was torch's traceback, exit 1
     assert proc.stderr.strip().count("\n") == 0 and "lr=-1.0 must be" in proc.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "tpu"], "device 'tpu' is not a torch device"),
+    (["--device", "cuda:7"], "device 'cuda:7': "),  # no GPU here, or fewer than eight
+    (["--checkpoint-dir", "/proc/no-such-folder"], "--checkpoint-dir /proc/no-such-folder: "
+                                                   "cannot write there"),
+])
+def test_cli_refuses_a_device_or_checkpoint_folder_it_cannot_use_before_loading_data(
+        flags, message, capsys, monkeypatch):
+    from harness import train
+    from harness.suites import mnist_halves
+    monkeypatch.setattr(mnist_halves, "load_data", lambda *a, **k: pytest.fail("data loaded"))
+    assert train.main(["--method", "muc2m", "--d", "10", "--profile", "smoke", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
 def test_quick_profile_divides_epochs_by_a_methods_epoch_cost():
