@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import registry, tracking
+from harness.profiles import PROFILES
 from harness.record import TrialRecord
 from harness.suites import Suite, get_suite
 
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tables.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True)
-    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--profile", default="quick", choices=tuple(PROFILES))
     parser.add_argument("--mlflow-uri", default="sqlite:///runs/mlflow.db")
     parser.add_argument("--out-dir", default=None,
                         help="default: tables/results/<suite>-<profile>")
@@ -101,6 +102,10 @@ def main(argv=None) -> int:
                              "latest sweep of the suite and profile")
     args = parser.parse_args(argv)
     try:
+        db = args.mlflow_uri[len("sqlite:///"):] if args.mlflow_uri.startswith("sqlite:///") else None
+        if db is not None and not Path(db).is_file():  # reading must not make an empty store
+            raise LookupError(f"--mlflow-uri {args.mlflow_uri}: no such store ({db} does not "
+                              f"exist); pass the URI the sweep printed (its `browse it:` line)")
         client = tracking.open_client(args.mlflow_uri)
         written = build(args.suite, args.profile, client=client, out_dir=args.out_dir,
                         parent=args.sweep and sweep_run(client, args.sweep, args.mlflow_uri))

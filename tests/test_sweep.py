@@ -190,6 +190,15 @@ def test_python_m_tables_build_resolves_to_this_project(tmp_path):
     assert "--mlflow-uri" in proc.stdout
 
 
+def test_tables_build_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path, capsys):
+    missing = tmp_path / "typo" / "mlflow.db"
+    assert tables_build.main(["--suite", SUITE, "--profile", PROFILE,
+                              "--mlflow-uri", f"sqlite:///{missing}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no such store ({missing} does not exist)" in err, err
+    assert not missing.exists() and not missing.parent.exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--suite", "nope"], "unknown suite"),
     (["--suite", SUITE, "--methods", "dcca,nope"], "unknown method"),
