@@ -28,7 +28,6 @@ from harness.profiles import PROFILES
 from harness.suites import all_suites, get_suite
 
 
-
 class UsageError(ValueError):
     pass
 
