@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from harness.common import ConfigError, default_device, synchronize
+from harness.common import ConfigError, default_device, synchronize, whole_number
 from harness.loop import batches, train_epoch
 from harness.models import HIDDEN, PRECISIONS, TwoViewModel, direct_outputs
 from harness.profiles import get_profile
@@ -144,10 +144,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dims", default="50,200,500,1000")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (after 1 warm-up)")
+    parser.add_argument("--epochs", type=whole_number(1), default=3,
+                        help="timed epochs (after 1 warm-up)")
     parser.add_argument("--methods", default="all")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--threads", type=whole_number(1), default=None,
+                        help="torch threads (CPU; default: torch's)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="the networks' arithmetic, objective and floor alike (default fp32)")
     parser.add_argument("--subset", type=int, default=None, metavar="N",

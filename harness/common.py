@@ -2,6 +2,7 @@
 the default device. Everything the suites, the loop and the CLIs need in common, nothing else."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -35,6 +36,20 @@ def save_atomic(path: Path, write) -> None:
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
     write(tmp)
     os.replace(tmp, path)
+
+
+def whole_number(minimum: int):
+    """An argparse type: a whole number ≥ minimum (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
+        return value
+    parse.__name__ = f"whole number ≥ {minimum}"
+    return parse
 
 
 def check_writable(folder: Path, flag: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -115,7 +116,15 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=450.0,
                         help="wall-clock budget for all phases (default 450)")
     args = parser.parse_args(argv)
+    if not (math.isfinite(args.budget_s) and args.budget_s > 0):
+        parser.error(f"--budget-s {args.budget_s}: give a positive number of seconds")
     import torch
+
+    from harness.common import ConfigError, check_writable
+    try:  # before any device time is spent: the report is all this command leaves
+        check_writable(Path(args.out).parent, "--out")
+    except ConfigError as err:
+        parser.error(str(err))
     report = {"version": REPORT_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "host": platform.node(), "torch": torch.__version__, "python": platform.python_version()}
     out = Path(args.out)

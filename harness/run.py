@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from harness import record, registry, search, tracking
-from harness.common import ConfigError, check_writable, first_line, save_atomic
+from harness.common import ConfigError, check_writable, first_line, save_atomic, whole_number
 from harness.data.coco import CocoDataError
 from harness.data.mnist_halves import DataError
 from harness.extractors import MissingTextEncoder
@@ -37,20 +37,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (see --help)")
-
-
-def _count(minimum: int):
-    """An argparse type: a whole number ≥ minimum (argparse names the flag in its error)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}; give {minimum} or more")
-        return value
-    parse.__name__ = f"whole number ≥ {minimum}"
-    return parse
 
 
 def _fraction(text: str) -> float:
@@ -95,21 +81,21 @@ def parse_args(argv=None):
     p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
                    "method, a grid instead of the search (default: the profile's search, or "
                    "each method's own grid with --search-trials 0)")
-    p.add_argument("--search-trials", type=_count(0), default=None, help="configurations sampled "
+    p.add_argument("--search-trials", type=whole_number(0), default=None, help="configurations sampled "
                    "per (method, d) from each method's ranges, poor ones stopped early by ASHA, "
                    "the best on validation rerun with --seeds seeds; 0 = each method's grid "
                    "(default: the profile's: quick 6, paper 12, smoke 0)")
-    p.add_argument("--seeds", type=_count(1), default=None,
+    p.add_argument("--seeds", type=whole_number(1), default=None,
                    help="seeds per reported configuration (default: the profile's: quick and "
                    "paper 3, smoke 1)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start and stop "
                    "a local Ray)")
     p.add_argument("--gpus-per-trial", type=_fraction, default=None, help="fractional GPUs per trial "
                    "(default: 0.25 where the cluster has GPUs, 0 otherwise)")
-    p.add_argument("--cpus-per-trial", type=_count(1), default=1,
+    p.add_argument("--cpus-per-trial", type=whole_number(1), default=1,
                    help="CPUs (and torch threads) per "
                    "trial (default 1)")
-    p.add_argument("--max-concurrent", type=_count(1), default=None,
+    p.add_argument("--max-concurrent", type=whole_number(1), default=None,
                    help="most trials at once "
                    "(default: as many as the resources allow)")
     p.add_argument("--fresh-worker-per-trial", action="store_true", help="start a new worker "
@@ -131,7 +117,7 @@ def parse_args(argv=None):
                    "view1 (n × p1), view2 (n × p2), optional labels (n,) and split (n,)")
     p.add_argument("--hidden", default=None, help="hidden widths of every encoder, e.g. 64,32 "
                    "(default: the paper's 500,300)")
-    p.add_argument("--epochs", type=_count(1), default=None,
+    p.add_argument("--epochs", type=whole_number(1), default=None,
                    help="override the profile's epochs "
                    "(for every d)")
     p.add_argument("--precision", default=None, choices=PRECISIONS, help="the "
@@ -353,10 +339,10 @@ def _main(args) -> int:
     if args.search_trials and suite.family != "two_view":
         raise UsageError(f"--search-trials: suite {suite.name} sweeps its grid (the search runs "
                          f"on two-view suites); drop the flag")
-    if not args.address and args.cpus_per_trial > (os.cpu_count() or 1):
+    if not args.address and args.cpus_per_trial > (os.cpuwhole_number() or 1):
         raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: this machine has "
-                         f"{os.cpu_count()} CPUs, so no trial could ever start; use at most "
-                         f"{os.cpu_count()}")
+                         f"{os.cpuwhole_number()} CPUs, so no trial could ever start; use at most "
+                         f"{os.cpuwhole_number()}")
     if args.mnist_dir and not Path(args.mnist_dir).is_dir():
         raise UsageError(f"--mnist-dir {args.mnist_dir}: no such folder; give the folder that "
                          f"holds MNIST/raw/*-idx*-ubyte")
@@ -390,7 +376,7 @@ def _main(args) -> int:
     from harness import tune as tune_runner  # Ray is imported only for sweeps
     try:
         resources = tune_runner.connect(args.address,
-                                        num_cpus=None if args.address else os.cpu_count())
+                                        num_cpus=None if args.address else os.cpuwhole_number())
     except tune_runner.ClusterError as err:
         raise UsageError(str(err)) from None
     try:

@@ -35,6 +35,9 @@ def test_bench_prints_one_row_per_method_and_d_against_the_right_floor(capsys):
     (["--set", "rho"], "expected KEY=VALUE"),
     (["--set", "nope=1"], "no benchmarked method has the parameter(s) ['nope']"),
     (["--methods", "sdcca", "--set", "rho=abc"], "takes a float"),
+    (["--epochs", "0"], "argument --epochs: 0 is below 1"),  # was a traceback after the data
+    (["--threads", "0"], "argument --threads: 0 is below 1"),  # ran on torch's default
+    (["--device", "tpu"], "device 'tpu' is not a torch device"),
 ])
 def test_bench_refuses_bad_input_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

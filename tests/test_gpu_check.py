@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from harness import gpu_check
 
 
@@ -17,6 +19,19 @@ def test_without_a_gpu_it_says_so_in_one_line_writes_a_no_gpu_report_and_exits_3
     data = json.loads(report.read_text())
     assert data["status"] == "no_gpu" and data["version"] == gpu_check.REPORT_VERSION
     assert data["phases"] == [] and data["torch"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "/proc/no-such-folder/gpu_report.json"], "--out /proc/no-such-folder: cannot write"),
+    (["--budget-s", "0"], "--budget-s 0.0: give a positive number of seconds"),
+])
+def test_bad_flags_stop_it_before_any_device_time_is_spent(argv, message, capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: pytest.fail("got to the device"))
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_a_phase_records_its_exit_code_time_parsed_result_and_gpu_window():
