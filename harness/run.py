@@ -339,10 +339,10 @@ def _main(args) -> int:
     if args.search_trials and suite.family != "two_view":
         raise UsageError(f"--search-trials: suite {suite.name} sweeps its grid (the search runs "
                          f"on two-view suites); drop the flag")
-    if not args.address and args.cpus_per_trial > (os.cpuwhole_number() or 1):
+    if not args.address and args.cpus_per_trial > (os.cpu_count() or 1):
         raise UsageError(f"--cpus-per-trial {args.cpus_per_trial}: this machine has "
-                         f"{os.cpuwhole_number()} CPUs, so no trial could ever start; use at most "
-                         f"{os.cpuwhole_number()}")
+                         f"{os.cpu_count()} CPUs, so no trial could ever start; use at most "
+                         f"{os.cpu_count()}")
     if args.mnist_dir and not Path(args.mnist_dir).is_dir():
         raise UsageError(f"--mnist-dir {args.mnist_dir}: no such folder; give the folder that "
                          f"holds MNIST/raw/*-idx*-ubyte")
@@ -376,7 +376,7 @@ def _main(args) -> int:
     from harness import tune as tune_runner  # Ray is imported only for sweeps
     try:
         resources = tune_runner.connect(args.address,
-                                        num_cpus=None if args.address else os.cpuwhole_number())
+                                        num_cpus=None if args.address else os.cpu_count())
     except tune_runner.ClusterError as err:
         raise UsageError(str(err)) from None
     try:
