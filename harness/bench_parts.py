@@ -17,6 +17,7 @@ import time
 import torch
 
 from baselines.dcca import gradient_kernel, trace_norm_core
+from harness.common import whole_number
 from harness.linalg import ThinQR, center, ridge_cov
 from harness.models import HIDDEN
 
@@ -59,8 +60,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench_parts", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--d", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=whole_number(1), default=None)
+    parser.add_argument("--repeats", type=whole_number(1), default=10)
     args = parser.parse_args(argv)
     if args.d <= HIDDEN[-1]:
         parser.error(f"--d {args.d}: the factored path runs only above the last hidden width "

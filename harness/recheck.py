@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from harness import registry
+from harness.common import whole_number
 from harness.loop import batches
 from harness.models import TwoViewModel, direct_outputs
 from harness.suites import get_suite
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
     parser.add_argument("--d", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--methods", default=None, help="comma-separated (default: every method)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=whole_number(1), default=1)
     parser.add_argument("--direct", action="store_true",
                         help="outputs as m x d tensors at every d (TwoViewModel.factor = False): "
                              "the reference path that the factored objectives must agree with")

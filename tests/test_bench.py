@@ -46,6 +46,18 @@ def test_bench_refuses_bad_input_with_one_line(argv, message, capsys):
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "0"], "argument --repeats: 0 is below 1"),  # was 'no median for empty data'
+    (["--threads", "0"], "argument --threads: 0 is below 1"),  # ran on torch's default
+])
+def test_bench_parts_refuses_bad_input_with_one_line(argv, message, capsys):
+    from harness import bench_parts
+    with pytest.raises(SystemExit) as exit_info:
+        bench_parts.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_bench_parts_prints_every_stage_and_their_sum(capsys):
     from harness import bench_parts
     assert bench_parts.main(["--d", "320", "--repeats", "1", "--threads", "1"]) == 0

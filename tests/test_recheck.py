@@ -40,6 +40,10 @@ def test_recheck_refuses_what_it_cannot_retrain(results_csv, tmp_path, capsys):
     assert "no finished trial" in capsys.readouterr().err
     assert recheck.main([str(tmp_path / "missing.csv")]) == 2
     assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # was torch's set_num_threads traceback
+        recheck.main([str(path), "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --threads: 0 is below 1" in capsys.readouterr().err
 
 
 def factored_trial_csv(method: str, folder):
