@@ -121,13 +121,13 @@ def main(argv=None) -> int:
     import torch
 
     from harness.common import ConfigError, check_writable
+    out = Path(args.out)
     try:  # before any device time is spent: the report is all this command leaves
-        check_writable(Path(args.out).parent, "--out")
+        check_writable(out.parent, "--out")
     except ConfigError as err:
         parser.error(str(err))
     report = {"version": REPORT_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "host": platform.node(), "torch": torch.__version__, "python": platform.python_version()}
-    out = Path(args.out)
     if not torch.cuda.is_available():
         report.update(status="no_gpu", phases=[])
         out.write_text(json.dumps(report, indent=1))

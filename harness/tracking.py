@@ -47,14 +47,18 @@ def retrying(call, *args, attempts: int = 8, retry_on=("locked",), **kwargs):
             time.sleep(0.2 * 2 ** attempt)
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` URI; None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def _connect(uri: str) -> MlflowClient:
     """Open the store; a new SQLite store is created (schema migrations) under a file lock,
     because two processes migrating one new file at once corrupt it."""
     lock_path = None
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if db.parent.is_dir():
-            lock_path = db.with_name(db.name + ".lock")
+    db = sqlite_file(uri)
+    if db is not None and db.parent.is_dir():
+        lock_path = db.with_name(db.name + ".lock")
     with open(lock_path, "w") if lock_path else contextlib.nullcontext() as lock:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)

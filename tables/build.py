@@ -102,8 +102,8 @@ def main(argv=None) -> int:
                              "latest sweep of the suite and profile")
     args = parser.parse_args(argv)
     try:
-        db = args.mlflow_uri[len("sqlite:///"):] if args.mlflow_uri.startswith("sqlite:///") else None
-        if db is not None and not Path(db).is_file():  # reading must not make an empty store
+        db = tracking.sqlite_file(args.mlflow_uri)
+        if db is not None and not db.is_file():  # reading must not make an empty store
             raise LookupError(f"--mlflow-uri {args.mlflow_uri}: no such store ({db} does not "
                               f"exist); pass the URI the sweep printed (its `browse it:` line)")
         client = tracking.open_client(args.mlflow_uri)
