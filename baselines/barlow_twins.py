@@ -1,4 +1,4 @@
-"""Barlow Twins (Zbontar et al. 2021), SPEC §7.
+"""Barlow Twins (Zbontar et al. 2021); docs/methods.md, Barlow Twins.
 
 C = Z1ᵀ Z2 / m with Z_i = BN(f_i(H_i)) (m × d),
 loss = Σ_k (1 − C_kk)² + λ Σ_{k≠l} C_kl².

@@ -1,4 +1,4 @@
-"""Linear CCA (Hotelling 1936): closed form, no training (SPEC §1 `cca`).
+"""Linear CCA (Hotelling 1936): closed form, no training (docs/methods.md, CCA).
 
 Σ11 = H̄1ᵀH̄1/(n−1) + rI, Σ22 likewise, T = Σ11^{-1/2} Σ12 Σ22^{-1/2} = U D Vᵀ,
 A = Σ11^{-1/2} U[:, :d], B = Σ22^{-1/2} V[:, :d]. At most rank(H̄1), rank(H̄2) components exist.

@@ -1,4 +1,4 @@
-"""Correlational neural networks (Chandar et al. 2016), SPEC §1 `corrnet`.
+"""Correlational neural networks (Chandar et al. 2016); docs/methods.md, CorrNet.
 
 loss = (1/m) Σ_j [ℓ(z_j, g(h(x_j))) + ℓ(z_j, g(h(y_j))) + ℓ(z_j, g(h(x_j, y_j)))] − λ Σ_k corr_k,
 z = [x; y], ℓ = ½‖·‖², corr_k the batch Pearson correlation of dimension k of h(X) and h(Y).

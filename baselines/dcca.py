@@ -1,4 +1,4 @@
-"""Deep CCA (Andrew et al. 2013): maximise the trace norm of T on each batch (SPEC §1 `dcca`).
+"""Deep CCA (Andrew et al. 2013): maximise the trace norm of T on each batch (docs/methods.md).
 
 loss = −Σ_k σ_k(T), T = Σ11^{-1/2} Σ12 Σ22^{-1/2} from the batch outputs f_i(H_i), with ridge r.
 The backward is Andrew et al.'s closed form, so autograd never differentiates `eigh`/`svd`

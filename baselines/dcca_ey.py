@@ -1,4 +1,4 @@
-"""DCCA-EY (Chapman, Aguila & Wells): the unconstrained Eckhart–Young loss of CCA (SPEC §7).
+"""DCCA-EY (Chapman, Aguila & Wells): the unconstrained Eckhart–Young loss of CCA.
 
 With the batch covariances of the centred outputs f_i(H_i) (normalised by m−1),
 A = Σ12 + Σ21 and B = Σ11 + Σ22,

@@ -1,4 +1,4 @@
-"""Deep canonically correlated autoencoders (Wang et al. 2015), SPEC §1 `dccae`.
+"""Deep canonically correlated autoencoders (Wang et al. 2015); docs/methods.md, DCCAE.
 
 loss = dcca_loss(f1, f2) + λ · (1/m) Σ_j (‖h1_j − p(f1(h1_j))‖² + ‖h2_j − q(f2(h2_j))‖²);
 the decoders p, q read the (un-normalised) encoder outputs.

@@ -1,4 +1,4 @@
-"""Stochastic deep CCA by nonlinear orthogonal iterations (Wang et al. 2015), SPEC §1 `sdcca`.
+"""Stochastic deep CCA by nonlinear orthogonal iterations (Wang et al. 2015); docs/methods.md.
 
 Running μ_i, Σ_i ← ρ·old + (1−ρ)·batch (ρ weighs the OLD estimate); targets
 t_i = sg((f_i − μ_i)(Σ_i + rI)^{-1/2}); loss = (1/m) Σ_j ‖f1_j − t2_j‖² + ‖f2_j − t1_j‖².

@@ -1,4 +1,4 @@
-"""Soft CCA (Chang et al. 2018), SPEC §1 `softcca`.
+"""Soft CCA (Chang et al. 2018); docs/methods.md, Soft CCA.
 
 loss = ‖Z1 − Z2‖_F² / m + λ (SDL(Z1) + SDL(Z2)),  SDL(Z) = Σ_{k≠l} |Φ̂_kl|,
 Φ̂ ← α·sg(Φ̂) + (1−α)·ZᵀZ/(m−1): a running average through which the gradient reaches the

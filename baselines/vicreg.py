@@ -1,4 +1,4 @@
-"""VICReg (Bardes, Ponce & LeCun 2022), SPEC §7, on the raw encoder outputs z_i = f_i(H_i).
+"""VICReg (Bardes, Ponce & LeCun 2022; docs/methods.md), on the raw encoder outputs z_i = f_i(H_i).
 
 loss = λ·(1/m) Σ_j ‖z1_j − z2_j‖² / d + μ·[v(z1) + v(z2)] + ν·[c(z1) + c(z2)],
 v(z) = (1/d) Σ_k max(0, 1 − sqrt(Var(z_k) + 1e-4)),   c(z) = (1/d) Σ_{k≠l} Cov(z)_kl²,

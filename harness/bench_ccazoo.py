@@ -6,7 +6,7 @@
 
 Pairs (cca-zoo class vs our registered method):  DCCA ↔ dcca,  DCCAE ↔ dccae,
 DCCANOI ↔ sdcca,  DCCASDL ↔ softcca (the default), and on request (`--pairs`, or `all`) the
-SPEC §7 objectives DCCAEY ↔ dcca_ey,  BarlowTwins ↔ barlow_twins,  VICReg ↔ vicreg.
+objectives beyond the paper, DCCAEY ↔ dcca_ey,  BarlowTwins ↔ barlow_twins,  VICReg ↔ vicreg.
 Everything else is shared, in one process:
 
 * networks: both sides train `harness.models.encoder` modules (392-500-300-d), built from the

@@ -1,4 +1,4 @@
-"""Frozen feature extractors of the saliency suites (SPEC §3.2): CNN A and CNN B, trained once
+"""Frozen feature extractors of the saliency suites: CNN A and CNN B, trained once
 by the project on scenes for multi-label digit presence, and the MiniLM sentence encoder.
 
 A and B stand in for ResNet50 and CLIP-ResNet50: two different architectures trained on two

@@ -127,7 +127,7 @@ def canonical_correlations(x, y, ridge: float = 1e-4, k: int | None = None) -> t
 
 @dataclass
 class LinearCCA:
-    """Projections fitted on one sample, applicable to another (SPEC §1 `cca`, §4.1)."""
+    """Projections fitted on one sample, applicable to another (linear CCA, docs/methods.md)."""
 
     mean1: torch.Tensor
     mean2: torch.Tensor

@@ -1,4 +1,4 @@
-"""Metrics of SPEC §4.1–4.2 on representations (numpy or torch, rows = samples)."""
+"""Correlation and recognition metrics on representations (numpy or torch, rows = samples)."""
 from __future__ import annotations
 
 import warnings
@@ -51,7 +51,7 @@ def row_space_basis(x: np.ndarray, rtol: float = ROW_SPACE_RTOL) -> np.ndarray |
 
 
 def cross_modal_recognition(z1, z2, labels, folds: int = 5, seed: int = 0) -> tuple[float, float]:
-    """SPEC §4.2: 5 contiguous folds; LinearSVC(C=1) on view-1 of 4 folds, tested on view-2 of
+    """Recognition: 5 contiguous folds; LinearSVC(C=1) on view-1 of 4 folds, tested on view-2 of
     the held-out fold. Returns (accuracy view1→view2, swapped view2→view1), mean over folds."""
     from sklearn.preprocessing import StandardScaler
 
@@ -110,7 +110,7 @@ def view1_classification(train_z1, train_labels, test_z1, test_labels, n_train: 
 
 def all_metrics(train_reps, test_reps, test_labels, k: int, aligned: bool = True,
                 recognition: bool = True) -> dict:
-    """Every SPEC §4.1–4.2 metric of one trial, from train and test representations.
+    """Every correlation and recognition metric of one trial, from train and test representations.
 
     `aligned=False` (DCCA-type outputs, correlated only after a rotation): recognition runs on
     the test outputs projected by the linear CCA fitted on the train outputs."""

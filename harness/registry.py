@@ -41,7 +41,7 @@ class MethodSpec:
     valid: tuple = (0.0, float("inf"))  # closed range a strength must lie in
     objective: Callable | None = None  # (model, h1, h2, state, params) -> {"loss": ..., terms}
     loss_fn: Callable | None = None    # the pure loss whose keyword defaults must match `defaults`
-    batchnorm: bool = False            # representations are BN(f(h)) (SPEC: "column-whitened")
+    batchnorm: bool = False            # representations are BN(f(h)) (paper: "column-whitened")
     aligned: bool = True               # outputs match dimension-wise across views (else recognition
                                        # uses the CCA projections of the outputs, fitted on train)
     decoders: str | None = None        # None | "views" (decoder per view) | "joint" (one for [h1;h2])

@@ -1,4 +1,4 @@
-"""MUC2M common component (SPEC §2.1, paper Eq. 2–4 and 7).
+"""MUC2M common component (paper Eq. 2–4 and 7; docs/methods.md, MUC2M).
 
 C = Z1ᵀZ2/m, S_i = Z_iᵀZ_i/m,  L_common = Σ_k (1 − C_kk)² + λ Σ_i Σ_{k≠l} (S_i)_kl²,
 plus γ · (1/m) Σ_j [R(∂s_c(j)/∂h1_j) + R(∂s_c(j)/∂h2_j)] when γ > 0 ("MUC2M w/ regu").

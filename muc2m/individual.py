@@ -1,4 +1,4 @@
-"""MUC2M individual component (SPEC §2.2, paper Eq. 5–6), trained after the common one is frozen.
+"""MUC2M individual component (paper Eq. 5–6), trained after the common one is frozen.
 
 Shapes: a batch of `m` pairs, `h_i` (m, p_i) input features, `z_i` (m, d) common and `w_i`
 (m, d) individual representations.
@@ -8,7 +8,7 @@ Shapes: a batch of `m` pairs, `h_i` (m, p_i) input features, `z_i` (m, d) common
 
 Individual score (our reading): Q_j an orthonormal basis of span(z1_j, z2_j), P_j = I − Q_j Q_jᵀ,
 s_ind(x_i,j) = ‖P_j u_i,j‖₂, where u is the representation the score reads (`SCORE_SPACES`):
-- "bn" (the paper's reading, SPEC §2.2): u = W = BN(g(H)), affine-free. Every coordinate has
+- "bn" (the paper's reading): u = W = BN(g(H)), affine-free. Every coordinate has
   unit variance over the data, so ‖P u‖ is nearly the same for every input (~√(d−2)): its
   spread over the test items is measured and reported (`ind_score_cv`).
 - "pre_bn": u = g(H), the representation before the BatchNorm (our reading where the paper is
@@ -40,7 +40,7 @@ class IndividualComponent(nn.Module):
     """g_i (the common encoder's MLP shape) + BN(d), and dec_i : R^{2d} → R^{p_i}.
 
     `score_space` (module doc): which representation the individual score reads; "affine_bn"
-    also makes the BatchNorm affine, the others keep it affine-free (SPEC §2.2)."""
+    also makes the BatchNorm affine, the others keep it affine-free."""
 
     def __init__(self, p1: int, p2: int, d: int, hidden=HIDDEN, score_space: str = "bn"):
         super().__init__()

@@ -1,5 +1,5 @@
 """`MUC2M`: fit the common and individual components on two arrays of features, then score and
-explain pairs (SPEC §2).
+explain pairs (docs/methods.md, MUC2M).
 
     model = MUC2M(d=64).fit(X1, X2)                  # X_i: (n, p_i), numpy or torch
     out = model.transform(X1, X2)                    # {"common": (z1, z2), "individual": (w1, w2)}
@@ -149,8 +149,8 @@ class MUC2M:
     # ------------------------------------------------------------------------------ inference
     def score_tensor(self, h1: torch.Tensor, h2: torch.Tensor, kind: str = "cosine",
                      view: int = 1) -> torch.Tensor:
-        """Differentiable score per pair, (n,). Common scores (SPEC §2.1) read z = BN_eval(f(h));
-        "norm" is ‖z_view‖; "individual" is ‖P u_view‖ (SPEC §2.2; u per `ind_score`)."""
+        """Differentiable score per pair, (n,). Common scores read z = BN_eval(f(h));
+        "norm" is ‖z_view‖; "individual" is ‖P u_view‖ (u per `ind_score`)."""
         if kind not in SCORES:
             raise ValueError(f"unknown score {kind!r}; choose one of: {', '.join(SCORES)}")
         if view not in (1, 2):

@@ -1,4 +1,4 @@
-"""Contractive gradient regularization of the common score (SPEC §2.1, paper Eq. 7).
+"""Contractive gradient regularization of the common score (paper Eq. 7).
 
 R(g) = α‖g‖₁ + (1−α)‖g‖₂², applied to ∂s_c(j)/∂h_i,j and averaged over the batch. The input
 gradients are taken with `create_graph=True`, so the penalty is differentiated twice

@@ -1,8 +1,8 @@
-"""Saliency of a MUC2M score (SPEC §4.3): GradCAM for images, input gradients for features.
+"""Saliency of a MUC2M score: GradCAM for images, input gradients for features.
 
 `model` is anything with `score_tensor(h1, h2, kind, view) -> (N,)` (a fitted `muc2m.model.MUC2M`);
 `partner` holds the other view's features (N, p_other), fixed while the explained view varies.
-Scores: "cosine" (Eq. 4), "dot", "norm" (own view only) and "individual" (‖P w‖, SPEC §2.2).
+Scores: "cosine" (Eq. 4), "dot", "norm" (own view only) and "individual" (‖P w‖).
 
 - `input_gradient`: ∂s_j/∂h_j for feature inputs h (N, p), by autograd (|·| unless asked
   otherwise). The networks are in eval mode, so row j's score depends on row j only.

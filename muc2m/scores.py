@@ -1,4 +1,4 @@
-"""Scores of a pair's representations (SPEC §2.1): `cosine` is the paper's Eq. 4."""
+"""Scores of a pair's representations: `cosine` is the paper's Eq. 4."""
 from __future__ import annotations
 
 import torch

@@ -1,7 +1,7 @@
-"""Known-answer tests for the baselines' pure losses (SPEC §1: corrnet, softcca, sdcca, dccae).
+"""Known-answer tests for the baselines' pure losses (corrnet, softcca, sdcca, dccae).
 
 Every expected value is a closed form or a hand computation written out here from the
-equation in the module docstring / SPEC, never a recorded output of the code under test.
+equation in the module docstring, never a recorded output of the code under test.
 """
 import numpy as np
 import pytest

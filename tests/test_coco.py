@@ -1,4 +1,4 @@
-"""COCO loader (SPEC §3.3) on a tiny COCO-format fixture the test writes itself."""
+"""COCO loader on a tiny COCO-format fixture the test writes itself."""
 import json
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The COCO saliency suites' data path (`harness.suites.saliency.coco`, SPEC §3.3, §4.3) end to end
+"""The COCO saliency suites' data path (`harness.suites.saliency.coco`) end to end
 on a tiny COCO-format fixture written here, with randomly initialised networks."""
 import json
 from pathlib import Path

@@ -4,7 +4,7 @@ import pytest
 
 from harness import metrics
 
-# SPEC §4.1: corr_refit on independent Gaussian views with n = 10,000.
+# corr_refit on independent Gaussian views with n = 10,000.
 NOISE_FLOOR = {50: 3.0, 200: 24.0}
 
 

@@ -1,7 +1,7 @@
-"""Known-answer tests for the SPEC §7 objectives: dcca_ey, barlow_twins, vicreg.
+"""Known-answer tests for the objectives beyond the paper: dcca_ey, barlow_twins, vicreg.
 
 Every expected value is a closed form or a hand computation written out here from the equation
-in the module docstring / SPEC §7, never a recorded output of the code under test; then each loss
+in the module docstring, never a recorded output of the code under test; then each loss
 against cca-zoo 4.0.1's model of the same objective on the same representations.
 
 Test views are built from the columns of the 8×8 Sylvester–Hadamard matrix H: columns 1..7 are

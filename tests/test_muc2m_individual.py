@@ -1,4 +1,4 @@
-"""MUC2M individual component (SPEC §2.2): the score on hand-computed cases, the loss against its
+"""MUC2M individual component: the score on hand-computed cases, the loss against its
 definition, and a planted two-view problem where the common and individual factors are known."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The contractive penalty of muc2m/regularization.py (SPEC §2.1, Eq. 7) against finite
+"""The contractive penalty of muc2m/regularization.py (Eq. 7) against finite
 differences: its double-backward gradient with respect to the weights (gradcheck) and the
 score's second derivatives (gradgradcheck), in float64 on a tiny model."""
 import torch

@@ -1,4 +1,4 @@
-"""Saliency (SPEC §4.3): captum GradCAM maps of MUC2M scores at input resolution, and input
+"""Saliency: captum GradCAM maps of MUC2M scores at input resolution, and input
 gradients for feature inputs."""
 from collections import OrderedDict
 

@@ -1,4 +1,4 @@
-"""Linear-setting checks of SPEC §2.3 (paper Sec. 4, Appendix 7.2), run through the same
+"""Linear-setting checks (paper Sec. 4, Appendix 7.2), run through the same
 autograd saliency path (`muc2m.saliency.input_gradient`) that explains real features.
 
 One linear layer per view, no bias, identity batch-norm (`linear_model`): z_i = U_iᵀ h_i,

@@ -1,4 +1,4 @@
-"""Noisy MNIST (SPEC §8): the views as Wang et al. define them, built deterministically."""
+"""Noisy MNIST: the views as Wang et al. define them, built deterministically."""
 import math
 
 import numpy as np

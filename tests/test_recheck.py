@@ -62,7 +62,7 @@ def factored_trial_csv(method: str, folder):
 def test_trained_in_float64_the_factored_and_direct_paths_end_at_the_same_metrics(
         method, tmp_path, capsys):
     """A whole trial (4 epochs, Adam) with d above the last hidden width, so its objective runs
-    on factors, retrained on the direct path too: in float64 the two end within the issue's
+    on factors, retrained on the direct path too: in float64 the two end within the
     1e-6 (measured: ≤ 4e-9 for Deep CCA), though every step's rounding difference has had the
     whole trial to grow. In float32 the same pair differs by ~1e-4 in corr_heldout and ~4e-2 in
     corr_diag: rounding, not the algebra, which is why the check is made in float64."""

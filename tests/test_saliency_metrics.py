@@ -1,4 +1,4 @@
-"""Saliency metrics (SPEC §4.3) on hand-made maps and masks with known answers."""
+"""Saliency metrics on hand-made maps and masks with known answers."""
 import numpy as np
 import pytest
 import torch

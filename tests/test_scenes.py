@@ -1,4 +1,4 @@
-"""MNIST scenes (SPEC §3.2): determinism, layout, tight masks, disjoint splits, pairs, cache."""
+"""MNIST scenes: determinism, layout, tight masks, disjoint splits, pairs, cache."""
 import numpy as np
 import pytest
 import torch

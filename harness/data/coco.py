@@ -1,4 +1,4 @@
-"""COCO 2017 (SPEC §3.3): images, per-image categories and object masks, read with pycocotools
+"""COCO 2017: images, per-image categories and object masks, read with pycocotools
 from a root the user gives. Expected layout:
 
     <root>/annotations/instances_{split}2017.json   (from annotations_trainval2017.zip)

@@ -1,4 +1,4 @@
-"""MNIST halves (SPEC §3.1): left columns 0–13 and right columns 14–27, 392 pixels each.
+"""MNIST halves: left columns 0–13 and right columns 14–27, 392 pixels each.
 
 Sources, in order: (1) a directory of the standard IDX files (torchvision's MNIST layout),
 (2) torchvision's download when the machine is online, (3) the offline copy shipped by the

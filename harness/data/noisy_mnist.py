@@ -1,4 +1,4 @@
-"""Noisy MNIST (Wang et al. 2015, the DCCAE paper's benchmark; SPEC §8), built from the offline
+"""Noisy MNIST (Wang et al. 2015, the DCCAE paper's benchmark), built from the offline
 MNIST deterministically.
 
 View 1: a digit rotated by an angle drawn uniformly from [−π/4, π/4] (bilinear, black fill).

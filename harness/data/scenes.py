@@ -1,4 +1,4 @@
-"""Scenes of MNIST digits (SPEC §3.2): the offline stand-in for the COCO saliency experiments.
+"""Scenes of MNIST digits: the offline stand-in for the COCO saliency experiments.
 
 A scene is a 64×64 canvas split into four 32×32 quadrants (0 top-left, 1 top-right,
 2 bottom-left, 3 bottom-right). It holds 2–3 MNIST digits of DISTINCT classes, each in its

@@ -1,4 +1,4 @@
-"""MNIST halves (SPEC §3.1, paper Tables 1 and 5): the left and right halves of a digit as two
+"""MNIST halves (paper Tables 1 and 5): the left and right halves of a digit as two
 views; every two-view method learns d-dimensional representations of both, scored by total
 correlation (Table 1) and cross-modal recognition (Table 5).
 
@@ -23,13 +23,13 @@ from harness.profiles import get_profile
 from harness.record import TrialRecord
 from harness.suites import Suite, register_suite
 
-# Metric columns, in table order (SPEC §4).
+# Metric columns, in table order (docs/methods.md, Metrics).
 COLUMNS = ("corr_heldout", "corr_refit", "corr_floor", "corr_diag", "recog_acc",
            "recog_acc_swapped", "val_corr_best", "train_seconds", "n_components", "best_epoch",
            "resumed_from")
 DIMS = (50, 100, 200, 500, 1000)
 
-# The paper's numbers (SPEC §5), by method and d (None = not reported).
+# The paper's numbers (its Tables 1 and 5), by method and d (None = not reported).
 PAPER_DIMS = (50, 100, 200, 500, 1000)
 PAPER_TABLE1 = {  # total correlation on the MNIST-halves test set
     "cca": (28.3, 34.2, 48.7, 74.0, None),

@@ -1,10 +1,10 @@
-"""Noisy MNIST (Wang et al. 2015, the DCCAE paper's benchmark; SPEC §8): view 1 a rotated
+"""Noisy MNIST (Wang et al. 2015, the DCCAE paper's benchmark): view 1 a rotated
 digit, view 2 another image of the same class under uniform noise (`harness.data.noisy_mnist`).
 
 The two-view trial, metrics and Tables 1/5 of MNIST halves, plus the DCCAE paper's protocol
 (`classification.md`): a linear SVM on view-1 representations of the training set, tested on
 view 1 of the test set. The DCCAE paper's own figures are not shown beside ours: we have not
-been able to check them against the paper here (SPEC §8 asks for that first).
+been able to check them against the paper here.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MUC2M's individual structure, one component at a time, on VALIDATION only (issue 15).
+"""MUC2M's individual structure, one component at a time, on VALIDATION only.
 
     python -m harness.suites.saliency.ablation --suite scenes_pairs [--profile quick]
         [--gamma 1] [--seeds 1] [--out FILE.md]

@@ -1,4 +1,4 @@
-"""The COCO 2017 data of the suites `coco_ooi` and `coco_pairs` (SPEC §3.3, §4.3; paper
+"""The COCO 2017 data of the suites `coco_ooi` and `coco_pairs` (paper
 Tables 2–4): the COCO counterpart of `harness.suites.saliency.scenes.scenes_data`.
 
 - "ooi" (Table 2): extractor A = ResNet50 up to global average pooling (2048-d), text = the

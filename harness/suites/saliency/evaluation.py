@@ -1,4 +1,4 @@
-"""A saliency trial (SPEC §4.3, paper Tables 2–4): train a method's score model on frozen
+"""A saliency trial (paper Tables 2–4, docs/methods.md): train a method's score model on frozen
 features, explain held-out items with GradCAM through the frozen extractor, score the maps
 against object masks.
 
@@ -125,7 +125,7 @@ def _ap_without_background(maps, ind, common) -> float:
 
 
 def individual_score_spread(model, f1: np.ndarray, f2: np.ndarray, device) -> dict:
-    """How much the individual score varies over the items (issue: a score that is nearly the
+    """How much the individual score varies over the items (a score that is nearly the
     same for every input has a gradient that is mostly noise): its mean, and its coefficient of
     variation std/mean over the items of each view, averaged over the two views."""
     stats = []

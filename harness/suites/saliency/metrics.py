@@ -1,4 +1,4 @@
-"""Saliency metrics of SPEC §4.3 (Tables 2–4), on numpy arrays or torch tensors.
+"""Saliency metrics of Tables 2–4 (docs/methods.md, Saliency), on numpy arrays or torch tensors.
 
 Conventions shared by every function:
 - A saliency map `S` is non-negative (GradCAM after ReLU) at image resolution, shape H×W; a

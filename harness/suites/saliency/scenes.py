@@ -1,4 +1,4 @@
-"""The data of `scenes_ooi` / `scenes_pairs` (SPEC §3.2) and of `clutter_ooi` / `clutter_pairs`:
+"""The data of `scenes_ooi` / `scenes_pairs` and of `clutter_ooi` / `clutter_pairs`:
 scenes drawn by `harness.data.scenes` (kind "mnist": one digit per quadrant on black) or by
 `harness.data.clutter_scenes` (kind "clutter": 2–4 digits of random scale on a textured
 background, overlapping boundedly, with unlabeled distractor strokes), features of the

@@ -15,7 +15,7 @@ from harness.suites.saliency import gallery
 TABLE3_KEYS = ("ap_common", "ap_ind", "ap_ind_bg")
 TABLE4_KEYS = ("mag_cosine", "mag_dot", "mag_norm")
 
-# The paper's COCO 2017 numbers (SPEC §5). Keys: our method names.
+# The paper's COCO 2017 numbers (its Tables 2–4). Keys: our method names.
 PAPER_TABLE2 = {"uniform": 10.9, "contrastive": 20.6, "muc2m": 18.1, "muc2m_regu": 21.2}
 # AP_common / AP_ind / AP_ind−bg; base A/B = the paper's base ResNet50 / base CLIP-ResNet50
 PAPER_TABLE3 = {"uniform": (14.9, 20.1, 65.5), "base_a": (16.5, 21.5, 65.1),
@@ -38,7 +38,7 @@ def _paper_note(on_coco: bool) -> str:
     if on_coco:
         return "Paper: the paper's COCO 2017 number (same data set)."
     return ("Paper: the paper's COCO 2017 number — a DIFFERENT data set (COCO with ResNet50/BERT/"
-            "CLIP), shown for orientation only; our numbers are on the MNIST scenes (SPEC §3.2).")
+            "CLIP), shown for orientation only; our numbers are on the MNIST scenes.")
 
 
 def _line(r: dict, keys, paper: dict) -> str:
