@@ -11,7 +11,12 @@ from pathlib import Path
 import torch
 
 
-class ConfigError(ValueError):
+class HarnessError(Exception):
+    """Bad input or an unusable environment: every CLI prints its message as one `error:`
+    line and exits 2 (`cli_errors`). Each subclass names what went wrong."""
+
+
+class ConfigError(HarnessError, ValueError):
     """A trial configuration that cannot run; the message says what to change."""
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.common import cache_root, recipe_hash, torch_save_atomic
+from harness.common import HarnessError, cache_root, recipe_hash, torch_save_atomic
 from harness.data import clutter_scenes
 from harness.data.scenes import GENERATOR_VERSION, N_CLASSES, load_scenes
 from harness.loop import train_epoch
@@ -189,7 +189,7 @@ def load_extractor(name: str, n_train: int = 10000, cache_dir=None, log=print,
     return net, info
 
 
-class MissingTextEncoder(RuntimeError):
+class MissingTextEncoder(HarnessError, RuntimeError):
     pass
 
 

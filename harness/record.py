@@ -1,9 +1,9 @@
 """The one trial record: identity, parameters, metrics, provenance and status of a trial.
 
-A trial returns a `TrialRecord`; Ray carries it as JSON (`to_dict`/`from_dict`); `tracking`
-writes it to MLflow (`mlflow_params`, `mlflow_metrics`); the tables and `results.csv` read it
-back from the store (`from_run`, then `table_row` / `csv_row`). No other module spells out
-the fields of a trial.
+A trial returns a `TrialRecord`; Ray carries it as JSON (`to_dict`/`from_dict`); the sweep's
+ledger keeps it whole, one JSON line a trial (`harness.ledger`); the tables and `results.csv`
+read it from there (`table_row` / `csv_row`); `tracking` mirrors it to MLflow
+(`mlflow_params`, `mlflow_metrics`). No other module spells out the fields of a trial.
 """
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ class TrialRecord:
     status: str = "ok"                  # ok | diverged | failed | stopped (ASHA, search only)
     reason: str = ""
     warnings: list = field(default_factory=list)  # e.g. a checkpoint passed over
+    unavailable: dict = field(default_factory=dict)  # metric -> why it could not be measured
+                                                     # (one class, too few test pairs, ...)
     git_commit: str = ""
     versions: dict = field(default_factory=dict)
     hardware: str = ""
@@ -101,26 +103,6 @@ class TrialRecord:
                 out.append((TERM_PREFIX + key, float(value), step))
         return out
 
-    @classmethod
-    def from_run(cls, run) -> "TrialRecord":
-        """The record of a child run, as `tracking.log_trial` wrote it. `metrics` holds the
-        last value of every metric but the loss-term curves, in the store's order."""
-        p, m, t = run.data.params, run.data.metrics, run.data.tags
-        return cls(
-            name=run.info.run_name, method=p.get("method"), d=int(p.get("d", 0)),
-            seed=int(p.get("seed", 0)), profile=p.get("profile"),
-            strength_name=p.get("strength_name"), strength=_num(p.get("strength")),
-            batch=p.get("batch"), lr=p.get("lr"), epochs=p.get("epochs"),
-            precision=p.get("precision", "fp32"), hidden=p.get("hidden", ""),
-            phase=p.get("phase", ""),
-            params={k[len("param_"):]: v for k, v in p.items() if k.startswith("param_")},
-            metrics={k: v for k, v in m.items() if not k.startswith(TERM_PREFIX)},
-            train_seconds=m.get("train_seconds"), device=p.get("device"),
-            status=t.get("status", "ok"), reason=t.get("failure_reason", ""),
-            git_commit=p.get("git_commit"), hardware=p.get("hardware", ""),
-            versions={k[len("version_"):]: v for k, v in p.items() if k.startswith("version_")},
-            run_id=run.info.run_id, end_time=run.info.end_time or 0)
-
     # ------------------------------------------------------------------------------ tables
     def table_row(self, columns: tuple = ()) -> dict:
         """Flat row for the tables: identity, settings, provenance, then the suite's metric
@@ -157,13 +139,6 @@ def csv_columns(rows: list[dict], metric_columns: tuple = ()) -> list[str]:
     metrics = [k for k in metric_columns if k in seen]
     metrics += sorted(seen - set(metrics) - set(extra))
     return list(IDENTITY) + (metrics or list(metric_columns)) + list(CSV_TRAILING) + extra
-
-
-def _num(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 # -------------------------------------------------------------------------------- provenance

@@ -21,13 +21,15 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable
 
+from harness.common import HarnessError
+
 _REGISTRY: dict[str, "MethodSpec"] = {}
 _BUILTIN_PACKAGES = ("baselines", "muc2m")
 ENTRY_POINT_GROUP = "muc2m_harness.methods"  # installed plug-ins: modules that register methods
 _entry_points_loaded = False
 
 
-class PluginError(ImportError):
+class PluginError(HarnessError, ImportError):
     """A plug-in that cannot be loaded; the message names it and says why, in one line."""
 
 

@@ -1,5 +1,5 @@
 """What every suite's tables share: model selection on validation, mean ± std cells, a
-Markdown table with the registry's titles and row order, and the provenance line."""
+Markdown table with the plan's titles and row order, and the provenance line."""
 from __future__ import annotations
 
 import time
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import registry
 from harness.record import NON_METRIC
 
 
@@ -88,39 +87,17 @@ def strength_text(row: dict, missing: str | None = None) -> str:
     return f"{row['strength_name']}={row['strength']:g}"
 
 
-def known_spec(method: str):
-    """The method's registry entry, or None for a method this checkout does not know (a
-    store may hold one)."""
-    return registry.get(method) if method in registry.list_methods() else None
-
-
-def constant_maps(method: str) -> bool:
-    """A saliency method whose maps are uniform (no map to draw or measure)."""
-    spec = known_spec(method)
-    return spec is not None and spec.constant_maps
-
-
-def ordered_methods(methods) -> list[str]:
-    return sorted(methods, key=registry.rank)
-
-
-def title(method: str, family: str) -> str:
-    try:
-        return registry.get(method).title_for(family)
-    except KeyError:  # a store may hold a method this checkout does not know
-        return method
-
-
-def markdown_table(sel: pd.DataFrame, dims, cell, family: str = "two_view") -> str:
-    """Rows: methods (registry order); columns: d; `cell(row, method, d)` -> text."""
+def markdown_table(catalog, sel: pd.DataFrame, dims, cell) -> str:
+    """Rows: methods (the plan's row order and titles, `catalog`); columns: d;
+    `cell(row, method, d)` -> text."""
     header = "| method | " + " | ".join(f"d={d}" for d in dims) + " |"
     lines = [header, "|---" * (len(dims) + 1) + "|"]
-    for method in ordered_methods(sel.method.unique()):
+    for method in catalog.ordered(sel.method.unique()):
         cells = []
         for d in dims:
             match = sel[(sel.method == method) & (sel.d == d)]
             cells.append(cell(match.iloc[0].to_dict(), method, d) if len(match) else "not run")
-        lines.append(f"| {title(method, family)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {catalog.title(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -132,12 +109,12 @@ def save_figure(fig, path, dpi: int) -> Path:
     return path
 
 
-def provenance(df: pd.DataFrame, profile: str, parent) -> str:
+def provenance(df: pd.DataFrame, plan) -> str:
     ok = df[df.status == "ok"]
     epochs = ",".join(sorted(set(ok.epochs.astype(str)))) or "?"
     commits = ",".join(sorted(set(df.git_commit.astype(str))))
     devices = ",".join(sorted(set(ok.device.astype(str))))
-    hardware = parent.data.tags.get("hardware", "?") if parent is not None else "?"
+    profile, hardware = plan.profile, plan.hardware or "?"
     when = time.strftime("%Y-%m-%d", time.gmtime(max(df.end_time) / 1000)) if len(df) else "?"
     seeds = ",".join(str(s) for s in sorted(set(ok.seed)))
     precisions = sorted(set(ok.precision.astype(str)) - {"fp32"})  # fp32, the default, unnamed

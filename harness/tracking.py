@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import tempfile
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.common import first_line, save_atomic
+from harness.common import HarnessError, first_line
 from harness.record import TrialRecord, git_commit, hardware
 
 # MLflow is imported where a store is opened or written (~2 s): a CLI that stops at a bad flag
@@ -31,7 +30,7 @@ GALLERY_ARTIFACT = "gallery.npz"
 MAX_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 
 
-class TrackingError(RuntimeError):
+class TrackingError(HarnessError, RuntimeError):
     pass
 
 
@@ -216,63 +215,81 @@ def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
     return run.info.run_id
 
 
-class Outbox:
-    """Finished trials on their way to the store, kept in a JSON-lines file until it has
-    them: a store that is unreachable for a while (a tracking server restarting) loses
-    nothing. `flush` logs what it can and keeps the rest; a later flush, or `--resume` after
-    the driver died, sends them."""
+class Mirror:
+    """The MLflow copy of a sweep's ledger: `sync` logs every ledger record the store does not
+    hold yet, once. A store that is unreachable for a while (a tracking server restarting)
+    costs nothing: the records wait in the ledger, and a later `sync`, `--resume` or
+    `python -m harness.mirror` sends them."""
 
-    def __init__(self, path: Path, warn=None):
-        self.path = Path(path)
+    def __init__(self, client: MlflowClient, parent, uri: str, warn=None):
+        self.client, self.parent, self.uri = client, parent, uri
         self.warn = warn or (lambda msg: print(msg, flush=True))
         self.down_since: float | None = None
-        self.checked = False  # has this process compared the kept trials with the store?
+        self.logged: set[str] | None = None  # names the store holds (read once, then kept)
 
-    def pending(self) -> list[TrialRecord]:
-        if not self.path.exists():
-            return []
-        return [TrialRecord.from_dict(json.loads(line))
-                for line in self.path.read_text().splitlines() if line.strip()]
+    @property
+    def sweep_id(self) -> str:
+        return self.parent.info.run_id
 
-    def _write(self, records: list[TrialRecord]) -> None:
-        if not records:
-            self.path.unlink(missing_ok=True)
-            return
-        text = "".join(json.dumps(r.to_dict()) + "\n" for r in records)
-        save_atomic(self.path, lambda tmp: Path(tmp).write_text(text))
+    @classmethod
+    def open(cls, uri: str, artifact_dir: Path, suite: str, profile: str, folder: Path,
+             params: dict, resume: bool) -> "Mirror":
+        """The sweep's parent run: the one its folder records when resuming (else a new
+        one), recorded in `<folder>/sweep_run_id`."""
+        client = open_client(uri, artifact_dir=artifact_dir)
+        recorded = Path(folder) / "sweep_run_id"
+        parent = None
+        if resume and recorded.exists():
+            parent = run_by_id(client, recorded.read_text().strip())
+        if parent is None:
+            parent = start_sweep(client, suite, profile, params)
+        recorded.write_text(parent.info.run_id + "\n")
+        return cls(client, parent, uri)
 
-    def add(self, record: TrialRecord) -> None:
-        self._write(self.pending() + [record])
-
-    def flush(self, client: MlflowClient, parent) -> int:
-        """Log every pending trial the store does not hold yet; returns how many remain."""
-        remaining = self.pending()
-        if not remaining:
-            return 0
-        logged = None
-        while remaining:
-            record = remaining[0]
-            try:
-                # after an outage, or for trials an earlier driver kept: which got through?
-                if logged is None and (self.down_since is not None or not self.checked):
-                    logged = set(prepare_resume(client, parent))
-                    self.checked = True
-                if record.name not in (logged or ()):
-                    log_trial(client, parent, record)
-            except Exception as err:  # noqa: BLE001 - any store failure: keep it for later
-                if self.down_since is None:
-                    self.down_since = time.time()
-                    self.warn(f"warning: the MLflow store is unreachable ({first_line(err)}); "
-                              f"finished trials are kept in {self.path} and results.csv and "
-                              f"sent when it is back (or with --resume)")
-                break
-            remaining.pop(0)
-            self._write(remaining)
-        if not remaining and self.down_since is not None:
+    def sync(self, records: list[TrialRecord]) -> int:
+        """Log the records the store lacks; returns how many are still not in it."""
+        pending = [r for r in records if self.logged is None or r.name not in self.logged]
+        try:
+            if self.logged is None or self.down_since is not None:  # which got through?
+                self.logged = set(prepare_resume(self.client, self.parent))
+                pending = [r for r in records if r.name not in self.logged]
+            for record in pending:
+                log_trial(self.client, self.parent, record)
+                self.logged.add(record.name)
+        except Exception as err:  # noqa: BLE001 - any store failure: the ledger keeps them
+            if self.down_since is None:
+                self.down_since = time.time()
+                self.warn(f"warning: the MLflow store is unreachable ({first_line(err)}); "
+                          f"finished trials are kept in the sweep's ledger (records.jsonl) "
+                          f"and mirrored when it is back (or with --resume)")
+            return len([r for r in records if r.name not in (self.logged or set())])
+        if self.down_since is not None:
             self.warn(f"the MLflow store is back after {time.time() - self.down_since:.0f} s; "
-                      f"every kept trial is logged")
+                      f"every finished trial is logged")
             self.down_since = None
-        return len(remaining)
+        return 0
+
+    def supersede(self, plan: set[str]) -> list[str]:
+        try:
+            return supersede(self.client, self.parent, plan)
+        except Exception:  # noqa: BLE001 - the tables do not depend on the mirror
+            return []
+
+    def finish(self, records: list[TrialRecord], artifacts: list[Path]) -> bool:
+        """Mirror the last records (waiting a minute at most for a store that is away), the
+        tables as the sweep run's artifacts, and end it; False if the store stayed away."""
+        for wait_s in (0, 5, 10, 20, 30):
+            time.sleep(wait_s)
+            if not self.sync(records):
+                break
+        else:
+            return False
+        try:
+            end_sweep(self.client, self.parent, artifacts)
+        except Exception as err:  # noqa: BLE001
+            self.warn(f"warning: the sweep's tables were not attached in MLflow "
+                      f"({first_line(err)}); they are in its folder")
+        return True
 
 
 def end_sweep(client: MlflowClient, parent, artifacts: list[Path], status: str = "FINISHED"):

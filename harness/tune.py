@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from harness import registry
-from harness.common import TrialDiverged, first_line
+from harness.common import HarnessError, TrialDiverged, first_line
 from harness.record import TrialRecord
 
 # The classic reporter honours verbose=0 (no configuration box, no per-trial tables).
@@ -37,7 +37,7 @@ from ray import tune  # noqa: E402
 from ray.tune import Checkpoint  # noqa: E402
 
 
-class ClusterError(RuntimeError):
+class ClusterError(HarnessError, RuntimeError):
     pass
 
 

@@ -11,7 +11,7 @@ from harness import registry, run
 from harness.data.mnist_halves import TwoViews
 from harness.registry import MethodSpec
 from harness.suites import register_suite, unregister_suite
-from harness.suites.mnist_halves import two_view_suite
+from harness.suites.two_view import two_view_suite
 
 pytestmark = pytest.mark.sweep
 

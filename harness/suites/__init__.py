@@ -45,9 +45,9 @@ class Suite:
     load_data: Callable            # (profile_name, options dict) -> data handed to every trial
     run_trial: Callable            # (config, data=, checkpoint_dir=, report=, log=, suite=)
                                    #   -> TrialRecord; call it through `trial`
-    render: Callable               # (df of table rows, profile, parent run, client, out_dir,
-                                   #  suite name) -> (paths written, selected cells)
-    summary: Callable              # (df of table rows) -> one-screen text
+    render: Callable               # (df of table rows, SweepResults (plan and ledger), out_dir)
+                                   #   -> (paths written, selected cells)
+    summary: Callable              # (df of table rows, SweepResults) -> one-screen text
     select_metric: str             # validation metric maximised to choose a strength
     headline: Callable             # metrics dict -> short text for the progress line
     columns: tuple[str, ...] = ()  # metric columns in table order (NaN where a trial has none)
@@ -56,6 +56,8 @@ class Suite:
     precisions: tuple[str, ...] = ("fp32",)
     extra_metrics: Callable | None = None  # two-view: (train reps, test reps, data) -> dict
     dims_by_profile: dict = field(default_factory=dict)  # profile -> its default dims
+    reference: dict = field(default_factory=dict)  # table -> {method: numbers by reference_dims}
+    reference_dims: tuple = ()     # the d of the reference numbers (the paper's)
     batch_must_exceed_d: str = ("a batch covariance has rank ≤ batch−1, so its correlations "
                                 "are meaningless")
 
@@ -106,7 +108,10 @@ class Suite:
                               f"one of: {', '.join(self.known_methods())}")
         profile = self.profile(config.get("profile", "quick"))
         try:
-            params = spec.params(config.get("strength"), config.get("overrides"))
+            # one route for parameters: a planned trial's `params`; `strength` and
+            # `overrides` (harness.train's flags) on top of them
+            params = spec.params(config.get("strength"), {**(config.get("params") or {}),
+                                                          **(config.get("overrides") or {})})
         except ValueError as err:
             raise ConfigError(err.args[0]) from None
         d = config["d"]

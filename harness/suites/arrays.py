@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.common import ConfigError
 from harness.data.arrays import load_arrays
 from harness.suites import register_suite
-from harness.suites.mnist_halves import cut_to_profile, two_view_suite
+from harness.suites.two_view import cut_to_profile, two_view_suite
 
 
 def _path(options: dict) -> str:

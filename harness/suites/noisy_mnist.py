@@ -13,7 +13,7 @@ from pathlib import Path
 from harness import metrics, report
 from harness.data import noisy_mnist
 from harness.suites import register_suite
-from harness.suites.mnist_halves import COLUMNS, cut_to_profile, render, two_view_suite
+from harness.suites.two_view import COLUMNS, cut_to_profile, render, two_view_suite
 
 
 def load(profile: str, options: dict) -> dict:
@@ -26,8 +26,9 @@ def view1_svm(train_reps, test_reps, data) -> dict:
     return {"view1_svm_acc": 100 * acc}
 
 
-def render_with_classification(df, profile, parent, client, out_dir: Path, suite_name: str):
-    written, sel = render(df, profile, parent, client, out_dir, suite_name)
+def render_with_classification(df, results, out_dir: Path):
+    written, sel = render(df, results, out_dir)
+    profile, suite_name = results.plan.profile, results.plan.suite
     dims = sorted(df.d.unique())
     text = "\n\n".join([
         f"# Classification accuracy (%), {suite_name} (profile `{profile}`): the DCCAE paper's "
@@ -35,8 +36,9 @@ def render_with_classification(df, profile, parent, client, out_dir: Path, suite
         "LinearSVC(C=1) on standardised view-1 representations of the first 10,000 training "
         "pairs, tested on view 1 of the test set; the strength selected as in Table 1 "
         "(validation correlation).",
-        report.markdown_table(sel, dims, lambda r, m, d: report.fmt(r, "view1_svm_acc")),
-        report.provenance(df, profile, parent)])
+        report.markdown_table(results.catalog, sel, dims,
+                              lambda r, m, d: report.fmt(r, "view1_svm_acc")),
+        report.provenance(df, results.plan)])
     (out_dir / "classification.md").write_text(text + "\n")
     return written + [out_dir / "classification.md"], sel
 

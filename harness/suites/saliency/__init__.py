@@ -51,6 +51,7 @@ def saliency_suite(name: str, experiment: str, description: str, *, load_data, o
         dims=(D_DEFAULT,), load_data=load_data, run_trial=evaluation.run_trial,
         render=tables.renderer(experiment, on_coco), summary=tables.summarizer(experiment),
         select_metric="val_select", headline=_headline(experiment), check_inputs=check_inputs,
+        reference=tables.PAPER,
         batch_must_exceed_d="batch correlations need more rows than dimensions")
 
 

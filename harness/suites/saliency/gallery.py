@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -44,27 +43,22 @@ def load_gallery(path_or_file) -> dict[str, np.ndarray]:
         return {k: arrs[k].astype(np.float32) for k in arrs.files}
 
 
-def draw(rows: list[dict], client, out_dir: Path, suite: str, experiment: str) -> list[Path]:
+def draw(rows: list[dict], galleries: dict, catalog, out_dir: Path, suite: str,
+         experiment: str) -> list[Path]:
     """gallery.png: the fixed test items with each selected method's maps overlaid
     (common maps; for pairs also individual maps). Rows: methods; columns: items.
-    `rows`: the selected cells in table order, each with its `run_id`."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file per row
+    `rows`: the selected cells in table order, each naming its `gallery_trial`; `galleries`:
+    trial name -> its record's gallery (base64 .npz, as the ledger keeps it)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.tracking import GALLERY_ARTIFACT
-
     items = []
     for r in rows:
-        if r.get("status") != "ok" or not r.get("run_id") or report.constant_maps(r["method"]):
+        encoded = galleries.get(r.get("gallery_trial") or "")
+        if r.get("status") != "ok" or not encoded or catalog.constant_maps(r["method"]):
             continue
-        try:
-            local = client.download_artifacts(r["run_id"], GALLERY_ARTIFACT, str(out_dir))
-        except Exception:  # a run logged without a gallery
-            continue
-        items.append((r["method"], load_gallery(local)))
-        Path(local).unlink()
+        items.append((r["method"], load_gallery(io.BytesIO(base64.b64decode(encoded)))))
     if not items:
         return []
     kinds = ["common"] + (["individual"] if experiment == "pairs" else [])
@@ -86,7 +80,7 @@ def draw(rows: list[dict], client, out_dir: Path, suite: str, experiment: str) -
                 ax.imshow(_gray(arrs["images"][j]), cmap="gray")
                 if kind in arrs:
                     ax.imshow(arrs[kind][j], cmap="jet", alpha=0.5)
-            axes[row, 0].set_ylabel(f"{report.title(method, 'saliency')}\n{kind}", fontsize=7)
+            axes[row, 0].set_ylabel(f"{catalog.title(method)}\n{kind}", fontsize=7)
             row += 1
     for ax in axes.flat:
         ax.set_xticks([])

@@ -1,0 +1,325 @@
+"""A sweep's results as data: its plan (`plan.json`) and its ledger (`records.jsonl`).
+
+The plan is written when a sweep starts: every trial it will run, as a typed spec, and a
+snapshot of all that rendering needs (each method's title, row order, search ranges and
+alignment; the suite's columns and reference numbers; the code version; a digest of the data).
+The ledger gets one line per finished trial, its whole `TrialRecord` (history, warnings and
+gallery included), appended and flushed as the trial ends.
+
+Everything downstream reads these two files and nothing else: resume is the plan minus the
+ledger, the tables and plots are a function of both (`tables.build`), and MLflow is a mirror
+written from the ledger (`harness.tracking.mirror`). A committed results folder holds both,
+so a clean checkout rebuilds its tables without the store or today's registry.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.common import HarnessError, save_atomic
+from harness.record import TrialRecord
+
+PLAN_FILE, LEDGER_FILE = "plan.json", "records.jsonl"
+PLAN_FORMAT = 1
+
+
+class SweepFolderError(HarnessError):
+    """A folder that is not a sweep's (no plan), or folders that cannot be merged."""
+
+
+# ------------------------------------------------------------------------------- the snapshot
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the tables need to know of a method, frozen into the plan when the sweep starts:
+    editing the registry later (a title, a search range) changes no committed table."""
+    name: str
+    title: str
+    order: int
+    strength: str | None = None
+    valid: tuple = (0.0, math.inf)
+    search: dict = field(default_factory=dict)
+    aligned: bool = True
+    closed_form: bool = False
+    constant_maps: bool = False
+    code_version: str = ""
+
+    @classmethod
+    def of(cls, spec, family: str, order: int) -> "MethodInfo":
+        return cls(name=spec.name, title=spec.title_for(family), order=order,
+                   strength=spec.strength, valid=tuple(spec.valid),
+                   search={k: list(v) for k, v in spec.search.items()}, aligned=spec.aligned,
+                   closed_form=spec.closed_form is not None, constant_maps=spec.constant_maps,
+                   code_version=code_version(spec))
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["valid"] = [_finite_or_text(v) for v in self.valid]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MethodInfo":
+        data = dict(data)
+        data["valid"] = tuple(float(v) for v in data.get("valid", (0.0, math.inf)))
+        data["search"] = {k: tuple(v) for k, v in data.get("search", {}).items()}
+        return cls(**data)
+
+
+def _finite_or_text(value: float):
+    return value if math.isfinite(value) else str(value)  # JSON has no inf
+
+
+class Catalog:
+    """The methods of one or more plans, by name: titles, row order and flags for the
+    renderers. A method no plan names (a store or ledger from elsewhere) shows its name."""
+
+    def __init__(self, methods: dict[str, MethodInfo] | None = None):
+        self.methods = dict(methods or {})
+
+    def get(self, method: str) -> MethodInfo | None:
+        return self.methods.get(method)
+
+    def title(self, method: str) -> str:
+        info = self.get(method)
+        return info.title if info else method
+
+    def rank(self, method: str) -> int:
+        info = self.get(method)
+        return info.order if info else len(self.methods)
+
+    def ordered(self, methods) -> list[str]:
+        return sorted(methods, key=lambda m: (self.rank(m), m))
+
+    def constant_maps(self, method: str) -> bool:
+        info = self.get(method)
+        return info is not None and info.constant_maps
+
+    def merged(self, other: "Catalog") -> "Catalog":
+        """Both catalogs; a method only `other` has comes after this one's methods."""
+        methods = dict(self.methods)
+        offset = 1 + max((m.order for m in methods.values()), default=-1)
+        for name, info in sorted(other.methods.items(), key=lambda kv: kv[1].order):
+            if name not in methods:
+                methods[name] = dataclasses.replace(info, order=offset + info.order)
+        return Catalog(methods)
+
+
+def code_version(spec) -> str:
+    """A digest of the source of the module(s) that define a method's objective, closed form
+    or score model: a changed objective is a different method for reuse."""
+    digest = hashlib.sha256()
+    for fn in (spec.objective, spec.loss_fn, spec.closed_form, spec.score_model):
+        if fn is None:
+            continue
+        try:
+            digest.update(inspect.getsource(inspect.getmodule(fn)).encode())
+        except (OSError, TypeError):  # defined interactively: its qualified name only
+            digest.update(getattr(fn, "__qualname__", repr(fn)).encode())
+    return digest.hexdigest()[:16]
+
+
+def data_digest(data) -> str:
+    """A digest of the data a sweep hands its trials (arrays, tensors, nested containers):
+    two sweeps merge or share trials only on the same data."""
+    digest = hashlib.sha256()
+    _feed(digest, data)
+    return digest.hexdigest()[:16]
+
+
+def _feed(digest, obj) -> None:
+    import numpy as np
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        digest.update(repr(obj).encode())
+    elif isinstance(obj, np.ndarray):
+        digest.update(f"{obj.dtype}{obj.shape}".encode())
+        digest.update(np.ascontiguousarray(obj).tobytes())
+    elif hasattr(obj, "detach") and hasattr(obj, "cpu"):  # a torch tensor
+        _feed(digest, obj.detach().cpu().numpy())
+    elif hasattr(obj, "state_dict") and callable(obj.state_dict):  # a torch module
+        _feed(digest, dict(obj.state_dict()))
+    elif isinstance(obj, dict):
+        for key in sorted(obj, key=str):
+            digest.update(str(key).encode())
+            _feed(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            _feed(digest, item)
+    elif dataclasses.is_dataclass(obj):
+        _feed(digest, {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    elif hasattr(obj, "__dict__"):
+        _feed(digest, vars(obj))
+    else:
+        digest.update(repr(obj).encode())
+
+
+# ------------------------------------------------------------------------------------ the plan
+@dataclass
+class Plan:
+    """A sweep's plan: its trials (resolved configurations, each with one `params` dict) and
+    the snapshot its tables are rendered from."""
+    suite: str
+    family: str
+    profile: str
+    trials: list = field(default_factory=list)       # resolved trial configs, in run order
+    methods: dict = field(default_factory=dict)      # name -> MethodInfo
+    columns: tuple = ()
+    reference: dict = field(default_factory=dict)    # table -> {method: values by d}
+    reference_dims: tuple = ()
+    search_trials: int = 0
+    seeds: int = 1
+    dims: tuple = ()
+    data_digest: str = ""
+    git_commit: str = ""
+    hardware: str = ""
+    created: str = ""
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.methods)
+
+    def names(self, phase: str | None = None) -> list[str]:
+        return [t["name"] for t in self.trials if phase is None or t.get("phase", "") == phase]
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["methods"] = {k: v.to_json() for k, v in self.methods.items()}
+        data["format"] = PLAN_FORMAT
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Plan":
+        data = {k: v for k, v in data.items() if k != "format"}
+        data["methods"] = {k: MethodInfo.from_json(v) for k, v in data.get("methods", {}).items()}
+        for key in ("columns", "reference_dims", "dims"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
+
+    def save(self, folder: Path) -> Path:
+        path = Path(folder) / PLAN_FILE
+        text = json.dumps(self.to_json(), indent=1, sort_keys=True, default=_json_default)
+        save_atomic(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> "Plan":
+        path = Path(folder) / PLAN_FILE
+        if not path.is_file():
+            raise SweepFolderError(f"{folder}: no {PLAN_FILE} here, so it is not a sweep's "
+                                   f"folder; give the folder harness.run wrote "
+                                   f"(<out>/<suite>-<profile>)")
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError) as err:
+            raise SweepFolderError(f"{path}: not a readable plan ({err}); rerun the sweep or "
+                                   f"restore the file") from None
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON-able")
+
+
+# ---------------------------------------------------------------------------------- the ledger
+class Ledger:
+    """`records.jsonl`: one finished trial a line, appended and fsynced as it ends, never
+    rewritten. A line cut short by a crash is skipped on reading; a trial recorded twice (a
+    resumed sweep that reran it) counts once, its last line."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LEDGER_FILE
+
+    def append(self, record: TrialRecord) -> None:
+        line = json.dumps(record.to_dict(), sort_keys=True, default=_json_default,
+                          allow_nan=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def records(self) -> list[TrialRecord]:
+        """Every recorded trial once (the last line of each name), in ledger order."""
+        by_name: dict[str, TrialRecord] = {}
+        if not self.path.exists():
+            return []
+        for line in self.path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = TrialRecord.from_dict(json.loads(line))
+            except (ValueError, TypeError):  # a line cut short when a driver was killed
+                continue
+            by_name.pop(record.name, None)
+            by_name[record.name] = record
+        return list(by_name.values())
+
+    def finished(self) -> dict[str, TrialRecord]:
+        """The recorded trials that count as done: everything but failures (a crash, not a
+        result: a resumed sweep runs those again)."""
+        return {r.name: r for r in self.records() if r.status != "failed"}
+
+
+# ----------------------------------------------------------------------------- sweep folders
+@dataclass
+class SweepResults:
+    """One or more sweep folders read together: the plans' snapshot and their records,
+    restricted to what the plans contain (trials an earlier plan ran are left out)."""
+    plans: list
+    records: list
+
+    @property
+    def plan(self) -> Plan:
+        return self.plans[0]
+
+    @property
+    def catalog(self) -> Catalog:
+        catalog = Catalog()
+        for plan in self.plans:
+            catalog = catalog.merged(plan.catalog)
+        return catalog
+
+
+def read_folders(folders) -> SweepResults:
+    """Plans and ledgers of sweep folders; folders of another suite, profile or data are
+    refused (their numbers would not be comparable)."""
+    plans, records, seen = [], [], set()
+    for folder in folders:
+        plan = Plan.load(folder)
+        if plans:
+            first = plans[0]
+            for what, a, b in (("suite", first.suite, plan.suite),
+                               ("profile", first.profile, plan.profile),
+                               ("data", first.data_digest, plan.data_digest)):
+                if a != b:
+                    raise SweepFolderError(
+                        f"cannot merge {folder} with {folders[0]}: their {what} differs "
+                        f"({b} vs {a}); merge only sweeps of one suite, profile and data")
+        plans.append(plan)
+        planned = set(plan.names())
+        for record in Ledger(folder).records():
+            if record.name in planned and record.name not in seen:
+                seen.add(record.name)
+                records.append(record)
+    return SweepResults(plans, records)
+
+
+def identity(config_or_record, info: MethodInfo | None, digest: str) -> tuple:
+    """What makes two trials the same trial: method, d, parameters, lr, seed, phase, profile,
+    epochs, batch, precision, hidden widths, the objective's code version and the data."""
+    get = (config_or_record.get if isinstance(config_or_record, dict)
+           else lambda k, default=None: getattr(config_or_record, k, default))
+    hidden = get("hidden", "")
+    if isinstance(hidden, (list, tuple)):
+        hidden = ",".join(map(str, hidden))
+    return (get("method"), int(get("d")), json.dumps(get("params") or {}, sort_keys=True),
+            float(get("lr") or 0), int(get("seed") or 0), get("phase") or "", get("profile"),
+            int(get("epochs") or 0), int(get("batch") or 0), get("precision") or "fp32",
+            str(hidden), info.code_version if info else "", digest)

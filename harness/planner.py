@@ -1,0 +1,157 @@
+"""The planner: from a suite, methods, d, profile and flags to a sweep's `Plan` (harness.ledger).
+
+A trial is planned once, resolved (every default filled in, raises ConfigError), and carries
+its parameters in one `params` dict. A two-view search plans in two phases: the search trials
+(configurations sampled from each method's ranges), then, once they have all ended, the
+selected configuration of each (method, d) with the reported seeds (`plan_selected`). The CLI
+(`harness.run`) only parses flags; Ray only schedules what the plan says.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness import registry, search
+from harness.ledger import MethodInfo, Plan, identity
+from harness.record import git_commit, hardware
+
+
+def resolved_trial(suite, config: dict, checkpoint_root: Path) -> dict:
+    """A trial as the plan holds it and Ray gets it: resolved, with one `params` dict (the
+    strength and every other parameter), and its checkpoint folder."""
+    cfg = suite.resolve(config)
+    trial = {k: v for k, v in config.items() if k not in ("strength", "overrides")}
+    trial.update({k: cfg[k] for k in ("name", "method", "d", "seed", "profile", "phase", "params",
+                                      "strength_name", "strength", "batch", "lr", "epochs",
+                                      "eval_every", "precision")})
+    trial["hidden"] = list(cfg["hidden"])
+    trial["checkpoint_dir"] = str(Path(checkpoint_root) / cfg["name"])
+    return trial
+
+
+def searched(suite, methods: list[str], n_trials: int) -> list[str]:
+    """The methods the search samples (those with a search space), when it is on."""
+    return [m for m in methods if n_trials > 0 and registry.get(m).search] if \
+        suite.family == "two_view" else []
+
+
+def grid_trials(suite, profile: str, methods: list[str], dims: list[int], strengths, seeds,
+                checkpoint_root: Path, options: dict) -> list[dict]:
+    """Every (method, d, strength, seed) of the methods' grids (or `strengths`), validated.
+
+    Largest d first: those trials are the slowest, and Ray starts trials in this order, so a
+    sweep ends on short trials instead of idling all but one slot through a long one."""
+    trials = []
+    seeds = range(seeds) if isinstance(seeds, int) else seeds
+    grids = {}
+    for method in methods:
+        default_grid = suite.grid(method)
+        grids[method] = (strengths if strengths is not None and default_grid
+                         else (default_grid or (None,)))
+    for d in sorted(dims, reverse=True):
+        for method in methods:
+            for strength in grids[method]:
+                for seed in seeds:
+                    trials.append(resolved_trial(suite, {
+                        "method": method, "d": d, "strength": strength, "seed": seed,
+                        "profile": profile, **options}, checkpoint_root))
+    return trials
+
+
+def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_trials: int,
+                  checkpoint_root: Path, options: dict) -> list[dict]:
+    """`n_trials` configurations per (method, d) from each method's ranges (harness.search),
+    validated. Each validates often enough for the scheduler's rungs: every ~1/9 of its
+    epochs."""
+    trials = []
+    for d in sorted(dims, reverse=True):
+        for method in searched(suite, methods, n_trials):
+            spec = registry.get(method)
+            for i, values in enumerate(search.sample(spec.search, n_trials,
+                                                     search.cell_seed(method, d))):
+                config = {"method": method, "d": d, "seed": search.SEARCH_SEED_BASE + i,
+                          "profile": profile, "phase": "search",
+                          "name": search_name(method, d, values, i), **options,
+                          **search.config_of(spec, values)}
+                config["eval_every"] = max(1, round(suite.resolve(config)["epochs"] / 9))
+                trials.append(resolved_trial(suite, config, checkpoint_root))
+    return trials
+
+
+def search_name(method: str, d: int, values: dict, i: int) -> str:
+    """`dcca[d=200,ridge=1.49e-06,search=3]`: the values are in the name, so a resumed sweep
+    whose ranges or trial count changed reruns what changed instead of reusing it."""
+    shown = ",".join(f"{k}={v:.4g}" for k, v in values.items())
+    return f"{method}[d={d},{shown},search={i}]"
+
+
+def selected_name(method: str, d: int, values: dict, seed: int) -> str:
+    """`sdcca[d=50,rho=0.16,lr=0.00472,seed=0]`: every searched value, not only the strength,
+    so that a resumed sweep whose choice changed in any of them reruns the cell."""
+    shown = ",".join(f"{k}={v:g}" for k, v in values.items())
+    return f"{method}[d={d},{shown},seed={seed}]"
+
+
+def plan_selected(suite, plan: Plan, records: list, checkpoint_root: Path,
+                  options: dict) -> tuple[list[dict], list[str]]:
+    """The search's reported trials: per (method, d), the best search trial on validation
+    (among this plan's search trials only) rerun with the plan's seeds. Returns (trials,
+    notes on cells that have no choice)."""
+    chosen, notes = [], []
+    planned = set(plan.names("search"))
+    cells = []
+    for t in plan.trials:
+        if t.get("phase") == "search" and (t["method"], t["d"]) not in cells:
+            cells.append((t["method"], t["d"]))
+    for method, d in cells:
+        spec = registry.get(method)
+        cell = [r for r in records if r.phase == "search" and r.method == method and r.d == d
+                and r.name in planned]
+        best = search.choose(cell)
+        if best is None:
+            notes.append(f"{method} d={d}: no search trial ended with a validation "
+                         f"correlation ({len(cell)} tried); nothing to rerun")
+            continue
+        values = search.values_of(spec, best)
+        for seed in range(plan.seeds):
+            config = {"method": method, "d": d, "seed": seed, "profile": plan.profile, **options,
+                      "name": selected_name(method, d, values, seed),
+                      **search.config_of(spec, values)}
+            chosen.append(resolved_trial(suite, config, checkpoint_root))
+    return chosen, notes
+
+
+def make_plan(suite, profile: str, methods: list[str], dims: list[int], strengths, n_search: int,
+              seeds: int, checkpoint_root: Path, options: dict, data_digest: str = "") -> Plan:
+    """The plan of a sweep: its search trials (where it searches) and grid trials, and the
+    snapshot its tables are rendered from. Raises ConfigError on any trial that cannot run."""
+    to_search = searched(suite, methods, n_search)
+    trials = search_trials(suite, profile, methods, dims, n_search, checkpoint_root, options)
+    trials += grid_trials(suite, profile, [m for m in methods if m not in to_search], dims,
+                          strengths, seeds, checkpoint_root, options)
+    order = {name: i for i, name in enumerate(registry.list_methods())}
+    infos = {m: MethodInfo.of(registry.get(m), suite.family, order[m]) for m in methods}
+    return Plan(suite=suite.name, family=suite.family, profile=profile, trials=trials,
+                methods=infos, columns=tuple(suite.columns),
+                reference=suite.reference or {}, reference_dims=tuple(suite.reference_dims),
+                search_trials=n_search, seeds=seeds, dims=tuple(sorted(dims)),
+                data_digest=data_digest, git_commit=git_commit(), hardware=hardware(),
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def reusable(plan: Plan, trials: list[dict], other_plan: Plan, other_records: list) -> dict:
+    """Records of another sweep that are trials of this plan: same identity (method, d,
+    parameters, lr, seed, phase, profile, epochs, batch, precision, hidden widths, objective
+    code version, data digest). Returns {this plan's trial name: record, renamed to it}."""
+    from dataclasses import replace
+    theirs = {}
+    for record in other_records:
+        if record.status in ("ok", "stopped", "diverged"):
+            key = identity(record, other_plan.methods.get(record.method), other_plan.data_digest)
+            theirs[key] = record
+    found = {}
+    for trial in trials:
+        key = identity(trial, plan.methods.get(trial["method"]), plan.data_digest)
+        if key in theirs:
+            found[trial["name"]] = replace(theirs[key], name=trial["name"], run_id="")
+    return found

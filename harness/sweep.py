@@ -1,0 +1,205 @@
+"""A sweep from its plan to its tables: schedule the plan's trials with Ray, append each
+finished one to the ledger, mirror the ledger to MLflow, and render the tables from plan and
+ledger.
+
+    plan.json      every trial and the rendering snapshot (harness.planner, harness.ledger)
+    records.jsonl  one line per finished trial (the ledger: what resume and tables read)
+    results.csv    the ledger as a flat table, for a spreadsheet
+    tables         table*.md, tables.csv, plots: tables.build's function of the two files
+
+Resume is the plan minus the ledger. MLflow is a mirror: an unreachable store delays it,
+never a result (`tracking.Mirror`), and `python -m harness.mirror` rebuilds a store.
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import planner, record, tracking
+from harness.common import HarnessError, save_atomic
+from harness.ledger import Ledger, Plan, data_digest, read_folders
+
+
+class SweepError(HarnessError):
+    pass
+
+
+@dataclass
+class SweepRequest:
+    """What a sweep was asked for (the CLI's flags, checked)."""
+    suite: object
+    profile: str
+    methods: list
+    dims: list
+    strengths: list | None
+    n_search: int
+    seeds: int
+    out: Path
+    options: dict
+    resume: bool = False
+    reuse: list = field(default_factory=list)    # sweep folders whose matching trials count
+    storage: str | None = None
+    mlflow_uri: str | None = None
+    address: str | None = None
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: int = 1
+    max_concurrent: int | None = None
+    fresh_workers: bool = False
+
+    @property
+    def folder(self) -> Path:
+        return self.out / f"{self.suite.name}-{self.profile}"
+
+
+def write_results_csv(path: Path, records: list, metric_columns: tuple = ()) -> None:
+    """results.csv from the ledger's records, replaced atomically."""
+    rows = [r.csv_row(metric_columns) for r in records]
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, record.csv_columns(rows, metric_columns),
+                                    extrasaction="ignore", restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+    save_atomic(path, write)
+
+
+SWEEP_RUN_ID = "sweep_run_id"  # in the sweep's folder: the MLflow run its mirror writes to
+
+
+def _archive_previous(folder: Path) -> None:
+    """A new sweep in a folder that holds one: the old ledger and plan are kept beside it
+    (never deleted: they are results), the new sweep starts empty."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in ("records.jsonl", "plan.json"):
+        path = folder / name
+        if path.exists():
+            path.rename(folder / f"{path.stem}.{stamp}{path.suffix}")
+
+
+def run_sweep(req: SweepRequest, started: float) -> int:
+    from harness import tune as tune_runner
+    from tables import build as tables_build
+
+    suite, folder = req.suite, req.folder
+    storage = req.storage if req.storage and "://" in req.storage else str(
+        Path(req.storage or folder / "ray_results").resolve())
+    checkpoint_root = folder / "checkpoints"
+    data = suite.load_data(req.profile, req.options)  # a data error stops here, before writes
+    digest = data_digest(data)
+    plan = planner.make_plan(suite, req.profile, req.methods, req.dims, req.strengths,
+                             req.n_search, req.seeds, checkpoint_root, req.options, digest)
+    ledger = Ledger(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not req.resume:
+        if (folder / "records.jsonl").exists():
+            print(f"a new sweep in {folder}: its earlier records.jsonl and plan.json are kept "
+                  f"there under a dated name (--resume continues a sweep instead)", flush=True)
+        _archive_previous(folder)
+        shutil.rmtree(checkpoint_root, ignore_errors=True)  # a new sweep starts from scratch
+    plan.save(folder)
+
+    mirror = tracking.Mirror.open(req.mlflow_uri or tracking.default_uri(req.out),
+                                  req.out / "mlartifacts", suite.name, req.profile, folder,
+                                  plan_params(req), resume=req.resume)
+    finished = ledger.finished()
+    if req.resume:
+        done = [n for n in plan.names() if n in finished]
+        print(f"resuming sweep {mirror.sweep_id}: {len(done)} trials already finished, "
+              f"{len(plan.names()) - len(done)} to run", flush=True)
+    else:
+        print(f"sweep {mirror.sweep_id} (MLflow run; --resume continues it)", flush=True)
+    for other in req.reuse:
+        _reuse(plan, plan.trials, other, ledger, finished)
+    mirror.sync(ledger.records())
+
+    def on_result(result: record.TrialRecord) -> None:
+        ledger.append(result)  # first: a driver killed after this line keeps the trial
+        finished[result.name] = result
+        write_results_csv(folder / "results.csv", ledger.records(), suite.columns)
+        mirror.sync(ledger.records())
+
+    def run_phase(trials: list[dict], experiment: str, scheduler=None) -> bool:
+        """Run the trials not finished yet; False when the sweep was interrupted."""
+        todo = [t for t in trials if t["name"] not in finished or
+                finished[t["name"]].status == "failed"]
+        print(f"{len(todo)} trials to run ({len(trials)} in this phase)", flush=True)
+        try:
+            ended = tune_runner.run_grid(todo, data, suite=suite, storage=storage,
+                                         on_result=on_result, gpus_per_trial=req.gpus_per_trial,
+                                         cpus_per_trial=req.cpus_per_trial,
+                                         max_concurrent=req.max_concurrent,
+                                         experiment_name=experiment, scheduler=scheduler,
+                                         fresh_workers=req.fresh_workers)
+        except KeyboardInterrupt:
+            ended = -1
+        return ended >= len(todo)  # Ray Tune returns early on Ctrl-C
+
+    interrupted = False
+    search = [t for t in plan.trials if t.get("phase") == "search"]
+    if search:
+        n_methods = len({t["method"] for t in search})
+        print(f"search: {req.n_search} configurations per (method, d) for {n_methods} methods × "
+              f"{len(req.dims)} d, sampled from each method's ranges; ASHA stops the poor ones "
+              f"on validation; the best on validation is then rerun with {req.seeds} seeds",
+              flush=True)
+        interrupted = not run_phase(search, f"{mirror.sweep_id}-search",
+                                    tune_runner.PerCellASHA())
+        if not interrupted:
+            chosen, notes = planner.plan_selected(suite, plan, list(finished.values()),
+                                                  checkpoint_root, req.options)
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr, flush=True)
+            plan.trials += chosen  # the plan's second phase, chosen from the ledger
+            plan.save(folder)
+            for other in req.reuse:
+                _reuse(plan, chosen, other, ledger, finished)
+            print(f"reported trials: the selected configuration of every (method, d) × "
+                  f"{req.seeds} seeds", flush=True)
+    if not interrupted:
+        stale = mirror.supersede(set(plan.names()))
+        if stale:
+            print(f"{len(stale)} finished trials are not in this plan (a search range or a "
+                  f"flag changed): kept in the ledger and the store, left out of the tables",
+                  flush=True)
+        interrupted = not run_phase([t for t in plan.trials if t.get("phase") != "search"],
+                                    mirror.sweep_id)
+    if interrupted:
+        print("\ninterrupted: finished trials are in the ledger; rerun the same command with "
+              "--resume to continue", file=sys.stderr)
+        return 130
+    write_results_csv(folder / "results.csv", ledger.records(), suite.columns)
+    written = tables_build.build([folder], out_dir=folder)
+    if not mirror.finish(ledger.records(), written + [folder / "results.csv"]):
+        print(f"error: the MLflow store {mirror.uri} did not come back; every finished trial "
+              f"is in {ledger.path} and the tables are built; rerun the same command with "
+              f"--resume (or `python -m harness.mirror {folder}`) to mirror them",
+              file=sys.stderr)
+        return 1
+    print(tables_build.summary(read_folders([folder])), flush=True)
+    print(f"\nsweep finished in {(time.time() - started) / 60:.1f} min; tables and plots in "
+          f"{folder}\nbrowse it: {tracking.ui_command(mirror.uri)}", flush=True)
+    return 0
+
+
+def _reuse(plan: Plan, trials: list[dict], other: Path, ledger: Ledger, finished: dict) -> None:
+    """Append to the ledger the trials of `other`'s ledger that are trials of this plan."""
+    other_results = read_folders([other])
+    todo = [t for t in trials if t["name"] not in finished]
+    found = planner.reusable(plan, todo, other_results.plan, other_results.records)
+    for name, rec in found.items():
+        ledger.append(rec)
+        finished[name] = rec
+    print(f"reused {len(found)} of {len(todo)} trials to run from {other}", flush=True)
+
+
+def plan_params(req: SweepRequest) -> dict:
+    return {"methods": ",".join(req.methods), "dims": ",".join(map(str, req.dims)),
+            "strengths": ("default grids" if req.strengths is None else
+                          ",".join(map(str, req.strengths))),
+            "search_trials": req.n_search, "seeds": req.seeds, "profile": req.profile,
+            "gpus_per_trial": req.gpus_per_trial, "address": req.address or "local"}
