@@ -108,21 +108,97 @@ def view1_classification(train_z1, train_labels, test_z1, test_labels, n_train: 
                          scaler.transform(b), np.asarray(test_labels), seed)
 
 
+RECOGNITION = ("recog_acc", "recog_acc_swapped")
+REFIT = ("corr_refit", "corr_floor")
+FOLDS = 5
+
+
+def recognition_unavailable(labels, folds: int = FOLDS) -> str | None:
+    """Why cross-modal recognition cannot be measured on these test labels (None: it can):
+    fewer test pairs than folds, or a training set of 4 folds that holds one class (a
+    classifier needs two; the folds are contiguous, so a file sorted by class can lack one)."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n < folds:
+        return f"{n} test pairs, fewer than its {folds} folds"
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        return f"the test labels hold one class ({classes[0]}); a classifier needs two"
+    bounds = np.linspace(0, n, folds + 1).astype(int)
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if len(np.unique(np.r_[labels[:lo], labels[hi:]])) < 2:
+            return (f"the 4 training folds of fold {i + 1} (test pairs outside {lo}–{hi - 1}) "
+                    f"hold one class; a classifier needs two (shuffle the test pairs)")
+    return None
+
+
+def refit_unavailable(n_test: int, k1: int, k2: int) -> str | None:
+    """Why a CCA refitted on the test outputs measures nothing (None: it does): centred, n
+    pairs span n−1 dimensions, and outputs of k1 + k2 > n−1 columns share at least
+    k1 + k2 − (n−1) directions, correlated 1 by construction whatever the data."""
+    if k1 + k2 <= n_test - 1:
+        return None
+    return (f"the {n_test} test pairs support at most {max(0, (n_test - 1) // 2)} canonical "
+            f"components, fewer than the outputs' {max(k1, k2)} (d): a refit on them "
+            f"correlates 1 by construction")
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"could not be computed ({type(err).__name__}: {text[0] if text else 'no message'})"
+
+
+def guarded(out: dict, unavailable: dict, names: tuple, compute) -> None:
+    """`out[names] = compute()` (one value, or a tuple of one per name); a metric that raises
+    or is not finite is left out of `out` and recorded in `unavailable` with its reason."""
+    try:
+        values = compute()
+    except Exception as err:  # noqa: BLE001 - any metric failure: the trial's other metrics stand
+        unavailable.update({name: _reason(err) for name in names})
+        return
+    values = values if isinstance(values, tuple) else (values,)
+    for name, value in zip(names, values):
+        if np.isfinite(value):
+            out[name] = float(value)
+        else:
+            unavailable[name] = f"not finite ({value})"
+
+
 def all_metrics(train_reps, test_reps, test_labels, k: int, aligned: bool = True,
-                recognition: bool = True) -> dict:
-    """Every correlation and recognition metric of one trial, from train and test representations.
+                recognition: bool = True, unavailable: dict | None = None) -> dict:
+    """Every metric of one trial, from train and test representations.
 
     `aligned=False` (DCCA-type outputs, correlated only after a rotation): recognition runs on
-    the test outputs projected by the linear CCA fitted on the train outputs."""
+    the test outputs projected by the linear CCA fitted on the train outputs.
+    `unavailable`: filled with metric -> reason for each metric that cannot be measured here
+    (too few test pairs or classes, a computation that failed); those are left out of the
+    result, and the others stand. `recognition=False` (no labels): no recognition metric."""
+    unavailable = {} if unavailable is None else unavailable
     (tr1, tr2), (te1, te2) = train_reps, test_reps
-    cca = LinearCCA.fit(tr1, tr2, k=k, ridge=HELDOUT_RIDGE)
-    p1, p2 = cca.transform(te1, te2)
-    out = {"corr_heldout": float(pearson_per_dim(p1, p2).sum()),
-           "corr_refit": corr_refit(te1, te2, k),
-           "corr_floor": corr_floor(te1, te2, k),
-           "corr_diag": corr_diag(te1, te2)}
-    if recognition:
-        out["recog_acc"], out["recog_acc_swapped"] = (
-            100 * a for a in cross_modal_recognition(*((te1, te2) if aligned else (p1, p2)),
-                                                     test_labels))
+    out, projected = {}, {}
+
+    def heldout():
+        cca = LinearCCA.fit(tr1, tr2, k=k, ridge=HELDOUT_RIDGE)
+        projected["p"] = cca.transform(te1, te2)
+        return float(pearson_per_dim(*projected["p"]).sum())
+
+    guarded(out, unavailable, ("corr_heldout",), heldout)
+    why = refit_unavailable(len(te1), te1.shape[1], te2.shape[1])
+    if why:
+        unavailable.update(dict.fromkeys(REFIT, why))
+    else:
+        guarded(out, unavailable, ("corr_refit",), lambda: corr_refit(te1, te2, k))
+        guarded(out, unavailable, ("corr_floor",), lambda: corr_floor(te1, te2, k))
+    guarded(out, unavailable, ("corr_diag",), lambda: corr_diag(te1, te2))
+    if not recognition:
+        return out
+    why = recognition_unavailable(test_labels)
+    if why is None and not aligned and "p" not in projected:
+        why = f"needs the held-out CCA projection, which {unavailable['corr_heldout']}"
+    if why:
+        unavailable.update(dict.fromkeys(RECOGNITION, why))
+        return out
+    views = (te1, te2) if aligned else projected["p"]
+    guarded(out, unavailable, RECOGNITION, lambda: tuple(
+        100 * a for a in cross_modal_recognition(*views, test_labels)))
     return out

@@ -51,6 +51,9 @@ class TrialRecord:
     versions: dict = field(default_factory=dict)
     hardware: str = ""
     gallery: str | None = None          # saliency: base64 .npz of fixed test items' maps
+    dataset: dict = field(default_factory=dict)  # name, digest, source (harness.mlflow_extras)
+    system_metrics: list = field(default_factory=list)  # samples of MLflow's system metrics
+    encoder_path: str = ""              # a reported trial's saved view encoders (a file path)
     run_id: str = ""                    # set when read back from the store
     end_time: int = 0
 

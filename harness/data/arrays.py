@@ -18,6 +18,7 @@ from harness.data.mnist_halves import DataError, TwoViews
 
 KEYS = "view1 (n × p1), view2 (n × p2), and optionally labels (n,) and split (n,)"
 SPLIT_NAMES = ("train", "val", "test")
+MIN_SPLIT = 3  # pairs in every split: fewer have no correlation to measure
 
 
 class ArraysError(DataError):
@@ -75,6 +76,10 @@ def load_arrays(path) -> dict[str, TwoViews]:
         rows = np.flatnonzero(split == code)
         if not len(rows):
             raise ArraysError(f"{path}: split has no {name!r} rows; every split needs pairs")
+        if len(rows) < MIN_SPLIT:
+            raise ArraysError(f"{path}: split has {len(rows)} {name!r} rows; every split needs "
+                              f"at least {MIN_SPLIT} pairs (a correlation of two is ±1 whatever "
+                              f"the data)")
         out[name] = TwoViews(x1[rows], x2[rows], None if labels is None else labels[rows])
     return out
 
