@@ -237,6 +237,23 @@ class SweepCallback(tune.Callback):
         self.best_val: dict = {}  # trial name -> best val_corr so far (an early-stopped trial's)
         self.print_every_s, self.last_print = print_every_s, 0.0
         self.started = time.time()
+        self.view_failed = False  # the live view raised once (logged once, then quiet)
+
+    def _quietly(self, show, *args) -> None:
+        """Run a part of the live view: an error there is the view's, never the trial's (Ray
+        would count a raising callback as the trial failing and retry it). It is logged
+        once and the sweep goes on."""
+        try:
+            show(*args)
+        except Exception as err:  # noqa: BLE001 - any reporting error: log, never fail
+            if not self.view_failed:
+                self.view_failed = True
+                try:
+                    print(f"warning: the progress view failed ({type(err).__name__}: "
+                          f"{first_line(err)}); the sweep goes on and every result is kept",
+                          file=self.stream or sys.stderr, flush=True)
+                except Exception:  # noqa: BLE001 - an unwritable stream: nothing to say it on
+                    pass
 
     def eta(self) -> str:
         """Time left, estimated from the finished trials: their mean wall time per trial
@@ -262,12 +279,16 @@ class SweepCallback(tune.Callback):
         self.running = {t.config["trial"]["name"] for t in trials if t.status == "RUNNING"}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._track(trials)
+        self._quietly(self._track, trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._line(f"{trial.config['trial']['name']} worker lost: retrying from its checkpoint")
+        self._quietly(lambda: self._line(f"{trial.config['trial']['name']} worker lost: "
+                                         f"retrying from its checkpoint"))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._quietly(self._progress, trial, result)
+
+    def _progress(self, trial, result) -> None:
         if result.get("final"):
             return
         name = trial.config["trial"]["name"]
@@ -280,7 +301,7 @@ class SweepCallback(tune.Callback):
 
     def _ended(self, trials, trial) -> str:
         name = trial.config["trial"]["name"]
-        self._track(trials)
+        self._quietly(self._track, trials)
         self.running.discard(name)
         return name
 
@@ -296,13 +317,20 @@ class SweepCallback(tune.Callback):
                                metrics={"val_corr_best": value, "epochs_run": epoch})
         else:
             record = _identity(trial.config["trial"], status="failed", reason="no result")
-        self.on_result(record)
+        self.on_result(record)  # the result is kept first, whatever the view does below
         self.done += 1
-        for warning in record.warnings:
-            self._line(f"{name}: {warning}")
         if record.phase == "search":
             self.stopped += record.status == "stopped"
             self.diverged += record.status == "diverged"
+        elif record.status != "ok":
+            self.diverged += 1
+        self._quietly(self._show, name, record)
+
+    def _show(self, name: str, record: TrialRecord) -> None:
+        """The progress lines of a finished trial."""
+        for warning in record.warnings:
+            self._line(f"{name}: {warning}")
+        if record.phase == "search":
             how = {"ok": "ran its budget", "stopped": record.reason}.get(record.status,
                                                                          record.reason)
             self._line(f"{name} val_corr_best "
@@ -317,8 +345,12 @@ class SweepCallback(tune.Callback):
                 best = " | best " + ", ".join(f"d={d}: {meth} {v:.1f}"
                                               for d, (meth, v) in sorted(self.best.items()))
             self._line(f"{name} {self.headline(m)} ({record.train_seconds or 0:.0f} s){best}")
+            by_reason = {}  # a metric not measurable on these data: which, and why
+            for metric, why in (record.unavailable or {}).items():
+                by_reason.setdefault(why, []).append(metric)
+            for why, names in by_reason.items():
+                self._line(f"{name}: {', '.join(names)} not available: {why}")
         else:
-            self.diverged += 1
             self._line(f"{name} DIVERGED: {record.reason}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -326,11 +358,14 @@ class SweepCallback(tune.Callback):
         self.failed += 1
         err = getattr(trial, "error_file", None)
         reason = "worker failed repeatedly"
-        if err and Path(err).exists():
-            lines = [ln for ln in Path(err).read_text().strip().splitlines() if ln.strip()]
-            reason = lines[-1] if lines else reason
+        try:
+            if err and Path(err).exists():
+                lines = [ln for ln in Path(err).read_text().strip().splitlines() if ln.strip()]
+                reason = lines[-1] if lines else reason
+        except (OSError, UnicodeDecodeError):  # an unreadable error file: the general reason
+            pass
         self.on_result(_identity(trial.config["trial"], status="failed", reason=reason))
-        self._line(f"{name} FAILED: {reason}")
+        self._quietly(lambda: self._line(f"{name} FAILED: {reason}"))
 
 
 def _by_value(objects) -> None:
