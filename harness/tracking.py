@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
+import json
 import logging
 import os
 import tempfile
@@ -145,14 +147,21 @@ def start_sweep(client: MlflowClient, suite: str, profile: str, params: dict):
                             tags={"kind": "sweep", "suite": suite, "profile": profile,
                                   "git_commit": git_commit(), "hardware": hardware()})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    share_views(client, run)  # what `runs_url` opens
     return run
 
 
 def child_runs(client: MlflowClient, parent) -> list:
-    """All child runs of a sweep (every status), newest first."""
-    return client.search_runs([parent.info.experiment_id],
-                              f"tags.`{PARENT_RUN_ID_TAG}` = '{parent.info.run_id}'",
-                              max_results=50000, order_by=["attributes.start_time DESC"])
+    """All trial runs of a sweep (every status), newest first: those tagged with its run id
+    (`SWEEP_TAG`), and those of a store written before trials were top-level runs (nested
+    under the sweep's run)."""
+    runs = {}
+    for key in (SWEEP_TAG, PARENT_RUN_ID_TAG):
+        for run in client.search_runs([parent.info.experiment_id],
+                                      f"tags.`{key}` = '{parent.info.run_id}'",
+                                      max_results=50000, order_by=["attributes.start_time DESC"]):
+            runs.setdefault(run.info.run_id, run)
+    return sorted(runs.values(), key=lambda r: r.info.start_time or 0, reverse=True)
 
 
 def prepare_resume(client: MlflowClient, parent) -> dict:
@@ -189,12 +198,23 @@ def supersede(client: MlflowClient, parent, plan: set[str]) -> list[str]:
     return stale
 
 
+# A trial is a top-level run tagged with its sweep's run id, not a child nested under it: the
+# MLflow UI opens a parent run collapsed (its shared views cannot expand it), which hid every
+# trial from the runs table and the charts until clicked open.
+SWEEP_TAG = "sweep_run_id"
+
+
 def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
-    """One child run for a finished (or diverged/failed) trial, in batches."""
+    """One run for a finished (or diverged/failed) trial, in batches, with MLflow's own
+    conventions: source tags (Source column), its data as a dataset input (Dataset column),
+    the system metrics sampled while it ran (`system/...`, by step) and, for a reported
+    trial, its two view encoders as logged models (Models column)."""
     from mlflow.entities import Metric, Param, RunTag
     now = int(time.time() * 1000)
-    tags = {PARENT_RUN_ID_TAG: parent.info.run_id, "suite": parent.data.tags.get("suite", ""),
-            "profile": record.profile, "status": record.status}
+    tags = {SWEEP_TAG: parent.info.run_id, "suite": parent.data.tags.get("suite", ""),
+            "profile": record.profile, "status": record.status,
+            "cell": record.name.rsplit(",seed=", 1)[0] + ("]" if ",seed=" in record.name else ""),
+            "phase": record.phase or "reported", **source_tags(record)}
     if record.reason:
         tags["failure_reason"] = record.reason[:4000]
     if record.warnings:
@@ -203,16 +223,74 @@ def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
     metrics = [Metric(k, v, now, step) for k, v, step in record.mlflow_metrics()]
     retrying(client.log_batch, run.info.run_id,
              params=[Param(k, str(v)) for k, v in record.mlflow_params().items()],
-             tags=[RunTag(k, v) for k, v in tags.items() if k != PARENT_RUN_ID_TAG])
+             tags=[RunTag(k, v) for k, v in tags.items()])
+    metrics += system_metrics(record, now)
     for i in range(0, len(metrics), MAX_BATCH):
         retrying(client.log_batch, run.info.run_id, metrics=metrics[i:i + MAX_BATCH])
+    if record.dataset:
+        retrying(log_dataset, client, run.info.run_id, record.dataset)
     if record.gallery:  # saliency suites: maps of fixed test items, for the gallery PNG
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / GALLERY_ARTIFACT
             path.write_bytes(base64.b64decode(record.gallery))
             retrying(client.log_artifact, run.info.run_id, str(path))
+    if record.encoder_path and record.status == "ok" and record.phase != "search":
+        try:
+            from harness import mlflow_extras
+            mlflow_extras.log_encoders(client, run.info.run_id, record.encoder_path)
+        except Exception as err:  # noqa: BLE001 - a file gone (another machine) or a model
+            # MLflow cannot save: the trial's results are logged all the same, and say why
+            retrying(client.set_tag, run.info.run_id, "models_not_logged", first_line(err)[:4000])
     retrying(client.set_terminated, run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+@functools.lru_cache(maxsize=8)
+def _full_commit(short: str) -> str:
+    """The full hash of a (short) commit of this repository; `short` if git cannot tell."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{short}^{{commit}}"],
+                             capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return out or short
+
+
+def source_tags(record: TrialRecord) -> dict:
+    """MLflow's standard source tags: the Source column shows the entry point, with the commit
+    the trial ran at."""
+    import getpass
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": "harness/run.py"}
+    if record.git_commit and record.git_commit != "unknown":
+        tags["mlflow.source.git.commit"] = _full_commit(record.git_commit)
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        pass
+    return tags
+
+
+def system_metrics(record: TrialRecord, now_ms: int) -> list:
+    """The record's system samples as `system/...` metrics, one step per sample, timed back
+    from `now_ms` (the driver logs them after the trial)."""
+    from mlflow.entities import Metric
+
+    from harness import mlflow_extras
+    points = mlflow_extras.system_metric_points(record.system_metrics or [])
+    last = max((t for *_, t in points), default=0)
+    return [Metric(k, v, now_ms - (last - t), step) for k, v, step, t in points]
+
+
+def log_dataset(client: MlflowClient, run_id: str, info: dict) -> None:
+    """The trial's data as a dataset input of its run (name, digest, source)."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    from harness import mlflow_extras
+    dataset = mlflow_extras.mlflow_dataset(info)._to_mlflow_entity()
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[
+        InputTag("mlflow.data.context", "train/val/test")])])
 
 
 class Mirror:
@@ -299,4 +377,57 @@ def end_sweep(client: MlflowClient, parent, artifacts: list[Path], status: str =
 
 
 def ui_command(uri: str) -> str:
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    """The one command that starts the MLflow UI on this store and prints its sweeps' URLs."""
+    return f"python -m harness.ui {uri}"
+
+
+UI_HOST, UI_PORT = "127.0.0.1", 5000
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key: an experiment tag the UI reads a view from
+VIEW_COLUMNS = [("attributes", "Dataset"), ("attributes", "Source"), ("attributes", "Models"),
+                ("params", "method"), ("params", "d"), ("params", "seed"),
+                ("metrics", "corr_heldout"), ("metrics", "recog_acc"),
+                ("metrics", "val_corr_best"), ("metrics", "train_seconds")]
+
+
+def view_state(sweep_run_id: str, seeds_grouped: bool = False) -> dict:
+    """The runs view of one sweep, as the MLflow UI's shared view state: the sweep's trials
+    (best corr_heldout first) with the compared metrics as columns, all of them in the charts
+    (the UI's default charts only the first 10); `seeds_grouped`: one row per cell (trials
+    differing only in their seed), mean over seeds, min-max band in the charts."""
+    return {
+        "searchFilter": f"tags.{SWEEP_TAG} = '{sweep_run_id}'",
+        "orderByKey": "metrics.`corr_heldout`", "orderByAsc": False,
+        "startTime": "ALL", "lifecycleFilter": "Active", "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        "selectedColumns": [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS],
+        "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True, "useGroupedValuesInCharts": True,
+        "groupBy": ({"aggregateFunction": "average",
+                     "groupByKeys": [{"mode": "tag", "groupByData": "cell"}]}
+                    if seeds_grouped else None),
+        "groupsExpanded": {}}
+
+
+def view_key(sweep_run_id: str, seeds_grouped: bool = False) -> str:
+    return f"sweep-{sweep_run_id}" + ("-seeds" if seeds_grouped else "")
+
+
+def share_views(client: MlflowClient, parent) -> None:
+    """Store the sweep's two views (trials; seeds grouped) in its experiment, where the UI
+    opens them from `runs_url`."""
+    for grouped in (False, True):
+        retrying(client.set_experiment_tag, parent.info.experiment_id,
+                 SHARED_VIEW_TAG + view_key(parent.info.run_id, grouped),
+                 json.dumps(view_state(parent.info.run_id, grouped)))
+
+
+def runs_url(parent, host: str = UI_HOST, port: int = UI_PORT, charts: bool = False,
+             seeds_grouped: bool = False) -> str:
+    """The MLflow UI's address of a sweep's runs: the experiment's Runs tab in the "Model
+    training" workflow (`workflowType`: the sidebar's GenAI / Model training switch, which is
+    GenAI on a first visit), in the sweep's shared view (`share_views`), as the table or
+    (`charts`) as the chart view."""
+    from urllib.parse import urlencode
+    query = {"workflowType": "machine_learning", "compareRunsMode": "CHART" if charts else "TABLE",
+             "viewStateShareKey": view_key(parent.info.run_id, seeds_grouped)}
+    return (f"http://{host}:{port}/#/experiments/{parent.info.experiment_id}/runs?"
+            f"{urlencode(query)}")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import metrics, report, search
+from harness import metrics, mlflow_extras, report, search
 from harness.ledger import SweepResults
 from harness.loop import fit_loop, represent_all
 from harness.models import PRECISIONS, TwoViewModel
@@ -55,6 +55,7 @@ def validation_corr(represent, train, val, k: int) -> float:
     return metrics.corr_heldout(*tr, *va, k)
 
 
+@mlflow_extras.sampled  # the record carries MLflow's system metrics sampled while it ran
 def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, report=None,
               device: str | None = None, log=None, suite: Suite | None = None) -> TrialRecord:
     """Train (or fit) one configuration and return its record.
@@ -88,10 +89,12 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
             spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn)
         k = d
     train_seconds = time.time() - started
+    dataset = mlflow_extras.dataset_info(data, suite.name, cfg["profile"],
+                                         config.get("mnist_dir") or config.get("data"))
     if cfg["phase"] == "search":  # a search trial is chosen on validation: no test metric
         out = {"val_corr_best": max(row["val_corr"] for row in history), "best_epoch": best_epoch}
         return TrialRecord.of(cfg, metrics=out, history=history, train_seconds=train_seconds,
-                              device=str(device), warnings=warnings)
+                              device=str(device), warnings=warnings, dataset=dataset)
     labels = data["test"].y  # recognition where the data have labels
     train_reps, test_reps = represent_all(represent, *train), represent_all(represent, *test)
     unavailable = {}  # metric -> why it cannot be measured here (one class, too few pairs)
@@ -103,8 +106,13 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     out["n_components"] = k
     out["best_epoch"] = best_epoch
     out["resumed_from"] = resumed_from  # the epoch a restored checkpoint continued from
+    encoder_path = ""  # the trained encoders, for MLflow's Models (a closed form has none)
+    if checkpoint_dir is not None and getattr(represent, "model", None) is not None:
+        encoder_path = mlflow_extras.save_encoders(represent.model, checkpoint_dir, data["test"],
+                                                   test_reps)
     return TrialRecord.of(cfg, metrics=out, history=history, train_seconds=train_seconds,
-                          device=str(device), warnings=warnings, unavailable=unavailable)
+                          device=str(device), warnings=warnings, unavailable=unavailable,
+                          dataset=dataset, encoder_path=encoder_path)
 
 
 def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn):
@@ -117,6 +125,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     def represent(h1, h2):
         model.eval()
         return model.represent(h1, h2)
+    represent.model = model  # the trained networks, saved for MLflow by run_trial
 
     history, best_epoch, start_epoch = fit_loop(
         model, lambda h1, h2: spec.objective(model, h1, h2, state, cfg["params"]), train,
@@ -373,8 +382,9 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, results: SweepResults,
         ax.legend(fontsize=8)
         written.append(report.save_figure(fig, out_dir / fname, dpi=110))
 
-    methods = catalog.ordered(df[df.status == "ok"].method.unique())
-    history = {r.name: r.history for r in results.records}
+    history = {r.name: r.history for r in results.records if r.history}
+    # no curve without a recorded history (a folder converted from a results.csv has none)
+    methods = catalog.ordered(df[(df.status == "ok") & df["name"].isin(history)].method.unique())
     if methods:
         cols = min(4, len(methods))
         rows_n = int(np.ceil(len(methods) / cols))
