@@ -53,20 +53,23 @@ class MethodInfo:
     def of(cls, spec, family: str, order: int) -> "MethodInfo":
         return cls(name=spec.name, title=spec.title_for(family), order=order,
                    strength=spec.strength, valid=tuple(spec.valid),
-                   search={k: list(v) for k, v in spec.search.items()}, aligned=spec.aligned,
+                   search={k: tuple(v) for k, v in spec.search.items()}, aligned=spec.aligned,
                    closed_form=spec.closed_form is not None, constant_maps=spec.constant_maps,
                    code_version=code_version(spec))
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         data["valid"] = [_finite_or_text(v) for v in self.valid]
+        # a list, not an object: the plan is written with sorted keys, and the order of the
+        # ranges is the order the tables show the selected values in
+        data["search"] = [[name, *rng] for name, rng in self.search.items()]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "MethodInfo":
         data = dict(data)
         data["valid"] = tuple(float(v) for v in data.get("valid", (0.0, math.inf)))
-        data["search"] = {k: tuple(v) for k, v in data.get("search", {}).items()}
+        data["search"] = {item[0]: tuple(item[1:]) for item in data.get("search", [])}
         return cls(**data)
 
 

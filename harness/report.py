@@ -123,3 +123,14 @@ def provenance(df: pd.DataFrame, plan) -> str:
             f"hardware {hardware} ({devices}), finished {when}; {len(df)} trials "
             f"({(df.status == 'ok').sum()} ok, {(df.status == 'diverged').sum()} diverged, "
             f"{(df.status == 'failed').sum()} failed).")
+
+
+def write_cells_csv(sel: pd.DataFrame, path: Path) -> None:
+    """tables.csv: the selected cells, metrics to 4 decimals, the selected parameters and
+    learning rate to 6 significant digits (a rounded 0.0002 would not rerun the choice)."""
+    out = sel.copy()
+    for key in [c for c in out.columns if c.startswith("param_")] + ["lr"]:
+        if key in out:
+            out[key] = [f"{v:.6g}" if isinstance(v, (int, float)) and not pd.isna(v) else v
+                        for v in out[key]]
+    out.to_csv(path, index=False, float_format="%.4f")

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import planner, registry
+from harness import planner, registry, tracking
 from harness.common import HarnessError, check_writable, first_line, whole_number
 from harness.ledger import read_folders
 from harness.models import PRECISIONS
@@ -256,6 +256,9 @@ def _main(args) -> int:
     planner.make_plan(suite, args.profile or "quick", methods, dims, strengths, n_search, seeds,
                       out, options)
     suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
+    # the store last (bad input makes none), and before Ray: an unusable one is one line
+    tracking.open_client(args.mlflow_uri or tracking.default_uri(out),
+                         artifact_dir=out / "mlartifacts")
 
     from harness import tune as tune_runner  # Ray is imported only for sweeps
     try:

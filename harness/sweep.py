@@ -68,9 +68,6 @@ def write_results_csv(path: Path, records: list, metric_columns: tuple = ()) -> 
     save_atomic(path, write)
 
 
-SWEEP_RUN_ID = "sweep_run_id"  # in the sweep's folder: the MLflow run its mirror writes to
-
-
 def _archive_previous(folder: Path) -> None:
     """A new sweep in a folder that holds one: the old ledger and plan are kept beside it
     (never deleted: they are results), the new sweep starts empty."""

@@ -293,6 +293,9 @@ def log_dataset(client: MlflowClient, run_id: str, info: dict) -> None:
         InputTag("mlflow.data.context", "train/val/test")])])
 
 
+SWEEP_RUNS = "mlflow_runs.json"  # in a sweep's folder: its run in each store it is mirrored to
+
+
 class Mirror:
     """The MLflow copy of a sweep's ledger: `sync` logs every ledger record the store does not
     hold yet, once. A store that is unreachable for a while (a tracking server restarting)
@@ -312,16 +315,17 @@ class Mirror:
     @classmethod
     def open(cls, uri: str, artifact_dir: Path, suite: str, profile: str, folder: Path,
              params: dict, resume: bool) -> "Mirror":
-        """The sweep's parent run: the one its folder records when resuming (else a new
-        one), recorded in `<folder>/sweep_run_id`."""
+        """The sweep's parent run in the store `uri`: the one its folder records for that
+        store when resuming (else a new one), recorded in `<folder>/mlflow_runs.json`
+        ({store URI: run id}: one ledger may be mirrored to several stores)."""
         client = open_client(uri, artifact_dir=artifact_dir)
-        recorded = Path(folder) / "sweep_run_id"
-        parent = None
-        if resume and recorded.exists():
-            parent = run_by_id(client, recorded.read_text().strip())
+        recorded = Path(folder) / SWEEP_RUNS
+        runs = json.loads(recorded.read_text()) if recorded.exists() else {}
+        parent = run_by_id(client, runs[uri]) if resume and uri in runs else None
         if parent is None:
             parent = start_sweep(client, suite, profile, params)
-        recorded.write_text(parent.info.run_id + "\n")
+        runs[uri] = parent.info.run_id
+        recorded.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
         return cls(client, parent, uri)
 
     def sync(self, records: list[TrialRecord]) -> int:

@@ -75,19 +75,23 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
     assert {"table1.md", "table5.md", "corr_vs_d.png", "results.csv"} <= artifacts
 
     sweep_dir = out / f"{SUITE}-{PROFILE}"
+    # the ledger holds every trial whole: its validation curve and provenance
+    ledger = [json.loads(line) for line in (sweep_dir / "records.jsonl").read_text().splitlines()]
+    assert sorted(r["name"] for r in ledger) == sorted(names)
+    assert all(len(r["history"]) == 2 for r in ledger if r["method"] == "muc2m")
+    plan = json.loads((sweep_dir / "plan.json").read_text())
+    assert sorted(t["name"] for t in plan["trials"]) == sorted(names)
+    assert plan["methods"]["muc2m"]["title"] == "MUC2M" and plan["suite"] == SUITE
+    # the tables are a function of the folder alone: rebuilt without the store, byte-identical
     rebuilt = tmp_path / "rebuilt"
-    tables_build.build(SUITE, PROFILE, uri=tracking.default_uri(out), out_dir=rebuilt)
-    for fname in ("table1.md", "table5.md", "tables.csv"):
-        assert (rebuilt / fname).read_text() == (sweep_dir / fname).read_text(), fname
-    # the CLI, naming the sweep by the run id its folder recorded
-    recorded = (sweep_dir / "sweep_run_id").read_text().strip()
-    assert recorded == parent.info.run_id
-    cli = ["--suite", SUITE, "--profile", PROFILE, "--mlflow-uri", tracking.default_uri(out),
-           "--out-dir", str(tmp_path / "cli")]
-    assert tables_build.main([*cli, "--sweep", recorded]) == 0
+    (out / "mlflow.db").rename(out / "gone.db")
+    tables_build.build([sweep_dir], out_dir=rebuilt)
+    for fname in ("table1.md", "table5.md", "tables.csv", "corr_vs_d.png", "val_curves.png"):
+        assert (rebuilt / fname).read_bytes() == (sweep_dir / fname).read_bytes(), fname
+    assert tables_build.main([str(sweep_dir), "--out-dir", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli" / "table1.md").read_text() == (sweep_dir / "table1.md").read_text()
     capsys.readouterr()
-    assert tables_build.main([*cli, "--sweep", "0" * 32]) == 2
+    assert tables_build.main([str(tmp_path / "not-a-sweep")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0  # one line
     table1 = (rebuilt / "table1.md").read_text()
     assert "| CCA |" in table1 and "| MUC2M |" in table1 and "Provenance: profile `smoke`" in table1
@@ -112,25 +116,26 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(tmp_path):
     driver.wait()
     client, parent, before = store(out)
     finished = {r.info.run_name: r.info.run_id for r in before if r.info.status == "FINISHED"}
-    # results.csv is written before the store: a trial the driver had not logged yet is kept
-    # in its outbox, and --resume logs it instead of running it again
-    outbox = out / f"{SUITE}-{PROFILE}" / "pending_trials.jsonl"
-    kept = {json.loads(line)["name"] for line in outbox.read_text().splitlines()} if outbox.exists() else set()
-    assert 2 <= len(set(finished) | kept) < 8
+    # the ledger is written before the store: a trial the driver had not mirrored yet is in
+    # the ledger, and --resume mirrors it instead of running it again
+    ledger = out / f"{SUITE}-{PROFILE}" / "records.jsonl"
+    kept = {json.loads(line)["name"] for line in ledger.read_text().splitlines()}
+    assert set(finished) <= kept and 2 <= len(kept) < 8
 
     proc = harness_run("--methods", "muc2m,dcca", "--dims", "8,16", "--out", str(out), "--epochs", "12",
                        "--resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"{len(set(finished) | kept)} trials already finished" in proc.stdout
+    assert f"{len(kept)} trials already finished" in proc.stdout
     client, parent2, after = store(out)
     assert parent2.info.run_id == parent.info.run_id
-    recorded = (out / f"{SUITE}-{PROFILE}" / "sweep_run_id").read_text().strip()
-    assert recorded == parent.info.run_id and f"resuming sweep {recorded}" in proc.stdout
+    assert f"resuming sweep {parent.info.run_id}" in proc.stdout
     names = [r.info.run_name for r in after]
     assert sorted(names) == sorted(expected_names(["muc2m", "dcca"], [8, 16]))  # no duplicates
     for name, run_id in finished.items():  # finished trials were kept, not recomputed
         assert {r.info.run_id for r in after if r.info.run_name == name} == {run_id}
     assert sorted(r["name"] for r in csv_rows(out)) == sorted(names)
+    again = [json.loads(line)["name"] for line in ledger.read_text().splitlines()]
+    assert sorted(again) == sorted(names)  # the ledger, too, holds each trial once
 
 
 def test_a_rerun_sweep_finds_each_trials_latest_checkpoint_in_the_storage_by_name(tmp_path):
@@ -187,16 +192,15 @@ def test_python_m_tables_build_resolves_to_this_project(tmp_path):
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("True") and str(REPO / "tables") in proc.stdout
-    assert "--mlflow-uri" in proc.stdout
+    assert "FOLDER" in proc.stdout
 
 
-def test_tables_build_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path, capsys):
-    missing = tmp_path / "typo" / "mlflow.db"
-    assert tables_build.main(["--suite", SUITE, "--profile", PROFILE,
-                              "--mlflow-uri", f"sqlite:///{missing}"]) == 2
+def test_tables_build_on_a_folder_without_a_plan_says_so_and_writes_nothing(tmp_path, capsys):
+    missing = tmp_path / "typo"
+    assert tables_build.main([str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"no such store ({missing} does not exist)" in err, err
-    assert not missing.exists() and not missing.parent.exists()
+    assert err.count("\n") == 1 and "no plan.json here" in err, err
+    assert not missing.exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -258,10 +262,10 @@ def test_bad_input_through_the_cli_exits_2_with_one_line(tmp_path):
 
 
 def test_trials_start_with_the_largest_d_so_a_sweep_does_not_end_on_its_slowest_trials(tmp_path):
-    from harness.run import build_trials
+    from harness.planner import grid_trials
     from harness.suites import get_suite
-    trials = build_trials(get_suite("mnist_halves"), "quick", ["cca", "muc2m"], [50, 1000, 200],
-                          None, 1, tmp_path, {})
+    trials = grid_trials(get_suite("mnist_halves"), "quick", ["cca", "muc2m"], [50, 1000, 200],
+                         None, 1, tmp_path, {})
     assert [t["d"] for t in trials] == [1000] * 4 + [200] * 4 + [50] * 4
     assert {t["method"] for t in trials[:4]} == {"cca", "muc2m"}
 
@@ -313,44 +317,43 @@ def test_resume_keeps_finished_trials_once_and_reruns_failed_ones(tmp_path):
     assert [r.info.run_name for r in tracking.child_runs(client, parent)] == [ok.name]
 
 
-def test_resume_continues_the_sweep_its_folder_recorded_not_the_stores_latest(tmp_path):
+def test_resume_mirrors_to_the_sweep_its_folder_recorded_for_that_store(tmp_path):
     """Two sweeps of one (suite, profile) in one store (a shared tracking server), each with its
-    own --out: each resumes its own, though the other started later; a folder without the
-    record resumes the latest; a recorded sweep the store lacks is a one-line usage error."""
-    from harness import run
-    client = tracking.open_client(tracking.default_uri(tmp_path))
-    mine = tracking.start_sweep(client, SUITE, PROFILE, {})
-    time.sleep(0.02)  # start times are in milliseconds
-    theirs = tracking.start_sweep(client, SUITE, PROFILE, {})  # started later: the latest
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    (folder / run.SWEEP_RUN_ID).write_text(mine.info.run_id + "\n")
+    own folder: each resumes its own run, though the other started later; a folder whose
+    recorded run the store lacks (a lost store) gets a new run, which its ledger refills."""
     uri = tracking.default_uri(tmp_path)
-    assert run.sweep_to_resume(client, uri, SUITE, PROFILE, folder).info.run_id == mine.info.run_id
-    assert (run.sweep_to_resume(client, uri, SUITE, PROFILE, tmp_path / "old").info.run_id
-            == theirs.info.run_id)
-    (folder / run.SWEEP_RUN_ID).write_text("0123456789abcdef0123456789abcdef")
-    with pytest.raises(run.UsageError, match="not in the MLflow store"):
-        run.sweep_to_resume(client, uri, SUITE, PROFILE, folder)
+    (tmp_path / "mine").mkdir()
+    mine = tracking.Mirror.open(uri, tmp_path / "a", SUITE, PROFILE, tmp_path / "mine", {},
+                                resume=False)
+    time.sleep(0.02)  # start times are in milliseconds
+    (tmp_path / "theirs").mkdir()
+    theirs = tracking.Mirror.open(uri, tmp_path / "a", SUITE, PROFILE, tmp_path / "theirs", {},
+                                  resume=False)
+    again = tracking.Mirror.open(uri, tmp_path / "a", SUITE, PROFILE, tmp_path / "mine", {},
+                                 resume=True)
+    assert again.sweep_id == mine.sweep_id != theirs.sweep_id
+    other_uri = tracking.default_uri(tmp_path / "elsewhere")
+    moved = tracking.Mirror.open(other_uri, tmp_path / "a", SUITE, PROFILE, tmp_path / "mine",
+                                 {}, resume=True)
+    assert moved.sweep_id not in (mine.sweep_id, theirs.sweep_id)
+    recorded = json.loads((tmp_path / "mine" / tracking.SWEEP_RUNS).read_text())
+    assert recorded == {uri: mine.sweep_id, other_uri: moved.sweep_id}
 
 
-def test_trials_an_earlier_plan_ran_stay_in_the_store_but_leave_the_tables(tmp_path):
-    """A search range changed before --resume: the old plan's trials are tagged superseded,
-    kept, and left out of the tables; a trial the plan contains again comes back."""
+def test_trials_an_earlier_plan_ran_stay_in_the_ledger_but_leave_the_tables(tmp_path):
+    """A search range changed before --resume: the old plan's trials stay in the ledger
+    (nothing computed is lost) and leave the tables, which read the plan's trials only."""
+    from harness.ledger import Ledger, Plan, read_folders
     from harness.record import TrialRecord
-    from tables.build import load_records
-    client = tracking.open_client(tracking.default_uri(tmp_path))
-    parent = tracking.start_sweep(client, SUITE, PROFILE, {})
     old = TrialRecord(name="dcca[d=8,ridge=1e-06,seed=0]", method="dcca", d=8, profile=PROFILE,
                       metrics={"corr_heldout": 5.0})
     new = TrialRecord(name="dcca[d=8,ridge=1e-08,seed=0]", method="dcca", d=8, profile=PROFILE,
                       metrics={"corr_heldout": 6.0})
+    ledger = Ledger(tmp_path)
     for record in (old, new):
-        tracking.log_trial(client, parent, record)
-    assert tracking.supersede(client, parent, {new.name}) == [old.name]
-    assert [r.name for r in load_records(client, parent)] == [new.name]
-    assert sorted(r.name for r in load_records(client, parent, superseded=True)) == sorted(
-        [old.name, new.name])  # nothing computed is lost
-    assert tracking.supersede(client, parent, {new.name}) == []  # idempotent
-    tracking.supersede(client, parent, {old.name, new.name})  # the old plan again
-    assert sorted(r.name for r in load_records(client, parent)) == sorted([old.name, new.name])
+        ledger.append(record)
+    Plan(SUITE, "two_view", PROFILE, trials=[{"name": new.name}]).save(tmp_path)
+    assert [r.name for r in read_folders([tmp_path]).records] == [new.name]
+    assert [r.name for r in ledger.records()] == [old.name, new.name]
+    Plan(SUITE, "two_view", PROFILE, trials=[{"name": old.name}, {"name": new.name}]).save(tmp_path)
+    assert sorted(r.name for r in read_folders([tmp_path]).records) == sorted([old.name, new.name])

@@ -264,7 +264,7 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     for fname, text in (("table1.md", table1), ("table5.md", table5))[:1 + recognition]:
         (out_dir / fname).write_text(text + "\n")
         written.append(out_dir / fname)
-    sel.to_csv(out_dir / "tables.csv", index=False, float_format="%.4f")
+    report.write_cells_csv(sel, out_dir / "tables.csv")
     written.append(out_dir / "tables.csv")
     return written + plots(df, sel, results, out_dir), sel
 

@@ -183,7 +183,7 @@ def renderer(experiment: str, on_coco: bool):
         for fname, text in texts.items():
             (out_dir / fname).write_text(text)
             written.append(out_dir / fname)
-        sel.to_csv(out_dir / "tables.csv", index=False, float_format="%.4f")
+        report.write_cells_csv(sel, out_dir / "tables.csv")
         written.append(out_dir / "tables.csv")
         galleries = {r.name: r.gallery for r in results.records if r.gallery}
         return written + gallery.draw(_rows(sel, results.catalog), galleries, results.catalog,
