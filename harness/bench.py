@@ -33,7 +33,7 @@ import torch
 
 from harness.common import ConfigError, default_device, synchronize, whole_number
 from harness.loop import batches, train_epoch
-from harness.models import HIDDEN, PRECISIONS, TwoViewModel, direct_outputs
+from harness.models import HIDDEN, PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
 from harness.registry import get as get_method
 from harness.registry import list_methods
@@ -64,13 +64,14 @@ def floor_objective(model, h1, h2, state, params, input_gradients: bool = False)
 
 
 def stepper(spec, objective, train, d: int, batch: int, device, precision: str = "fp32",
-            overrides: dict | None = None):
+            overrides: dict | None = None, factored: bool = True):
     """A fresh model of the method's networks (seed 0), trained with `objective` (the method's
     default parameters, then `overrides`): an endless iterator whose every next() takes one
     step of the trial's loop (`train_epoch` on the next batch of a shuffled epoch, Adam)."""
     torch.manual_seed(0)
     p1, p2 = train[0].shape[1], train[1].shape[1]
-    model = TwoViewModel.for_method(spec, p1, p2, d, precision=precision).to(device)
+    model = TwoViewModel.for_method(spec, p1, p2, d, precision=precision,
+                                    factored=factored).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     state = spec.fresh_state(d, device)
     params = spec.params(overrides=overrides)
@@ -183,8 +184,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     train = to_device(load_data("paper")["train"].head(args.subset), device)
-    with direct_outputs(args.direct):
-        rows = measure_rows(args, dims, methods, overrides, train, batch, device)
+    rows = measure_rows(args, dims, methods, overrides, train, batch, device)
     machine = (torch.cuda.get_device_name(0) if device.type == "cuda"
                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     outputs = "direct" if args.direct else f"factored where d > {HIDDEN[-1] + 1}"
@@ -208,7 +208,8 @@ def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[d
             double_backward = spec.input_gradient_penalty
             floor = functools.partial(floor_objective, input_gradients=double_backward)
             obj, flo = interleaved_epochs(
-                [stepper(spec, objective, train, d, batch, device, args.precision, params)
+                [stepper(spec, objective, train, d, batch, device, args.precision, params,
+                         factored=not args.direct)
                  for objective in (spec.objective, floor)], args.epochs,
                 train[0].shape[0] // batch, device)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),

@@ -292,8 +292,10 @@ class SweepResults:
 
 def read_folders(folders) -> SweepResults:
     """Plans and ledgers of sweep folders; folders of another suite, profile or data are
-    refused (their numbers would not be comparable)."""
-    plans, records, seen = [], [], set()
+    refused (their numbers would not be comparable). A method's trials come from the first
+    folder whose plan has it: a later folder adds the methods the earlier ones lack (a
+    plug-in's sweep beside a committed field), never a second set of a method's trials."""
+    plans, records, seen, methods = [], [], set(), set()
     for folder in folders:
         plan = Plan.load(folder)
         if plans:
@@ -308,10 +310,24 @@ def read_folders(folders) -> SweepResults:
         plans.append(plan)
         planned = set(plan.names())
         for record in Ledger(folder).records():
-            if record.name in planned and record.name not in seen:
+            if record.name in planned and record.name not in seen and record.method not in methods:
                 seen.add(record.name)
                 records.append(record)
+        methods |= {t["method"] for t in plan.trials if "method" in t}
     return SweepResults(plans, records)
+
+
+def check_mergeable(plan: Plan, folders) -> None:
+    """Refuse, in one line, folders that cannot stand in one table with `plan`'s sweep."""
+    for folder in folders:
+        other = Plan.load(folder)
+        for what, a, b in (("suite", plan.suite, other.suite),
+                           ("profile", plan.profile, other.profile),
+                           ("data", plan.data_digest, other.data_digest)):
+            if a != b:
+                raise SweepFolderError(f"--reuse {folder}: its {what} differs from this "
+                                       f"sweep's ({b} vs {a}); reuse only a sweep of the same "
+                                       f"suite, profile and data")
 
 
 def identity(config_or_record, info: MethodInfo | None, digest: str) -> tuple:

@@ -1,7 +1,6 @@
 """Encoders and decoders of the paper's MNIST architecture (Appendix 7.4.2), from explicit sizes."""
 from __future__ import annotations
 
-import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -80,19 +79,6 @@ def decoder(d: int, p: int, hidden=HIDDEN, precision: str = "fp32") -> nn.Sequen
     return mlp([d, *reversed(hidden), p], precision)
 
 
-@contextlib.contextmanager
-def direct_outputs(direct: bool = True):
-    """Within the block (with `direct`), no factored outputs at any d: every objective takes the
-    m × d outputs, the reference path of the factored ones (`TwoViewModel.factor`). The
-    class-wide switch is put back afterwards, so an in-process caller is left as it was."""
-    factor = TwoViewModel.factor
-    TwoViewModel.factor = factor and not direct
-    try:
-        yield
-    finally:
-        TwoViewModel.factor = factor
-
-
 class TwoViewModel(nn.Module):
     """f1, f2 (one encoder per view), optional BN on their outputs, optional decoders.
 
@@ -101,13 +87,13 @@ class TwoViewModel(nn.Module):
     code, CorrNet's original).
     """
 
-    factor = True  # whether `outputs`/`represent` may hand back factors (False: the direct
-    #                path everywhere, the reference of tests/test_lowrank.py)
-
     def __init__(self, p1: int, p2: int, d: int, batchnorm: bool = False,
                  decoders: str | None = None, hidden=HIDDEN, precision: str = "fp32",
-                 code_activation: str | None = None):
+                 code_activation: str | None = None, factored: bool = True):
         super().__init__()
+        # whether `outputs`/`represent` may hand back factors where they pay (False: the m × d
+        # outputs at every d, the reference path of the factored one; a trial's `factored`)
+        self.factor = factored
         if code_activation not in (None, "sigmoid"):
             raise ValueError(f"unknown code activation {code_activation!r}; use None or 'sigmoid'")
         self.code = torch.sigmoid if code_activation == "sigmoid" else (lambda f: f)
@@ -125,13 +111,14 @@ class TwoViewModel(nn.Module):
 
     @classmethod
     def for_method(cls, spec, p1: int, p2: int, d: int, hidden=None,
-                   precision: str = "fp32") -> "TwoViewModel":
+                   precision: str = "fp32", factored: bool = True) -> "TwoViewModel":
         """The networks a registered method trains (`harness.registry.MethodSpec`: BN, decoders,
         code activation). `hidden` None: the method's own widths where it has them, else HIDDEN."""
         if hidden is None:
             hidden = HIDDEN if spec.hidden is None else spec.hidden
         return cls(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=hidden,
-                   precision=precision, code_activation=spec.code_activation)
+                   precision=precision, code_activation=spec.code_activation,
+                   factored=factored)
 
     def forward(self, h1: torch.Tensor, h2: torch.Tensor):
         return self.enc1(h1), self.enc2(h2)

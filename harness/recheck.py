@@ -36,7 +36,7 @@ import torch
 from harness import registry
 from harness.common import whole_number
 from harness.loop import batches
-from harness.models import TwoViewModel, direct_outputs
+from harness.models import TwoViewModel
 from harness.suites import get_suite
 
 COMPARED = ("corr_heldout", "corr_refit", "corr_diag", "recog_acc")
@@ -80,9 +80,8 @@ def run_config(row: pd.Series, float64: bool) -> dict:
 
 
 def retrain(suite, config: dict, data, direct: bool = False):
-    """One trial; with `direct`, no factored outputs at any d (`direct_outputs`)."""
-    with direct_outputs(direct):
-        return suite.trial(config, data=data)
+    """One trial; with `direct`, no factored outputs at any d (the trial's `factored`)."""
+    return suite.trial({**config, "factored": not direct}, data=data)
 
 
 def in_float64(data: dict) -> dict:
@@ -112,7 +111,7 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
     states = [spec.fresh_state(cfg["d"], device) for _ in twins]
     # (factored?, threads) of each twin
     settings = [(True, None), (False, None)] if pair == "paths" else [(False, 1), (False, 2)]
-    threads, factor, rows = torch.get_num_threads(), TwoViewModel.factor, []
+    threads, rows = torch.get_num_threads(), []
     shuffle = torch.Generator().manual_seed(cfg["seed"])
 
     def epochs():  # reshuffled each epoch, as a trial does
@@ -126,7 +125,7 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
             grads = []
             for model, optimizer, state, (factored, n_threads) in zip(twins, optimizers, states,
                                                                        settings):
-                TwoViewModel.factor = factored
+                model.factor = factored
                 torch.set_num_threads(n_threads or threads)
                 model.train()
                 optimizer.zero_grad()
@@ -138,7 +137,6 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
             rows.append({"step": step + 1, "grad_rel_diff": rel_diff(*grads),
                          "param_rel_diff": rel_diff(*params)})
     finally:
-        TwoViewModel.factor = factor
         torch.set_num_threads(threads)
     return rows
 
@@ -153,7 +151,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=None, help="comma-separated (default: every method)")
     parser.add_argument("--threads", type=whole_number(1), default=1)
     parser.add_argument("--direct", action="store_true",
-                        help="outputs as m x d tensors at every d (TwoViewModel.factor = False): "
+                        help="outputs as m x d tensors at every d (a trial's factored = False): "
                              "the reference path that the factored objectives must agree with")
     parser.add_argument("--against", choices=("committed", "direct"), default="committed",
                         help="compare with the committed numbers (default) or with a retrain on "

@@ -110,10 +110,12 @@ def parse_args(argv=None):
                    "and profile whose --out this is: the plan minus its ledger runs, finished "
                    "trials are kept")
     p.add_argument("--reuse", action="append", default=[], metavar="FOLDER",
-                   help="a sweep folder (plan.json + records.jsonl, e.g. a committed "
-                   "tables/results/<suite>-<profile>) whose finished trials count for this "
-                   "sweep where their identity matches (method, d, parameters, seed, profile, "
-                   "epochs, precision, the objective's code and the data); repeatable")
+                   help="a sweep folder of the same suite, profile and data (plan.json + "
+                   "records.jsonl, e.g. the committed tables/results/mnist_halves-quick): its "
+                   "trials whose identity matches (method, d, parameters, seed, epochs, "
+                   "precision, the objective's code, the data) are not rerun, and its other "
+                   "methods stand in this sweep's tables, so `--methods mine --reuse FIELD` runs "
+                   "only your method's trials against the field; repeatable")
     p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--data", default=None, metavar="FILE", help="--suite arrays: a .npz with "
                    "view1 (n × p1), view2 (n × p2), optional labels (n,) and split (n,)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness import planner, record, tracking
 from harness.common import HarnessError, save_atomic
-from harness.ledger import Ledger, Plan, data_digest, read_folders
+from harness.ledger import Ledger, Plan, check_mergeable, data_digest, read_folders
 
 
 class SweepError(HarnessError):
@@ -90,6 +90,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     digest = data_digest(data)
     plan = planner.make_plan(suite, req.profile, req.methods, req.dims, req.strengths,
                              req.n_search, req.seeds, checkpoint_root, req.options, digest)
+    check_mergeable(plan, req.reuse)  # before any trial: a field of other data is refused
     ledger = Ledger(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not req.resume:
@@ -170,14 +171,16 @@ def run_sweep(req: SweepRequest, started: float) -> int:
               "--resume to continue", file=sys.stderr)
         return 130
     write_results_csv(folder / "results.csv", ledger.records(), suite.columns)
-    written = tables_build.build([folder], out_dir=folder)
+    # the reused folders' other methods stand in this sweep's tables (a plug-in beside the
+    # committed field); `python -m tables.build` of the same folders rebuilds them
+    written = tables_build.build([folder, *req.reuse], out_dir=folder)
     if not mirror.finish(ledger.records(), written + [folder / "results.csv"]):
         print(f"error: the MLflow store {mirror.uri} did not come back; every finished trial "
               f"is in {ledger.path} and the tables are built; rerun the same command with "
               f"--resume (or `python -m harness.mirror {folder}`) to mirror them",
               file=sys.stderr)
         return 1
-    print(tables_build.summary(read_folders([folder])), flush=True)
+    print(tables_build.summary(read_folders([folder, *req.reuse])), flush=True)
     print(f"\nsweep finished in {(time.time() - started) / 60:.1f} min; tables and plots in "
           f"{folder}\nbrowse it: {tracking.ui_command(mirror.uri)}", flush=True)
     return 0

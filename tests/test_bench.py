@@ -78,9 +78,8 @@ def test_bench_parts_refuses_a_d_the_factored_path_does_not_take(capsys):
 
 @pytest.mark.parametrize("direct", [False, True])
 def test_bench_direct_times_the_objectives_on_the_full_outputs(direct, factoring_calls, capsys):
-    """Above the last hidden width (300 + 1) the objectives take factors unless --direct; the
-    switch is put back afterwards."""
-    from harness import models
+    """Above the last hidden width (300 + 1) the objectives take factors unless --direct (each
+    model is built with its path: no process-wide switch to put back)."""
     calls = factoring_calls
     argv = ["--dims", "320", "--epochs", "1", "--methods", "dcca", "--subset", "4096",
             "--threads", "1", "--json"] + (["--direct"] if direct else [])
@@ -88,7 +87,6 @@ def test_bench_direct_times_the_objectives_on_the_full_outputs(direct, factoring
     out = json.loads(capsys.readouterr().out)
     assert out["outputs"] == ("direct" if direct else "factored where d > 301")
     assert (len(calls) == 0) == direct
-    assert models.TwoViewModel.factor is True
 
 
 def test_bench_times_objective_and_floor_step_by_step_in_turn_on_the_cpu():

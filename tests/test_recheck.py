@@ -92,7 +92,7 @@ def test_trace_shows_the_two_paths_start_at_round_off_and_drift(tmp_path, capsys
     assert [x["step"] for x in lines] == [1, 2, 3] and all(x["pair"] == "paths" for x in lines)
     assert 0 < lines[0]["grad_rel_diff"] < 1e-12
     assert all(0 < x["param_rel_diff"] < 1e-6 for x in lines)
-    assert recheck.TwoViewModel.factor and torch.get_default_dtype() == torch.float32
+    assert torch.get_default_dtype() == torch.float32
 
 
 def test_trace_refuses_zero_steps(results_csv, capsys):

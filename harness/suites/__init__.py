@@ -144,6 +144,8 @@ class Suite:
                 "hidden": tuple(config.get("hidden") or (
                     HIDDEN if spec.hidden is None else spec.hidden)), "precision": precision,
                 "phase": config.get("phase", ""),
+                # False: the m × d outputs at every d (the factored path's reference)
+                "factored": bool(config.get("factored", True)),
                 "name": config.get("name") or run_name(spec.name, d, spec.strength, strength, seed)}
 
 

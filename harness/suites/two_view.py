@@ -119,7 +119,8 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     """Build the method's model and running statistics and train them with `fit_loop`."""
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]  # encoders sized from the data
-    model = TwoViewModel.for_method(spec, p1, p2, d, cfg["hidden"], cfg["precision"]).to(device)
+    model = TwoViewModel.for_method(spec, p1, p2, d, cfg["hidden"], cfg["precision"],
+                                    factored=cfg["factored"]).to(device)
     state = spec.fresh_state(d, device)
 
     def represent(h1, h2):
