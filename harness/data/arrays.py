@@ -4,7 +4,10 @@ Format: a NumPy `.npz` holding
 - `view1`: (n, p1) numbers, `view2`: (n, p2) numbers — row i of both is one pair;
 - `labels` (optional): (n,) integer class of each pair, for cross-modal recognition;
 - `split` (optional): (n,) with values 0/1/2 or "train"/"val"/"test". Without it the pairs are
-  split 70/15/15 by a fixed permutation (seed 0).
+  split 70/15/15 by a fixed permutation (seed 0). Every split needs at least 3 pairs.
+
+Without labels there is no recognition metric at all; labels of one class (or too few test
+pairs for its folds) leave recognition "not available" with the reason, the trial ok.
 
 Every problem is one line naming the file, the key and what is wrong (`ArraysError`).
 """
