@@ -17,23 +17,14 @@ import time
 from pathlib import Path
 
 from harness import planner, registry, tracking
-from harness.common import HarnessError, check_writable, first_line, whole_number
+from harness.cli import (OneLineParser, UsageError, add_suite_options, positive_int, run_cli,
+                         suite_options)
+from harness.common import check_writable, first_line, whole_number
 from harness.ledger import read_folders
 from harness.models import PRECISIONS
 from harness.profiles import PROFILES
 from harness.suites import all_suites, get_suite
 from harness.sweep import SweepRequest, run_sweep
-
-
-class UsageError(HarnessError, ValueError):
-    pass
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one `error:` line (no usage block) and exit code 2."""
-
-    def error(self, message):
-        raise UsageError(f"{message} (see --help)")
 
 
 def _fraction(text: str) -> float:
@@ -116,11 +107,6 @@ def parse_args(argv=None):
                    "precision, the objective's code, the data) are not rerun, and its other "
                    "methods stand in this sweep's tables, so `--methods mine --reuse FIELD` runs "
                    "only your method's trials against the field; repeatable")
-    p.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
-    p.add_argument("--data", default=None, metavar="FILE", help="--suite arrays: a .npz with "
-                   "view1 (n × p1), view2 (n × p2), optional labels (n,) and split (n,)")
-    p.add_argument("--hidden", default=None, help="hidden widths of every encoder, e.g. 64,32 "
-                   "(default: the paper's 500,300)")
     p.add_argument("--epochs", type=whole_number(1), default=None,
                    help="override the profile's epochs "
                    "(for every d)")
@@ -128,11 +114,7 @@ def parse_args(argv=None):
                    "networks' arithmetic (two-view suites): fp32 or bf16 mixed precision "
                    "(default: the profile's: bf16 for quick, fp32 otherwise; "
                    "bf16: bf16 matmuls, fp32 weights, objectives unchanged; see BENCHMARKS.md)")
-    p.add_argument("--data-root", default=None, help="COCO 2017 root (coco_* suites): holds "
-                   "annotations/instances_{train,val}2017.json and {train,val}2017/")
-    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
-                   help="local weights for the coco_* suites: resnet50=FILE.pth, bert=DIR, "
-                   "clip_rn50=FILE.pt (repeatable)")
+    add_suite_options(p, suites)
     return p.parse_args(argv)
 
 
@@ -155,13 +137,6 @@ def _finite(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = float(text)  # a ValueError becomes "expected comma-separated numbers"
-    if value != int(value) or value < 1:
-        raise UsageError(f"{text!r} is not a positive integer")
-    return int(value)
-
-
 def check_storage(storage: str | None) -> None:
     """A folder must be writable; a URI must name a file system pyarrow can open."""
     if storage is None:
@@ -178,11 +153,7 @@ def check_storage(storage: str | None) -> None:
 
 
 def main(argv=None) -> int:
-    try:
-        return _main(parse_args(argv))
-    except (HarnessError, LookupError) as err:  # KeyError: an unknown suite or method
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda argv: _main(parse_args(argv)), argv)
 
 
 def select_methods(text: str, suite) -> list[str]:
@@ -235,18 +206,7 @@ def _main(args) -> int:
     out = Path(args.out)
     check_writable(out, "--out")
     check_storage(args.storage)
-    options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
-    if args.data_root:
-        options["data_root"] = args.data_root
-    if args.data:
-        options["data"] = args.data
-    if args.hidden is not None:
-        options["hidden"] = tuple(_csv_list(args.hidden, _positive_int, "hidden"))
-    for pair in args.weights:
-        key, sep, value = pair.partition("=")
-        if not sep or not key or not value:
-            raise UsageError(f"--weights {pair!r}: expected NAME=PATH, e.g. resnet50=/data/rn50.pth")
-        options.setdefault("weights", {})[key] = value
+    options = suite_options(args, suite)  # --data, --mnist-dir, ...: those it declares
     if args.precision is not None:
         options["precision"] = args.precision
     if args.epochs is not None:
@@ -292,7 +252,7 @@ def _main(args) -> int:
 
 def plan_counts(args, suite, profile: str, strengths) -> tuple[list[int], int, int]:
     """(dims, search trials per (method, d), seeds) from the flags, else the profile's."""
-    dims = (_csv_list(args.dims, _positive_int, "dims") if args.dims is not None
+    dims = (_csv_list(args.dims, positive_int, "dims") if args.dims is not None
             else list(suite.dims_for(profile)))
     prof = suite.profile(profile)
     n_search = 0 if strengths is not None or suite.family != "two_view" else (

@@ -182,7 +182,8 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         return 1
     print(tables_build.summary(read_folders([folder, *req.reuse])), flush=True)
     print(f"\nsweep finished in {(time.time() - started) / 60:.1f} min; tables and plots in "
-          f"{folder}\nbrowse it: {tracking.ui_command(mirror.uri)}", flush=True)
+          f"{folder}\nbrowse it: {tracking.ui_command(mirror.uri)}  (starts the MLflow UI), "
+          f"then open {tracking.runs_url(mirror.parent)}", flush=True)
     return 0
 
 

@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 from harness import registry
-from harness.common import ConfigError, TrialDiverged, check_writable, default_device
-from harness.data.mnist_halves import DataError
+from harness.cli import add_suite_options, suite_options
+from harness.common import (ConfigError, HarnessError, TrialDiverged, check_writable,
+                            default_device)
 from harness.models import PRECISIONS
-from harness.suites import get_suite
+from harness.suites import all_suites, get_suite
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -52,18 +53,19 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--lr", type=float, help="override the profile's learning rate")
     parser.add_argument("--checkpoint-dir", help="save/restore the full trial state here")
-    parser.add_argument("--mnist-dir", help="directory with the MNIST IDX files (torchvision layout)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--precision", default=None, choices=PRECISIONS,
                         help="the networks' arithmetic: fp32 or bf16 (mixed precision: bf16 "
                         "matmuls, fp32 weights, objectives unchanged); default: the profile's "
                         "(bf16 for quick, fp32 otherwise)")
+    add_suite_options(parser, all_suites())  # --data, --mnist-dir, --hidden, ...
     args = parser.parse_args(argv)
     try:
         for plugin in args.plugin:
             registry.load_plugin(plugin)
         suite = get_suite(args.suite)
-        options = {"mnist_dir": args.mnist_dir} if args.mnist_dir else {}
+        options = suite_options(args, suite)  # the suite's own options, checked
+        suite.check_inputs(options)  # e.g. a bad --data file: one line, before any work
         config = {"method": args.method, "d": args.d, "strength": args.strength, "seed": args.seed,
                   "profile": args.profile, "overrides": parse_overrides(args.overrides),
                   "epochs": args.epochs, "lr": args.lr, "precision": args.precision, **options}
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
         print("interrupted: rerun the same command to resume from the checkpoint"
               if args.checkpoint_dir else "interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, DataError, TrialDiverged, registry.PluginError) as err:
+    except (HarnessError, TrialDiverged) as err:  # bad input, or a configuration that diverged
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyError as err:  # an unknown suite

@@ -63,29 +63,30 @@ def test_every_suites_default_sweep_is_valid_under_every_profile(suite_name, tmp
     its default methods at its default d for P (a d the profile's batch cannot whiten would
     stop the command at once)."""
     from harness import run
+    from harness.planner import make_plan
     suite = SUITES[suite_name]
     for profile in run.PROFILES:
         args = run.parse_args(["--suite", suite_name, "--profile", profile])
-        dims, n_search, seeds = run.plan(args, suite, profile, None)
+        dims, n_search, seeds = run.plan_counts(args, suite, profile, None)
         batch = suite.profile(profile).batch
         assert dims and all(d < batch for d in dims), (profile, dims, batch)
-        grid = run.build_trials(suite, profile, list(suite.methods), dims, None, seeds,
-                                tmp_path, {})
-        search = run.build_search_trials(suite, profile, list(suite.methods), dims, n_search,
-                                         tmp_path, {})
-        assert grid or search, profile
+        plan = make_plan(suite, profile, list(suite.methods), dims, None, n_search, seeds,
+                         tmp_path, {})
+        assert plan.trials, profile
+        assert set(plan.methods) == set(suite.methods)  # every method's snapshot is taken
 
 
 def test_the_two_view_summary_keeps_its_columns_for_long_method_names():
     """The one-screen table after a sweep: every line as wide as the header, whatever the
     longest method's name (barlow_twins, corrnet_orig), and each number under its d."""
     import pandas as pd
-    from harness.suites.mnist_halves import summary
+    from harness.ledger import SweepResults
+    from harness.suites.two_view import summary
     rows = [{"method": m, "d": d, "phase": "", "status": "ok", "strength": 1.0,
              "strength_name": "s", "seed": 0, "val_corr_best": 1.0, "corr_heldout": 1.5 * d,
              "recog_acc": 50.0 + d / 10} for m in ("cca", "barlow_twins", "corrnet_orig")
             for d in (10, 50)]
-    lines = summary(pd.DataFrame(rows)).splitlines()
+    lines = summary(pd.DataFrame(rows), SweepResults([], [])).splitlines()
     assert len({len(line) for line in lines}) == 1, lines
     for line in lines[2:]:
         assert line.split()[1:] == ["15.0", "/", "51.0", "75.0", "/", "55.0"], line

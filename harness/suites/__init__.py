@@ -58,6 +58,7 @@ class Suite:
     dims_by_profile: dict = field(default_factory=dict)  # profile -> its default dims
     reference: dict = field(default_factory=dict)  # table -> {method: numbers by reference_dims}
     reference_dims: tuple = ()     # the d of the reference numbers (the paper's)
+    options: tuple = ()            # the command-line options it reads (harness.cli.SUITE_OPTIONS)
     batch_must_exceed_d: str = ("a batch covariance has rank ≤ batch−1, so its correlations "
                                 "are meaningless")
 

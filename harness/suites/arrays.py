@@ -91,6 +91,6 @@ class ArraysSuite(Suite):
 
 _BASE = two_view_suite(
     "arrays", "your own two views from --data FILE.npz (view1, view2, optional labels, split)",
-    load, dims=(10,), check_inputs=check)
+    load, dims=(10,), check_inputs=check, options=("data", "hidden"))
 SUITE = register_suite(ArraysSuite(**{f.name: getattr(_BASE, f.name)
                                       for f in dataclasses.fields(_BASE)}))

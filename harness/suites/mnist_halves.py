@@ -48,7 +48,7 @@ def load_data(profile_name: str, mnist_dir=None) -> dict:
 SUITE = register_suite(two_view_suite(
     "mnist_halves", "MNIST left/right halves: total correlation (Table 1), recognition (Table 5)",
     lambda profile, options: load_data(profile, options.get("mnist_dir")), dims=DIMS,
-    reference=PAPER, reference_dims=PAPER_DIMS,
+    reference=PAPER, reference_dims=PAPER_DIMS, options=("mnist_dir", "hidden"),
     check_inputs=lambda options: mnist.check_source(options.get("mnist_dir")),
     # quick: three of the paper's five d, below and above the 300-unit rank bound, so that
     # the search and three seeds fit its budget (README, "Profiles"); smoke: d below its

@@ -46,4 +46,4 @@ def render_with_classification(df, results, out_dir: Path):
 SUITE = register_suite(two_view_suite(
     "noisy_mnist", "Noisy MNIST (DCCAE paper): rotated digit / noisy other image of the class",
     load, dims=(10, 50), columns=COLUMNS + ("view1_svm_acc",), extra_metrics=view1_svm,
-    render=render_with_classification))
+    render=render_with_classification, options=("mnist_dir", "hidden")))

@@ -457,6 +457,6 @@ def two_view_suite(name: str, description: str, load, dims=(10,), **overrides) -
         load_data=load, run_trial=run_trial,
         render=render,
         summary=summary, select_metric="val_corr_best", headline=headline, columns=COLUMNS,
-        leader_metric="corr_heldout", precisions=PRECISIONS)
+        leader_metric="corr_heldout", precisions=PRECISIONS, options=("hidden",))
     fields.update(overrides)
     return Suite(**fields)

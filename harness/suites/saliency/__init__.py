@@ -46,12 +46,14 @@ def _coco(experiment: str) -> dict:
 
 def saliency_suite(name: str, experiment: str, description: str, *, load_data, on_coco: bool,
                    check_inputs=lambda options: None) -> Suite:
+    # the scenes are drawn from MNIST; COCO suites read a root and local weights
+    options = ("data_root", "weights") if on_coco else ("mnist_dir",)
     return Suite(
         name=name, description=description, family="saliency", needs=experiment,
         dims=(D_DEFAULT,), load_data=load_data, run_trial=evaluation.run_trial,
         render=tables.renderer(experiment, on_coco), summary=tables.summarizer(experiment),
         select_metric="val_select", headline=_headline(experiment), check_inputs=check_inputs,
-        reference=tables.PAPER,
+        reference=tables.PAPER, options=options,
         batch_must_exceed_d="batch correlations need more rows than dimensions")
 
 
