@@ -16,6 +16,20 @@ class HarnessError(Exception):
     line and exits 2 (`cli_errors`). Each subclass names what went wrong."""
 
 
+class Registry(dict):
+    """Things by name (methods, suites): a second one of a name is refused unless `replace`."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def add(self, name: str, thing, replace: bool = False):
+        if name in self and not replace:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self[name] = thing
+        return thing
+
+
 class ConfigError(HarnessError, ValueError):
     """A trial configuration that cannot run; the message says what to change."""
 

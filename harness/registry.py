@@ -21,9 +21,9 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable
 
-from harness.common import HarnessError
+from harness.common import HarnessError, Registry
 
-_REGISTRY: dict[str, "MethodSpec"] = {}
+_REGISTRY: Registry = Registry("method")  # name -> MethodSpec
 _BUILTIN_PACKAGES = ("baselines", "muc2m")
 ENTRY_POINT_GROUP = "muc2m_harness.methods"  # installed plug-ins: modules that register methods
 _entry_points_loaded = False
@@ -117,10 +117,7 @@ class MethodSpec:
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     """Add `spec`; a second spec of the same name is refused unless `replace` (a Ray worker
     re-registering a driver's out-of-package method)."""
-    if spec.name in _REGISTRY and not replace:
-        raise ValueError(f"method {spec.name!r} registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _REGISTRY.add(spec.name, spec, replace)
 
 
 def unregister(name: str) -> None:

@@ -57,6 +57,10 @@ class SweepRequest:
 
 def write_results_csv(path: Path, records: list, metric_columns: tuple = ()) -> None:
     """results.csv from the ledger's records, replaced atomically."""
+    # the suite's metric columns that some trial has: no recognition column of NaN for
+    # data without labels
+    metric_columns = tuple(c for c in metric_columns
+                           if c == "train_seconds" or any(c in r.metrics for r in records))
     rows = [r.csv_row(metric_columns) for r in records]
 
     def write(tmp):

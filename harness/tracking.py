@@ -217,6 +217,8 @@ def log_trial(client: MlflowClient, parent, record: TrialRecord) -> str:
             "phase": record.phase or "reported", **source_tags(record)}
     if record.reason:
         tags["failure_reason"] = record.reason[:4000]
+    if record.unavailable:  # metrics it could not measure, and why
+        tags["unavailable"] = "; ".join(f"{k}: {v}" for k, v in record.unavailable.items())[:4000]
     if record.warnings:
         tags["warnings"] = "\n".join(record.warnings)[:4000]
     run = retrying(client.create_run, parent.info.experiment_id, run_name=record.name, tags=tags)

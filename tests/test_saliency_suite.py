@@ -195,7 +195,12 @@ def test_individual_score_spread_is_the_coefficient_of_variation_per_view():
 
 
 def test_table_statements_of_the_papers_claims():
+    from harness import registry
+    from harness.ledger import Catalog, MethodInfo
     from harness.suites.saliency.tables import cosine_claim, individual_claim
+    catalog = Catalog({m: MethodInfo.of(registry.get(m), "saliency", i)  # the plan's titles
+                       for i, m in enumerate(("uniform", "base_a", "base_b", "muc2m",
+                                              "muc2m_regu"))})
 
     def row(method, n_seeds=3, **means_stds):
         r = {"method": method, "status": "ok", "n_seeds": n_seeds}
@@ -209,11 +214,11 @@ def test_table_statements_of_the_papers_claims():
             row("muc2m", mag_cosine=(10, 2), mag_dot=(8, 1), mag_norm=(30, 1)),
             row("muc2m_regu", ap_ind_bg=(74.0, 0.5), mag_cosine=(8, 1), mag_dot=(9, 1),
                 mag_norm=(30, 1))]
-    text = individual_claim(rows)
+    text = individual_claim(rows, catalog.title)
     assert "above uniform outside the spread" in text
     assert "above base A outside the spread" in text
     assert "below base B" in text
-    claim = cosine_claim(rows)
+    claim = cosine_claim(rows, catalog)
     assert "holds in 2 of 3 rows" in claim
     assert "base B: yes;" in claim                       # 5+1 < 9-1 and < 20-1
     assert "MUC2M orig: no (dot is smallest)" in claim

@@ -159,10 +159,11 @@ def test_search_stops_poor_trials_early_and_selects_on_validation_only(
 
 
 def test_reported_trial_names_carry_every_searched_value():
+    from harness.planner import selected_name
     from harness.suites import run_name
-    a = run.selected_name("sdcca", 50, {"rho": 0.16, "lr": 1e-3}, 0)
-    b = run.selected_name("sdcca", 50, {"rho": 0.16, "lr": 2e-3}, 0)
+    a = selected_name("sdcca", 50, {"rho": 0.16, "lr": 1e-3}, 0)
+    b = selected_name("sdcca", 50, {"rho": 0.16, "lr": 2e-3}, 0)
     assert a == "sdcca[d=50,rho=0.16,lr=0.001,seed=0]" and a != b  # a changed lr reruns
     # one searched value: the grid's name, so the two kinds of trial read alike
-    assert run.selected_name("dcca", 50, {"ridge": 6.17185e-05}, 2) == run_name(
+    assert selected_name("dcca", 50, {"ridge": 6.17185e-05}, 2) == run_name(
         "dcca", 50, "ridge", 6.17185e-05, 2)

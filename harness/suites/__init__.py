@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from harness import registry
-from harness.common import ConfigError, default_device
+from harness.common import ConfigError, Registry, default_device
 from harness.models import HIDDEN, PRECISIONS
 from harness.profiles import FAMILIES, Profile
 
 SUITE_MODULES = ("harness.suites.mnist_halves", "harness.suites.noisy_mnist",
                  "harness.suites.arrays", "harness.suites.saliency")
-_SUITES: dict[str, "Suite"] = {}
+_SUITES: Registry = Registry("suite")  # name -> Suite
 
 
 def run_name(method: str, d: int, strength_name: str | None, strength, seed: int) -> str:
@@ -151,10 +151,7 @@ class Suite:
 
 
 def register_suite(suite: Suite, replace: bool = False) -> Suite:
-    if suite.name in _SUITES and not replace:
-        raise ValueError(f"suite {suite.name!r} registered twice")
-    _SUITES[suite.name] = suite
-    return suite
+    return _SUITES.add(suite.name, suite, replace)
 
 
 def unregister_suite(name: str) -> None:
