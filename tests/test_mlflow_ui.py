@@ -105,6 +105,11 @@ def test_printed_url_opens_the_trials_with_metrics_dataset_source_and_charts(tmp
         text = wait_for(driver, lambda t: section.search(t) and "corr_heldout" in t,
                         "the chart view with corr_heldout")
         assert int(section.search(text).group(1)) >= 3  # not "Model metrics (0)"
+        deadline = time.time() + 60  # the charts are drawn (plotly) after their titles show
+        while time.time() < deadline and not driver.execute_script(
+                "return document.querySelectorAll('.js-plotly-plot .main-svg').length"):
+            time.sleep(1)
+        time.sleep(3)
         driver.save_screenshot(str(shots / "mlflow_charts.png"))
         lines = set(text.splitlines())  # chart titles are lines of their own
         for _ in range(6):  # the UI draws the charts scrolled into view: scroll down the grid
