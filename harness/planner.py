@@ -60,22 +60,63 @@ def grid_trials(suite, profile: str, methods: list[str], dims: list[int], streng
 
 def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_trials: int,
                   checkpoint_root: Path, options: dict) -> list[dict]:
-    """`n_trials` configurations per (method, d) from each method's ranges (harness.search),
-    validated. Each validates often enough for the scheduler's rungs: every ~1/9 of its
-    epochs."""
+    """The first rung of the search: `n_trials` configurations per (method, d), the method's
+    references first, then samples of its ranges (harness.search), each trained for the first
+    rung's epochs (a closed form is fitted once: its only rung is the full budget). Validated.
+    Each configuration keeps one checkpoint folder over its rungs and validates every ~1/9 of
+    the full budget."""
     trials = []
+    lr = suite.profile(profile).lr
     for d in sorted(dims, reverse=True):
         for method in searched(suite, methods, n_trials):
             spec = registry.get(method)
-            for i, values in enumerate(search.sample(spec.search, n_trials,
-                                                     search.cell_seed(method, d))):
+            configs = search.sample(spec.search, n_trials, search.cell_seed(method, d),
+                                    fixed=search.references(spec, lr))
+            for i, values in enumerate(configs):
+                base = search_name(method, d, values, i)
                 config = {"method": method, "d": d, "seed": search.SEARCH_SEED_BASE + i,
-                          "profile": profile, "phase": "search",
-                          "name": search_name(method, d, values, i), **options,
+                          "profile": profile, "phase": "search", "name": base, **options,
                           **search.config_of(spec, values)}
-                config["eval_every"] = max(1, round(suite.resolve(config)["epochs"] / 9))
-                trials.append(resolved_trial(suite, config, checkpoint_root))
+                full = suite.resolve(config)["epochs"]
+                rungs = [full] if spec.closed_form else search.rung_epochs(full)
+                config.update(eval_every=max(1, round(full / 9)), epochs=rungs[0],
+                              name=rung_name(base, rungs[0], len(rungs)))
+                trial = resolved_trial(suite, config, checkpoint_root)
+                trial.update(rung=0, rungs=rungs, config=base,
+                             checkpoint_dir=str(Path(checkpoint_root) / base))
+                trials.append(trial)
     return trials
+
+
+def rung_name(base: str, epochs: int, n_rungs: int) -> str:
+    """A configuration's trial at one rung: `dcca[d=50,ridge=0.001,search=0,epochs=6]` (its
+    name alone where it has one rung, a closed form's fit)."""
+    return base if n_rungs == 1 else f"{base[:-1]},epochs={epochs}]"
+
+
+def next_rung(plan: Plan, records: dict, rung: int) -> list[dict]:
+    """The trials of rung `rung + 1` of every cell whose rung `rung` has fully reported: its
+    best configurations on validation (`search.promote`: a third, at least two), continuing
+    from their checkpoints to the next rung's epochs. Decided from the ledger's records of the
+    whole rung, so the order in which its trials ended cannot change it."""
+    cells: dict = {}
+    for trial in plan.trials:
+        if trial.get("phase") == "search" and trial.get("rung") == rung:
+            cells.setdefault((trial["method"], trial["d"]), []).append(trial)
+    promoted = []
+    for trials in cells.values():
+        rungs = trials[0]["rungs"]
+        if rung + 1 >= len(rungs) or any(t["name"] not in records for t in trials):
+            continue
+        best = search.promote([records[t["name"]] for t in trials],
+                              search.n_promoted(len(trials)))
+        chosen = {r.name for r in best}
+        for trial in trials:
+            if trial["name"] in chosen:
+                epochs = rungs[rung + 1]
+                promoted.append({**trial, "rung": rung + 1, "epochs": epochs,
+                                 "name": rung_name(trial["config"], epochs, len(rungs))})
+    return promoted
 
 
 def search_name(method: str, d: int, values: dict, i: int) -> str:
@@ -98,7 +139,9 @@ def plan_selected(suite, plan: Plan, records: list, checkpoint_root: Path,
     (among this plan's search trials only) rerun with the plan's seeds. Returns (trials,
     notes on cells that have no choice)."""
     chosen, notes = [], []
-    planned = set(plan.names("search"))
+    # the configurations that reached the full budget (the last rung of their cell)
+    planned = {t["name"] for t in plan.trials if t.get("phase") == "search"
+               and t.get("rung", 0) == len(t.get("rungs", [0])) - 1}
     cells = []
     for t in plan.trials:
         if t.get("phase") == "search" and (t["method"], t["d"]) not in cells:

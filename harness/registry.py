@@ -69,6 +69,8 @@ class MethodSpec:
                                        # parameter (or "lr") -> (lo, hi) sampled log-uniform;
                                        # (lo, hi, "1-") samples 1−value log-uniform in [lo, hi]
                                        # (lo, hi, "lin") samples value uniformly in [lo, hi]
+    references: tuple = ()             # configurations from its references the search always
+                                       # tries beside its defaults, e.g. ({"alpha": 0.0},)
     choices: dict = field(default_factory=dict)  # text parameter -> the values it accepts
     notes: str = ""
 

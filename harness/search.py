@@ -1,18 +1,28 @@
-"""The two-view search: configurations sampled from each method's ranges, the choice of one
-per (method, d) on validation, and the check that it is not at the edge of its range.
+"""The two-view search: per (method, d), the method's reference configurations and
+configurations sampled from its ranges, narrowed by synchronous successive halving, the
+choice of one on validation, and the check that it is not at the edge of its range.
 
-Ray Tune runs the sampled trials and ASHA stops the poor ones early (`harness.tune`,
-`PerCellASHA`); this module never imports Ray. The sampling is a Latin hypercube in log space
-(scipy; a range marked "lin" is sampled uniformly): with a handful of trials it covers each range evenly where plain random draws
-cluster, and it is seeded per (method, d), so a resumed sweep draws the same configurations.
+Successive halving (Jamieson & Talwalkar 2016; the synchronous form of Li et al.'s ASHA):
+every configuration trains for the first rung's epochs; when all of a cell's configurations
+have reported, the best third on validation (at least two) continue from their checkpoints to
+the next rung, and so on to the full budget. A rung's promotions are decided only once all of
+it has reported, from the ledger, so the selection is the same whatever order trials finish
+in (`promote`). Ray runs each rung as one phase (`harness.sweep`); this module never imports
+Ray.
 
-What is chosen here is chosen on validation only: the best `val_corr_best` among the search
-trials that ran their full budget (an early-stopped trial's number comes from fewer epochs).
-The chosen configuration is then rerun with the reported seeds, which the search never used.
+The references are always searched: the method's registry defaults (its authors' settings)
+and its declared `references` (e.g. cca-zoo's). The rest are a Latin hypercube in each
+parameter's sampling coordinates (log, "1-" for one minus a log value, "lin" for uniform),
+seeded per (method, d), so a resumed sweep draws the same configurations.
+
+What is chosen here is chosen on validation only: the best `val_corr_best` among the
+configurations that reached the full budget. The chosen configuration is then rerun with the
+reported seeds, which the search never used.
 """
 from __future__ import annotations
 
 import math
+import re
 import zlib
 
 EDGE_FRACTION = 0.05   # a selected value in the outer 5 % of its (log) range is flagged
@@ -43,15 +53,69 @@ def position(rng, value: float) -> float:
     return (math.log(max(x, 1e-300)) - math.log(lo)) / (math.log(hi) - math.log(lo))
 
 
-def sample(space: dict, n: int, seed: int) -> list[dict]:
-    """n configurations {parameter: value} from a search space (a method's `search`)."""
+def sample(space: dict, n: int, seed: int, fixed: list | tuple = ()) -> list[dict]:
+    """n configurations {parameter: value} of a search space (a method's `search`): the
+    `fixed` ones (the references) first, then a Latin hypercube for the rest."""
     if not space or n < 1:
         return []
     from scipy.stats import qmc
     names = list(space)
-    unit = qmc.LatinHypercube(d=len(names), seed=seed).random(n)
-    return [{name: value_at(space[name], float(u)) for name, u in zip(names, row)}
-            for row in unit]
+    fixed = [dict(f) for f in fixed][:n]
+    if len(fixed) == n:
+        return fixed
+    unit = qmc.LatinHypercube(d=len(names), seed=seed).random(n - len(fixed))
+    return fixed + [{name: value_at(space[name], float(u)) for name, u in zip(names, row)}
+                    for row in unit]
+
+
+def references(spec, lr: float) -> list[dict]:
+    """The configurations a search always tries: the method's defaults (its authors'
+    settings, with the profile's learning rate), then its declared `references` (each
+    completing the defaults), without repeats; only the searched parameters."""
+    def values(overrides: dict) -> dict:
+        base = {**spec.defaults, "lr": lr, **overrides}
+        return {name: float(base[name]) for name in spec.search if name in base}
+    out = []
+    for config in [values({})] + [values(r) for r in getattr(spec, "references", ())]:
+        if config and config not in out:
+            out.append(config)
+    return out
+
+
+ETA = 3  # successive halving keeps the best 1/ETA of a rung (at least MIN_PROMOTED)
+MIN_PROMOTED = 2  # so that every cell ends with at least two full-budget configurations
+
+
+def rung_epochs(epochs: int, n_rungs: int = 3, eta: int = ETA) -> list[int]:
+    """The epochs of each rung of a `epochs` budget: epochs/eta^(R-1), ..., epochs/eta, epochs
+    (rounded up, at least one, without repeats)."""
+    out = []
+    for k in range(n_rungs - 1, -1, -1):
+        value = max(1, math.ceil(epochs / eta ** k))
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def n_promoted(n: int, eta: int = ETA) -> int:
+    return min(n, max(MIN_PROMOTED, math.ceil(n / eta)))
+
+
+def promote(records: list, keep: int, metric: str = "val_corr_best") -> list:
+    """The `keep` best records of one rung of one cell on validation, in a fixed order:
+    higher `metric` first, ties (and non-finite values, last) broken by the configuration's
+    index. A function of the rung's records alone: the order they arrived in cannot matter."""
+    def key(record):
+        value = float(record.metrics.get(metric, math.nan)) if record.status == "ok" else math.nan
+        return (0 if math.isfinite(value) else 1, -value if math.isfinite(value) else 0.0,
+                config_index(record.name))
+    return sorted(records, key=key)[:keep]
+
+
+def config_index(name: str) -> int:
+    """The configuration's index in its cell (`...,search=3,...]`)."""
+    found = re.search(r"search=(\d+)", name)
+    return int(found.group(1)) if found else 0
 
 
 def cell_seed(method: str, d: int) -> int:
@@ -114,8 +178,9 @@ def values_of(spec, record) -> dict:
 def choose(records: list, metric: str = "val_corr_best"):
     """The search record to rerun: the best `metric` among those that ran their full budget
     (status ok), else among the early-stopped ones; None when none has a finite value."""
-    def best(rows):
+    def best(rows):  # ties go to the lower configuration index, not to the first to arrive
         rows = [r for r in rows if math.isfinite(float(r.metrics.get(metric, math.nan)))]
-        return max(rows, key=lambda r: float(r.metrics[metric])) if rows else None
+        return min(rows, key=lambda r: (-float(r.metrics[metric]), config_index(r.name))) \
+            if rows else None
     return (best([r for r in records if r.status == "ok"])
             or best([r for r in records if r.status == "stopped"]))

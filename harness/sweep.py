@@ -146,11 +146,20 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     if search:
         n_methods = len({t["method"] for t in search})
         print(f"search: {req.n_search} configurations per (method, d) for {n_methods} methods × "
-              f"{len(req.dims)} d, sampled from each method's ranges; ASHA stops the poor ones "
-              f"on validation; the best on validation is then rerun with {req.seeds} seeds",
-              flush=True)
-        interrupted = not run_phase(search, f"{mirror.sweep_id}-search",
-                                    tune_runner.PerCellASHA())
+              f"{len(req.dims)} d (each method's references, then samples of its ranges), "
+              f"narrowed by successive halving on validation (the best third, at least two, go "
+              f"on to the next rung); the best at the full budget is then rerun with "
+              f"{req.seeds} seeds", flush=True)
+        rung = 0
+        while not interrupted:
+            trials = [t for t in plan.trials if t.get("phase") == "search" and t["rung"] == rung]
+            if not trials:
+                break
+            interrupted = not run_phase(trials, f"{mirror.sweep_id}-search-{rung}")
+            if not interrupted:  # the rung has fully reported: its promotions, from the ledger
+                plan.trials += planner.next_rung(plan, finished, rung)
+                plan.save(folder)
+                rung += 1
         if not interrupted:
             chosen, notes = planner.plan_selected(suite, plan, list(finished.values()),
                                                   checkpoint_root, req.options)

@@ -154,6 +154,8 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     plan, catalog = results.plan, results.catalog
     profile, suite_name = plan.profile, plan.suite
     reference = plan.reference or {}
+    # a search with rungs starts from the methods' reference configurations (search=0)
+    has_references = any("rungs" in t for p in results.plans for t in p.trials)
     searched_df = df[df.phase == "search"] if "phase" in df else df.iloc[:0]
     df = df[df.phase != "search"] if "phase" in df else df
     recognition = has_recognition(df, results)
@@ -215,12 +217,18 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     def budget_cell(row, method, d):
         cell = searched_df[(searched_df.method == method) & (searched_df.d == d)]
         reported = df[(df.method == method) & (df.d == d)]
+        diag = search_diagnostics(cell, has_references)
         if getattr(catalog.get(method), "closed_form", False):
-            return f"{len(cell)} + {len(reported)} fits (closed form)"
-        spent = search_epochs(cell)
-        text = (f"{len(cell)} tried, {int((cell.status == 'stopped').sum())} stopped early, "
-                f"{spent} ep" if len(cell) else "no search")
-        return f"{text} + {len(reported)}×{_epochs(reported)} ep"
+            text = f"{len(cell)} + {len(reported)} fits (closed form)"
+        elif not len(cell):
+            return f"no search + {len(reported)}×{_epochs(reported)} ep"
+        else:
+            text = (f"{diag['n_configs']} tried, {diag['n_full_budget']} at the full budget, "
+                    f"{diag['search_epochs']} ep + {len(reported)}×{_epochs(reported)} ep")
+        margins = [f"{diag[key]:+.1f} {what}" for key, what in (
+            ("val_margin_runner_up", "over the runner-up"),
+            ("val_margin_reference", "over the reference")) if not pd.isna(diag[key])]
+        return text + (f"; val {', '.join(margins)}" if margins else "")
 
     table1_head = ("Cell: **ours, `corr_heldout`** (linear CCA fitted on the train outputs, "
                    "canonical correlations summed on test: the number to trust) · ours on the "
@@ -247,8 +255,10 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
         *unavailable_notes(results),
         selection_text(searched_df),
         report.markdown_table(catalog, sel, dims, config_cell),
-        "Budget per cell: search trials (ASHA stops the poor ones early) and their epochs, then "
-        "the reported seeds × epochs:",
+        "Budget per cell: configurations tried, how many reached the full budget, the search's "
+        "epochs, then the reported seeds × epochs; and the selection's validation margin over "
+        "the runner-up and over the reference configuration (the method's defaults, "
+        "`search=0`):",
         report.markdown_table(catalog, sel, dims, budget_cell),
         prov])
     table5 = "\n\n".join([
@@ -265,18 +275,45 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     for fname, text in (("table1.md", table1), ("table5.md", table5))[:1 + recognition]:
         (out_dir / fname).write_text(text + "\n")
         written.append(out_dir / fname)
-    report.write_cells_csv(sel, out_dir / "tables.csv")
+    diagnostics = pd.DataFrame([{"method": m, "d": d, **search_diagnostics(
+        searched_df[(searched_df.method == m) & (searched_df.d == d)], has_references)}
+        for m, d in zip(sel.method, sel.d)], columns=["method", "d", *DIAGNOSTICS])
+    report.write_cells_csv(sel.merge(diagnostics, on=["method", "d"], how="left"),
+                           out_dir / "tables.csv")
     written.append(out_dir / "tables.csv")
     return written + plots(df, sel, results, out_dir), sel
 
 
-def search_epochs(trials: pd.DataFrame) -> int:
-    """Epochs the search trials trained: their budget, or where ASHA stopped them."""
+DIAGNOSTICS = ("n_configs", "n_full_budget", "search_epochs", "val_margin_runner_up",
+               "val_margin_reference")
+
+
+def search_diagnostics(trials: pd.DataFrame, references: bool = True) -> dict:
+    """A cell's search, from its search trials (one row per configuration and rung):
+    configurations tried; how many reached the full budget (the cell's most epochs, status
+    ok); the epochs trained (a configuration continues from rung to rung, so its most epochs;
+    an early-stopped one of an asynchronous search, `epochs_run`); the best full-budget
+    validation score's margin over the runner-up and over the reference configuration (index
+    0, the method's defaults; NaN where it did not reach the full budget, or where the search
+    had no `references`: an older sweep's index 0 was a sample like the others)."""
+    out = dict.fromkeys(DIAGNOSTICS, np.nan)
     if trials.empty:
-        return 0
-    run = trials.get("epochs_run", pd.Series(np.nan, index=trials.index))
-    budget = pd.to_numeric(trials.epochs, errors="coerce")
-    return int(np.where(trials.status == "stopped", run, budget).astype(float).sum())
+        return {**out, "n_configs": 0, "n_full_budget": 0, "search_epochs": 0}
+    trials = trials.assign(
+        config=[search.config_index(n) for n in trials["name"]],
+        ran=np.where(trials.status == "stopped",
+                     pd.to_numeric(trials.get("epochs_run", np.nan), errors="coerce"),
+                     pd.to_numeric(trials.epochs, errors="coerce")))
+    full = trials.ran.max()
+    at_full = trials[(trials.status == "ok") & (trials.ran == full)]
+    scores = at_full.groupby("config").val_corr_best.max().sort_values(ascending=False)
+    out.update(n_configs=trials.config.nunique(), n_full_budget=len(scores),
+               search_epochs=int(trials.groupby("config").ran.max().sum()))
+    if len(scores) >= 2:
+        out["val_margin_runner_up"] = scores.iloc[0] - scores.iloc[1]
+    if references and len(scores) and 0 in scores.index:
+        out["val_margin_reference"] = scores.iloc[0] - scores[0]
+    return out
 
 
 def _epochs(trials: pd.DataFrame) -> str:
@@ -287,13 +324,17 @@ def _epochs(trials: pd.DataFrame) -> str:
 def selection_text(searched_df: pd.DataFrame) -> str:
     if searched_df.empty:
         return "Selected strength per cell (best mean validation correlation):"
-    per_cell = searched_df.groupby(["method", "d"]).size()
-    return (f"Selected configuration per cell: the best validation correlation among "
-            f"{per_cell.max()} configurations per (method, d) sampled from each method's ranges "
-            f"(Latin hypercube, log scale; `harness.search`), the poor ones stopped early by "
-            f"ASHA on validation; then rerun with the reported seeds, which the search never "
-            f"used. Nothing is chosen on test. ⚠edge: within {search.EDGE_FRACTION:.0%} of "
-            f"its range's bound (the optimum may lie outside the range).")
+    per_cell = searched_df.assign(config=[search.config_index(n) for n in searched_df["name"]]) \
+        .groupby(["method", "d"]).config.nunique()
+    how = ("stopped early by ASHA" if (searched_df.status == "stopped").any() else
+           "left behind by successive halving (the best third of each rung, at least two, "
+           "continue to the next)")
+    return (f"Selected configuration per cell: the best validation correlation at the full "
+            f"budget among {per_cell.max()} configurations per (method, d), the method's "
+            f"reference settings and samples of its ranges (`harness.search`), the poor ones "
+            f"{how}; then rerun with the reported seeds, which the search never used. Nothing "
+            f"is chosen on test. ⚠edge: within {search.EDGE_FRACTION:.0%} of its range's bound "
+            f"(the optimum may lie outside the range).")
 
 
 def _paper(value) -> str:
