@@ -174,6 +174,7 @@ class Plan:
     reference: dict = field(default_factory=dict)    # table -> {method: values by d}
     reference_dims: tuple = ()
     search_trials: int = 0
+    search: str = ""                                 # "asha" | "halving" | "" (no search)
     seeds: int = 1
     dims: tuple = ()
     data_digest: str = ""
@@ -317,13 +318,23 @@ def read_folders(folders) -> SweepResults:
     return SweepResults(plans, records)
 
 
+def search_protocol(plan: Plan) -> str:
+    """How a plan searched: "<asha|halving> x <configurations>" (a plan converted from an
+    older sweep names no mode: ASHA, the only one there was), or "" where nothing is searched
+    (a grid): a method joins a field only under the same search budget."""
+    if not plan.search_trials or not any(t.get("phase") == "search" for t in plan.trials):
+        return ""
+    return f"{plan.search or 'asha'} x {plan.search_trials}"
+
+
 def check_mergeable(plan: Plan, folders) -> None:
     """Refuse, in one line, folders that cannot stand in one table with `plan`'s sweep."""
     for folder in folders:
         other = Plan.load(folder)
         for what, a, b in (("suite", plan.suite, other.suite),
                            ("profile", plan.profile, other.profile),
-                           ("data", plan.data_digest, other.data_digest)):
+                           ("data", plan.data_digest, other.data_digest),
+                           ("search", search_protocol(plan), search_protocol(other))):
             if a != b:
                 raise SweepFolderError(f"--reuse {folder}: its {what} differs from this "
                                        f"sweep's ({b} vs {a}); reuse only a sweep of the same "

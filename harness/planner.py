@@ -58,13 +58,17 @@ def grid_trials(suite, profile: str, methods: list[str], dims: list[int], streng
     return trials
 
 
+SEARCHES = ("asha", "halving")  # --search: how the configurations of a cell are narrowed
+
+
 def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_trials: int,
-                  checkpoint_root: Path, options: dict) -> list[dict]:
-    """The first rung of the search: `n_trials` configurations per (method, d), the method's
-    references first, then samples of its ranges (harness.search), each trained for the first
-    rung's epochs (a closed form is fitted once: its only rung is the full budget). Validated.
-    Each configuration keeps one checkpoint folder over its rungs and validates every ~1/9 of
-    the full budget."""
+                  checkpoint_root: Path, options: dict, mode: str = "asha") -> list[dict]:
+    """`n_trials` configurations per (method, d), the method's references first, then samples
+    of its ranges (harness.search), validated; each validates every ~1/9 of its full budget.
+    "asha": each trains for the full budget, and Ray Tune's ASHA stops the poor ones as they
+    report. "halving": the first rung of synchronous successive halving, each trained for the
+    first rung's epochs (a closed form is fitted once: its only rung is the full budget), with
+    one checkpoint folder over its rungs."""
     trials = []
     lr = suite.profile(profile).lr
     for d in sorted(dims, reverse=True):
@@ -78,6 +82,10 @@ def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_tr
                           "profile": profile, "phase": "search", "name": base, **options,
                           **search.config_of(spec, values)}
                 full = suite.resolve(config)["epochs"]
+                if mode == "asha":
+                    config["eval_every"] = max(1, round(full / 9))
+                    trials.append(resolved_trial(suite, config, checkpoint_root))
+                    continue
                 rungs = [full] if spec.closed_form else search.rung_epochs(full)
                 config.update(eval_every=max(1, round(full / 9)), epochs=rungs[0],
                               name=rung_name(base, rungs[0], len(rungs)))
@@ -139,7 +147,8 @@ def plan_selected(suite, plan: Plan, records: list, checkpoint_root: Path,
     (among this plan's search trials only) rerun with the plan's seeds. Returns (trials,
     notes on cells that have no choice)."""
     chosen, notes = [], []
-    # the configurations that reached the full budget (the last rung of their cell)
+    # the configurations that reached the full budget (the last rung of their cell; with
+    # ASHA, every trial of the cell, of which `search.choose` prefers those not stopped)
     planned = {t["name"] for t in plan.trials if t.get("phase") == "search"
                and t.get("rung", 0) == len(t.get("rungs", [0])) - 1}
     cells = []
@@ -165,11 +174,13 @@ def plan_selected(suite, plan: Plan, records: list, checkpoint_root: Path,
 
 
 def make_plan(suite, profile: str, methods: list[str], dims: list[int], strengths, n_search: int,
-              seeds: int, checkpoint_root: Path, options: dict, data_digest: str = "") -> Plan:
+              seeds: int, checkpoint_root: Path, options: dict, data_digest: str = "",
+              search_mode: str = "asha") -> Plan:
     """The plan of a sweep: its search trials (where it searches) and grid trials, and the
     snapshot its tables are rendered from. Raises ConfigError on any trial that cannot run."""
     to_search = searched(suite, methods, n_search)
-    trials = search_trials(suite, profile, methods, dims, n_search, checkpoint_root, options)
+    trials = search_trials(suite, profile, methods, dims, n_search, checkpoint_root, options,
+                           search_mode)
     trials += grid_trials(suite, profile, [m for m in methods if m not in to_search], dims,
                           strengths, seeds, checkpoint_root, options)
     order = {name: i for i, name in enumerate(registry.list_methods())}
@@ -177,7 +188,8 @@ def make_plan(suite, profile: str, methods: list[str], dims: list[int], strength
     return Plan(suite=suite.name, family=suite.family, profile=profile, trials=trials,
                 methods=infos, columns=tuple(suite.columns),
                 reference=suite.reference or {}, reference_dims=tuple(suite.reference_dims),
-                search_trials=n_search, seeds=seeds, dims=tuple(sorted(dims)),
+                search_trials=n_search, search=search_mode if to_search else "",
+                seeds=seeds, dims=tuple(sorted(dims)),
                 data_digest=data_digest, git_commit=git_commit(), hardware=hardware(),
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 

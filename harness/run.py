@@ -73,6 +73,12 @@ def parse_args(argv=None):
                    "per (method, d) from each method's ranges, poor ones stopped early by ASHA, "
                    "the best on validation rerun with --seeds seeds; 0 = each method's grid "
                    "(default: the profile's: quick 6, paper 12, smoke 0)")
+    p.add_argument("--search", choices=planner.SEARCHES, default="asha", help="how a cell's "
+                   "configurations are narrowed: asha (Ray Tune's asynchronous rule, stopping "
+                   "poor trials as they report; the committed quick tables' protocol) or halving "
+                   "(synchronous successive halving: rungs at 1/9, 1/3 and all of the budget, "
+                   "promotions decided when a whole rung has reported, so independent of the "
+                   "order trials finish in; give it --search-trials 9). Default asha")
     p.add_argument("--seeds", type=whole_number(1), default=None,
                    help="seeds per reported configuration (default: the profile's: quick and "
                    "paper 3, smoke 1)")
@@ -216,7 +222,7 @@ def _main(args) -> int:
     # Validate every configuration against the requested (or fallback) profile before Ray starts.
     dims, n_search, seeds = plan_counts(args, suite, args.profile or "quick", strengths)
     planner.make_plan(suite, args.profile or "quick", methods, dims, strengths, n_search, seeds,
-                      out, options)
+                      out, options, search_mode=args.search)
     suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
     # the store last (bad input makes none), and before Ray: an unusable one is one line
     tracking.open_client(args.mlflow_uri or tracking.default_uri(out),
@@ -241,7 +247,8 @@ def _main(args) -> int:
         dims, n_search, seeds = plan_counts(args, suite, profile, strengths)
         return run_sweep(SweepRequest(
             suite=suite, profile=profile, methods=methods, dims=dims, strengths=strengths,
-            n_search=n_search, seeds=seeds, out=out, options=options, resume=args.resume,
+            n_search=n_search, seeds=seeds, search=args.search, out=out, options=options,
+            resume=args.resume,
             reuse=[Path(f) for f in args.reuse], storage=args.storage,
             mlflow_uri=args.mlflow_uri, address=args.address, gpus_per_trial=gpus_per_trial,
             cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,

@@ -40,6 +40,7 @@ class SweepRequest:
     seeds: int
     out: Path
     options: dict
+    search: str = "asha"                         # how a cell's configurations are narrowed
     resume: bool = False
     reuse: list = field(default_factory=list)    # sweep folders whose matching trials count
     storage: str | None = None
@@ -93,7 +94,8 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     data = suite.load_data(req.profile, req.options)  # a data error stops here, before writes
     digest = data_digest(data)
     plan = planner.make_plan(suite, req.profile, req.methods, req.dims, req.strengths,
-                             req.n_search, req.seeds, checkpoint_root, req.options, digest)
+                             req.n_search, req.seeds, checkpoint_root, req.options, digest,
+                             req.search)
     check_mergeable(plan, req.reuse)  # before any trial: a field of other data is refused
     ledger = Ledger(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,13 +147,18 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     search = [t for t in plan.trials if t.get("phase") == "search"]
     if search:
         n_methods = len({t["method"] for t in search})
+        how = ("narrowed by successive halving on validation (the best third, at least two, go "
+               "on to the next rung)" if req.search == "halving" else
+               "ASHA stops the poor ones on validation")
         print(f"search: {req.n_search} configurations per (method, d) for {n_methods} methods × "
-              f"{len(req.dims)} d (each method's references, then samples of its ranges), "
-              f"narrowed by successive halving on validation (the best third, at least two, go "
-              f"on to the next rung); the best at the full budget is then rerun with "
-              f"{req.seeds} seeds", flush=True)
+              f"{len(req.dims)} d (each method's references, then samples of its ranges); "
+              f"{how}; the best at the full budget is then rerun with {req.seeds} seeds",
+              flush=True)
+        if req.search == "asha":
+            interrupted = not run_phase(search, f"{mirror.sweep_id}-search",
+                                        tune_runner.PerCellASHA())
         rung = 0
-        while not interrupted:
+        while not interrupted and req.search == "halving":
             trials = [t for t in plan.trials if t.get("phase") == "search" and t["rung"] == rung]
             if not trials:
                 break

@@ -1,5 +1,5 @@
 """The search: sampling from each method's ranges, the edge flag, the choice on validation,
-the tie marks of the tables, and a planted search problem run through Ray Tune's ASHA."""
+the tie marks of the tables, and a planted search problem run through Ray Tune."""
 import csv
 import math
 import time
@@ -136,7 +136,8 @@ def test_search_halves_on_validation_and_selects_on_validation_only(
         planted_search_problem, tmp_path, capsys):
     out = tmp_path / "runs"
     code = run.main(["--suite", "planted_search", "--profile", "smoke", "--methods", "planted",
-                     "--search-trials", "9", "--seeds", "3", "--epochs", "9", "--out", str(out)])
+                     "--search", "halving", "--search-trials", "9", "--seeds", "3", "--epochs",
+                     "9", "--out", str(out)])
     assert code == 0, capsys.readouterr().err[-3000:]
     with open(out / "planted_search-smoke" / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -174,7 +175,8 @@ def test_successive_halving_selects_the_same_whatever_order_trials_finish_in(tmp
     from harness.suites import get_suite
     suite = get_suite("mnist_halves")
     methods = ["dcca", "sdcca", "softcca"]
-    fresh = make_plan(suite, "quick", methods, [50, 200], None, 9, 3, tmp_path, {})
+    fresh = make_plan(suite, "quick", methods, [50, 200], None, 9, 3, tmp_path, {},
+                      search_mode="halving")
     assert {len([t for t in fresh.trials if t["method"] == m and t["d"] == 50])
             for m in methods} == {9}
 
