@@ -54,12 +54,14 @@ def fmt(row: dict, key: str, digits: int = 1) -> str:
     return text
 
 
-def marks(sel: pd.DataFrame, key: str) -> dict:
+def marks(sel: pd.DataFrame, key: str, exclude=()) -> dict:
     """Per d, the best mean `key` and the cells tied with it: (method, d) -> "best" | "tie".
     A tie is a mean within the two cells' summed standard deviations of the best (a
     difference inside their seed spread); cells of one seed have no spread and never tie."""
     out = {}
     ok = sel[(sel.status == "ok") & sel[f"{key}_mean"].notna()] if len(sel) else sel
+    if len(ok) and exclude:  # cells no conclusion may rank (e.g. unconverged)
+        ok = ok[[(m, d) not in exclude for m, d in zip(ok.method, ok.d)]]
     for d, cells in (ok.groupby("d") if len(ok) else ()):
         best = cells.loc[cells[f"{key}_mean"].idxmax()]
         for _, cell in cells.iterrows():

@@ -216,3 +216,27 @@ def test_reported_trial_names_carry_every_searched_value():
     # one searched value: the grid's name, so the two kinds of trial read alike
     assert selected_name("dcca", 50, {"ridge": 6.17185e-05}, 2) == run_name(
         "dcca", 50, "ridge", 6.17185e-05, 2)
+
+
+def test_a_cell_still_improving_at_its_last_epoch_is_unconverged_and_left_unranked():
+    """Rising (the last validation pass beats all before it by more than 0.5 %) is flagged;
+    a plateau is not; with no recorded curve, a best epoch at the last epoch is rising; a
+    closed form never is. Flagged cells get neither bold nor ≈."""
+    from harness.ledger import Catalog, MethodInfo
+    from harness.suites.two_view import unconverged_cells
+    catalog = Catalog({"cca": MethodInfo(name="cca", title="CCA", order=0, closed_form=True),
+                       "a": MethodInfo(name="a", title="A", order=1),
+                       "b": MethodInfo(name="b", title="B", order=2),
+                       "c": MethodInfo(name="c", title="C", order=3)})
+    rows = [("cca", 0, 0), ("a", 10, 10), ("b", 10, 10), ("c", 10, 10)]
+    df = pd.DataFrame([{"name": m, "method": m, "d": 8, "status": "ok", "phase": "",
+                        "strength": float("nan"), "best_epoch": best, "epochs": epochs}
+                       for m, best, epochs in rows])
+    sel = df.assign(n_seeds=1)[["method", "d", "status", "strength"]]
+    history = {"a": [{"val_corr": 10.0}, {"val_corr": 12.0}],     # +20 %: rising
+               "b": [{"val_corr": 10.0}, {"val_corr": 10.02}]}    # +0.2 %: a plateau
+    assert unconverged_cells(df, sel, catalog, history) == {("a", 8), ("c", 8)}  # c: no curve
+    cells = pd.DataFrame([{"method": m, "d": 8, "status": "ok", "n_seeds": 3,
+                           "x_mean": v, "x_std": 0.1} for m, v in (("a", 9.0), ("b", 5.0))])
+    assert report.marks(cells, "x") == {("a", 8): "best"}
+    assert report.marks(cells, "x", exclude={("a", 8)}) == {("b", 8): "best"}

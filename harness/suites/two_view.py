@@ -166,8 +166,9 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
         for table, numbers in reference.items()}) if reference else None)
     dims = sorted(df.d.unique())
     prov = report.provenance(df, plan)
-    corr_marks = report.marks(sel, "corr_heldout")
-    recog_marks = report.marks(sel, "recog_acc") if recognition else {}
+    unconverged = unconverged_cells(df, sel, catalog, {r.name: r.history for r in results.records})
+    corr_marks = report.marks(sel, "corr_heldout", exclude=unconverged)
+    recog_marks = report.marks(sel, "recog_acc", exclude=unconverged) if recognition else {}
     missing = unavailable_cells(results)
 
     def na(text, method, d, key):  # a metric not measurable in this cell: "n/a" (see notes)
@@ -177,7 +178,8 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
         if row.get("status") != "ok":
             return row.get("status")
         ours = na(report.marked(report.fmt(row, "corr_heldout"), corr_marks.get((method, d))),
-                  method, d, "corr_heldout")
+                  method, d, "corr_heldout") + (" ⚠unconverged" if (method, d) in unconverged
+                                               else "")
         if not reference:
             return ours
         paper = row.get("paper_table1")
@@ -244,6 +246,11 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
                    if reference else "Primary: `corr_heldout` (linear CCA fitted on the train "
                    "outputs, per-dimension correlations summed on test). Upper bound = d.")
     ties = ("Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
+            "from it lies within the two cells' summed standard deviations (a tie). "
+            "⚠unconverged: a reported trial's validation correlation was still at its best at "
+            "its last epoch (training stopped while it improved); such cells are neither bold "
+            "nor ≈, and no conclusion should rank them." if unconverged else
+            "Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
             "from it lies within the two cells' summed standard deviations (a tie).")
     table1 = "\n\n".join([
         f"# Table 1 — total correlation, {suite_name} test set (profile `{profile}`)",
@@ -282,6 +289,38 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
                            out_dir / "tables.csv")
     written.append(out_dir / "tables.csv")
     return written + plots(df, sel, results, out_dir), sel
+
+
+RISING = 0.005  # a last validation pass this much (relative) above all before it: still rising
+
+
+def unconverged_cells(df: pd.DataFrame, sel: pd.DataFrame, catalog, history: dict) -> set:
+    """(method, d) of the cells where a trial of the selected configuration was still
+    improving when training stopped, so the cell measures how fast the method learns, not
+    where it ends: its last validation pass beat every earlier one by more than RISING
+    (relative); where no validation curve was recorded (a folder converted from a
+    results.csv), its best validation epoch is its last. A closed form has no epochs."""
+    out = set()
+    if "best_epoch" not in df:
+        return out
+    for row in sel[sel.status == "ok"].itertuples():
+        if getattr(catalog.get(row.method), "closed_form", False):
+            continue
+        cell = df[(df.method == row.method) & (df.d == row.d) & (df.status == "ok")]
+        if "phase" in cell:
+            cell = cell[cell.phase != "search"]
+        if not pd.isna(row.strength):
+            cell = cell[cell.strength == row.strength]
+        for trial in cell.itertuples():
+            curve = [h["val_corr"] for h in history.get(trial.name, []) if "val_corr" in h]
+            if len(curve) >= 2:
+                rising = curve[-1] - max(curve[:-1]) > RISING * abs(curve[-1])
+            else:
+                rising = float(trial.best_epoch) >= float(trial.epochs) > 0
+            if rising:
+                out.add((row.method, row.d))
+                break
+    return out
 
 
 DIAGNOSTICS = ("n_configs", "n_full_budget", "search_epochs", "val_margin_runner_up",
