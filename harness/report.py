@@ -60,8 +60,9 @@ def marks(sel: pd.DataFrame, key: str, exclude=()) -> dict:
     difference inside their seed spread); cells of one seed have no spread and never tie."""
     out = {}
     ok = sel[(sel.status == "ok") & sel[f"{key}_mean"].notna()] if len(sel) else sel
-    if len(ok) and exclude:  # cells no conclusion may rank (e.g. unconverged)
-        ok = ok[[(m, d) not in exclude for m, d in zip(ok.method, ok.d)]]
+    if len(ok) and exclude:  # cells no conclusion may rank (unconverged): no mark at their d,
+        # where a "best" would compare finished training with unfinished
+        ok = ok[[d not in {d for _, d in exclude} for d in ok.d]]
     for d, cells in (ok.groupby("d") if len(ok) else ()):
         best = cells.loc[cells[f"{key}_mean"].idxmax()]
         for _, cell in cells.iterrows():

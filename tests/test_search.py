@@ -221,7 +221,7 @@ def test_reported_trial_names_carry_every_searched_value():
 def test_a_cell_still_improving_at_its_last_epoch_is_unconverged_and_left_unranked():
     """Rising (the last validation pass beats all before it by more than 0.5 %) is flagged;
     a plateau is not; with no recorded curve, a best epoch at the last epoch is rising; a
-    closed form never is. Flagged cells get neither bold nor ≈."""
+    closed form never is. A d with a flagged cell gets no bold or ≈ at all."""
     from harness.ledger import Catalog, MethodInfo
     from harness.suites.two_view import unconverged_cells
     catalog = Catalog({"cca": MethodInfo(name="cca", title="CCA", order=0, closed_form=True),
@@ -239,4 +239,5 @@ def test_a_cell_still_improving_at_its_last_epoch_is_unconverged_and_left_unrank
     cells = pd.DataFrame([{"method": m, "d": 8, "status": "ok", "n_seeds": 3,
                            "x_mean": v, "x_std": 0.1} for m, v in (("a", 9.0), ("b", 5.0))])
     assert report.marks(cells, "x") == {("a", 8): "best"}
-    assert report.marks(cells, "x", exclude={("a", 8)}) == {("b", 8): "best"}
+    assert report.marks(cells, "x", exclude={("a", 8)}) == {}  # no "best" beside unfinished
+    assert report.marks(cells, "x", exclude={("a", 9)}) == {("a", 8): "best"}

@@ -248,8 +248,8 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     ties = ("Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
             "from it lies within the two cells' summed standard deviations (a tie). "
             "⚠unconverged: a reported trial's validation correlation was still at its best at "
-            "its last epoch (training stopped while it improved); such cells are neither bold "
-            "nor ≈, and no conclusion should rank them." if unconverged else
+            "its last epoch (training stopped while it improved); no cell is marked at a d that "
+            "has one, and no conclusion should rank them." if unconverged else
             "Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
             "from it lies within the two cells' summed standard deviations (a tie).")
     table1 = "\n\n".join([
