@@ -7,6 +7,7 @@ read it from there (`table_row` / `csv_row`); `tracking` mirrors it to MLflow
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -145,7 +146,11 @@ def csv_columns(rows: list[dict], metric_columns: tuple = ()) -> list[str]:
 
 
 # -------------------------------------------------------------------------------- provenance
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The commit this process's code came from: asked once, when a process first records
+    (close to when it imported the code), not at each trial's end, which in a long sweep may
+    name commits made after the code was loaded."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"

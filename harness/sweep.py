@@ -122,6 +122,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     mirror.sync(ledger.records())
 
     def on_result(result: record.TrialRecord) -> None:
+        result.end_time = result.end_time or int(time.time() * 1000)  # the tables' date
         ledger.append(result)  # first: a driver killed after this line keeps the trial
         finished[result.name] = result
         write_results_csv(folder / "results.csv", ledger.records(), suite.columns)
