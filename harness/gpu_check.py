@@ -9,7 +9,7 @@ an 8-minute device slot on one H100/H200):
    d = 50, 500 and 1000, then the same at d = 500 and 1000 with `--direct` (what the factored
    objectives save, or cost, where float64 decompositions are latency-bound), bf16 at d = 50
    and 1000;
-2. `harness.bench_ccazoo --device cuda` (ours against cca-zoo), where cca-zoo is installed;
+2. `harness.bench.ccazoo --device cuda` (ours against cca-zoo), where cca-zoo is installed;
 3. a time-boxed slice of the paper-profile sweep (`harness.run --profile paper`) at 1, 2 and 4
    trials per GPU (`--gpus-per-trial` 1, 0.5, 0.25), the same trials each time, to choose the
    trials per GPU by measured throughput (epochs per second of the whole GPU).
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
             phases.append(run_phase(name, bench + extra, left(cap), sampler))
         if importlib.util.find_spec("cca_zoo") is not None and left(120) > 30:
             phases.append(run_phase("bench_ccazoo", py + [
-                "harness.bench_ccazoo", "--device", "cuda", "--epochs", "4", "--json"],
+                "harness.bench.ccazoo", "--device", "cuda", "--epochs", "4", "--json"],
                 left(120), sampler))
         else:
             phases.append({"name": "bench_ccazoo", "skipped": "cca-zoo not installed (extra "

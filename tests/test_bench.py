@@ -51,7 +51,7 @@ def test_bench_refuses_bad_input_with_one_line(argv, message, capsys):
     (["--threads", "0"], "argument --threads: 0 is below 1"),  # ran on torch's default
 ])
 def test_bench_parts_refuses_bad_input_with_one_line(argv, message, capsys):
-    from harness import bench_parts
+    from harness.bench import parts as bench_parts
     with pytest.raises(SystemExit) as exit_info:
         bench_parts.main(argv)
     assert exit_info.value.code == 2
@@ -59,7 +59,7 @@ def test_bench_parts_refuses_bad_input_with_one_line(argv, message, capsys):
 
 
 def test_bench_parts_prints_every_stage_and_their_sum(capsys):
-    from harness import bench_parts
+    from harness.bench import parts as bench_parts
     assert bench_parts.main(["--d", "320", "--repeats", "1", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     times = {line[:56].strip(): float(line[56:].split()[0]) for line in lines}
@@ -69,7 +69,7 @@ def test_bench_parts_prints_every_stage_and_their_sum(capsys):
 
 
 def test_bench_parts_refuses_a_d_the_factored_path_does_not_take(capsys):
-    from harness import bench_parts
+    from harness.bench import parts as bench_parts
     with pytest.raises(SystemExit) as exit_info:
         bench_parts.main(["--d", "300"])
     assert exit_info.value.code == 2

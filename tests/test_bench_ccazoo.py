@@ -1,4 +1,4 @@
-"""harness.bench_ccazoo: the hyperparameter mapping makes each cca-zoo loss a positive multiple
+"""harness.bench.ccazoo: the hyperparameter mapping makes each cca-zoo loss a positive multiple
 of ours on the same networks and batch, and a tiny side-by-side run produces finite rows."""
 import importlib.util
 import math
@@ -13,7 +13,7 @@ if not all(importlib.util.find_spec(name) for name in ("cca_zoo", "lightning")):
     pytest.skip("cca-zoo and lightning (the `bench` extra) are not installed",
                 allow_module_level=True)
 
-from harness import bench_ccazoo as bz  # noqa: E402
+from harness.bench import ccazoo as bz  # noqa: E402
 from harness.linalg import canonical_correlations  # noqa: E402
 from harness.registry import get as get_method  # noqa: E402
 

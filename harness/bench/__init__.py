@@ -244,6 +244,3 @@ def progress(done: int, total: int, elapsed_s: float) -> str:
     left = f", ~{clock(elapsed_s / done * (total - done))} left" if done < total else ""
     return f"bench: {done} of {total} rows in {clock(elapsed_s)}{left}"
 
-
-if __name__ == "__main__":
-    sys.exit(main())

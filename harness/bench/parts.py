@@ -1,7 +1,7 @@
 """Where a factored Deep CCA step's objective time goes, stage by stage, against the
 networks' floor (the lower bound behind BENCHMARKS.md "Large d": why d = 500 stays above 1.3×).
 
-    python -m harness.bench_parts [--d 500] [--threads 2] [--repeats 10]
+    python -m harness.bench.parts [--d 500] [--threads 2] [--repeats 10]
 
 Times the stages of `baselines.dcca.FactoredTraceNormCorrelation.forward` (value and gradient,
 float64 as the direct path) on random factors of the paper's shapes (batch 2048, k = 301),
@@ -57,7 +57,7 @@ def stage_times(d: int, m: int, k: int, repeats: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.bench_parts", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.parts", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--d", type=int, default=500)
     parser.add_argument("--threads", type=whole_number(1), default=None)

@@ -1,6 +1,6 @@
 """cca-zoo's deep CCA models side by side with ours: seconds per epoch and held-out correlation.
 
-    python -m harness.bench_ccazoo [--dims 50] [--epochs 3] [--batch 2048] [--lr 1e-3]
+    python -m harness.bench.ccazoo [--dims 50] [--epochs 3] [--batch 2048] [--lr 1e-3]
         [--seed 0] [--subset N] [--pairs dcca,dccae,sdcca,softcca|all] [--device cpu|cuda]
         [--threads T] [--zoo-defaults] [--ours K=V,...] [--json]
 
@@ -407,7 +407,7 @@ def _row_line(row: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.bench_ccazoo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.ccazoo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dims", type=int, default=50, help="latent dimension d (default 50)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs, both sides (default 3)")
