@@ -103,13 +103,10 @@ class Catalog:
         return info is not None and info.constant_maps
 
     def merged(self, other: "Catalog") -> "Catalog":
-        """Both catalogs; a method only `other` has comes after this one's methods."""
-        methods = dict(self.methods)
-        offset = 1 + max((m.order for m in methods.values()), default=-1)
-        for name, info in sorted(other.methods.items(), key=lambda kv: kv[1].order):
-            if name not in methods:
-                methods[name] = dataclasses.replace(info, order=offset + info.order)
-        return Catalog(methods)
+        """Both catalogs (this one's entry where both name a method). Row orders are the
+        registry's as each sweep saw it, built-ins first and plug-ins after them, so a
+        plug-in's rows fall below the field's whichever folder comes first."""
+        return Catalog({**other.methods, **self.methods})
 
 
 def code_version(spec) -> str:

@@ -116,7 +116,8 @@ def test_a_trial_is_reused_only_when_its_whole_identity_matches(change, reused):
         info(), "d0")
 
 
-def write_folder(folder: Path, profile="smoke", digest="d0", methods=("dcca",), value=4.0):
+def write_folder(folder: Path, profile="smoke", digest="d0", methods=("dcca",), value=4.0,
+                 first_order=0):
     folder.mkdir(parents=True)
     trials, ledger = [], Ledger(folder)
     for i, method in enumerate(methods):
@@ -126,18 +127,20 @@ def write_folder(folder: Path, profile="smoke", digest="d0", methods=("dcca",), 
                                   metrics={"corr_heldout": value + i, "recog_acc": 50.0,
                                            "val_corr_best": value + i}))
     Plan("arrays", "two_view", profile, trials=trials, data_digest=digest, columns=COLUMNS,
-         methods={m: MethodInfo(name=m, title=m.upper(), order=i)
+         methods={m: MethodInfo(name=m, title=m.upper(), order=first_order + i)
                   for i, m in enumerate(methods)}).save(folder)
     return folder
 
 
 def test_tables_build_merges_folders_of_one_suite_profile_and_data_into_one_table(tmp_path):
     field = write_folder(tmp_path / "field", methods=("cca", "dcca"))
-    plugin = write_folder(tmp_path / "plugin", methods=("mine",), value=9.0)
-    assert tables_build.main([str(field), str(plugin), "--out-dir", str(tmp_path / "t")]) == 0
+    # a plug-in registers after the built-ins: its registry order is after theirs
+    plugin = write_folder(tmp_path / "plugin", methods=("mine",), value=9.0, first_order=20)
+    assert tables_build.main([str(plugin), str(field), "--out-dir", str(tmp_path / "t")]) == 0
     table1 = (tmp_path / "t" / "table1.md").read_text()
     rows = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")]
-    assert rows[1:4] == ["CCA", "DCCA", "MINE"]  # the field's order, the newcomer after it
+    assert rows[1:4] == ["CCA", "DCCA", "MINE"]  # the field's order, the newcomer after it,
+    # though the plug-in's folder came first (as a sweep run with --reuse FIELD puts it)
     assert "**9.0**" in table1  # one table: the plug-in's cell is ranked against the field
 
 
