@@ -109,15 +109,17 @@ class Catalog:
         return Catalog({**other.methods, **self.methods})
 
 
-def code_version(spec) -> str:
+def code_version(spec, source=None) -> str:
     """A digest of the source of the module(s) that define a method's objective, closed form
-    or score model: a changed objective is a different method for reuse."""
+    or score model: a changed objective is a different method for reuse. `source(module)`
+    gives a module's text (default: as imported; `tables.from_csv` reads it from git)."""
+    source = source or inspect.getsource
     digest = hashlib.sha256()
     for fn in (spec.objective, spec.loss_fn, spec.closed_form, spec.score_model):
         if fn is None:
             continue
         try:
-            digest.update(inspect.getsource(inspect.getmodule(fn)).encode())
+            digest.update(source(inspect.getmodule(fn)).encode())
         except (OSError, TypeError):  # defined interactively: its qualified name only
             digest.update(getattr(fn, "__qualname__", repr(fn)).encode())
     return digest.hexdigest()[:16]
@@ -296,15 +298,12 @@ def read_folders(folders) -> SweepResults:
     plans, records, seen, methods = [], [], set(), set()
     for folder in folders:
         plan = Plan.load(folder)
-        if plans:
-            first = plans[0]
-            for what, a, b in (("suite", first.suite, plan.suite),
-                               ("profile", first.profile, plan.profile),
-                               ("data", first.data_digest, plan.data_digest)):
-                if a != b:
-                    raise SweepFolderError(
-                        f"cannot merge {folder} with {folders[0]}: their {what} differs "
-                        f"({b} vs {a}); merge only sweeps of one suite, profile and data")
+        differs = plans and difference(plans[0], plan)
+        if differs:
+            what, a, b = differs
+            raise SweepFolderError(
+                f"cannot merge {folder} with {folders[0]}: their {what} differs "
+                f"({b} vs {a}); merge only sweeps of one suite, profile and data")
         plans.append(plan)
         planned = set(plan.names())
         for record in Ledger(folder).records():
@@ -324,18 +323,25 @@ def search_protocol(plan: Plan) -> str:
     return f"{plan.search or 'asha'} x {plan.search_trials}"
 
 
+def difference(plan: Plan, other: Plan, search: bool = False) -> tuple | None:
+    """The first of suite, profile, data (and with `search`, the search protocol) in which
+    two plans differ, as (what, plan's, other's); None where they agree."""
+    pairs = [("suite", plan.suite, other.suite), ("profile", plan.profile, other.profile),
+             ("data", plan.data_digest, other.data_digest)]
+    if search:
+        pairs.append(("search", search_protocol(plan), search_protocol(other)))
+    return next(((what, a, b) for what, a, b in pairs if a != b), None)
+
+
 def check_mergeable(plan: Plan, folders) -> None:
     """Refuse, in one line, folders that cannot stand in one table with `plan`'s sweep."""
     for folder in folders:
-        other = Plan.load(folder)
-        for what, a, b in (("suite", plan.suite, other.suite),
-                           ("profile", plan.profile, other.profile),
-                           ("data", plan.data_digest, other.data_digest),
-                           ("search", search_protocol(plan), search_protocol(other))):
-            if a != b:
-                raise SweepFolderError(f"--reuse {folder}: its {what} differs from this "
-                                       f"sweep's ({b} vs {a}); reuse only a sweep of the same "
-                                       f"suite, profile and data")
+        differs = difference(plan, Plan.load(folder), search=True)
+        if differs:
+            what, a, b = differs
+            raise SweepFolderError(f"--reuse {folder}: its {what} differs from this "
+                                   f"sweep's ({b} vs {a}); reuse only a sweep of the same "
+                                   f"suite, profile and data")
 
 
 def identity(config_or_record, info: MethodInfo | None, digest: str) -> tuple:

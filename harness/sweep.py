@@ -125,8 +125,9 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         result.end_time = result.end_time or int(time.time() * 1000)  # the tables' date
         ledger.append(result)  # first: a driver killed after this line keeps the trial
         finished[result.name] = result
-        write_results_csv(folder / "results.csv", ledger.records(), suite.columns)
-        mirror.sync(ledger.records())
+        records = ledger.records()  # read once for both
+        write_results_csv(folder / "results.csv", records, suite.columns)
+        mirror.sync(records)
 
     def run_phase(trials: list[dict], experiment: str, scheduler=None) -> bool:
         """Run the trials not finished yet; False when the sweep was interrupted."""

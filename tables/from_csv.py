@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import inspect
 import math
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from harness import registry
 from harness.common import HarnessError
-from harness.ledger import Ledger, MethodInfo, Plan, data_digest
+from harness.ledger import Ledger, MethodInfo, Plan, code_version, data_digest
 from harness.record import IDENTITY, PROVENANCE, SETTINGS, TrialRecord
 from harness.suites import get_suite
 
@@ -43,20 +42,24 @@ def _value(text: str):
     return int(number) if number.is_integer() and "." not in text and "e" not in text else number
 
 
+class NotAtCommit(Exception):
+    pass
+
+
 def code_version_at(spec, commit: str) -> str:
     """`ledger.code_version(spec)` as it was at `commit`: the same digest of the same module
     files, read from git."""
-    digest = hashlib.sha256()
-    for fn in (spec.objective, spec.loss_fn, spec.closed_form, spec.score_model):
-        if fn is None:
-            continue
-        path = Path(inspect.getsourcefile(inspect.getmodule(fn))).resolve().relative_to(REPO)
+    def source_at(module) -> str:
+        path = Path(inspect.getsourcefile(module)).resolve().relative_to(REPO)
         shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO,
                                capture_output=True, text=True)
         if shown.returncode != 0:
-            return f"unknown at {commit}"
-        digest.update(shown.stdout.encode())
-    return digest.hexdigest()[:16]
+            raise NotAtCommit(path)
+        return shown.stdout
+    try:
+        return code_version(spec, source_at)
+    except NotAtCommit:
+        return f"unknown at {commit}"
 
 
 def finished_date(folder: Path) -> int:
