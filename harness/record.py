@@ -48,6 +48,10 @@ class TrialRecord:
     warnings: list = field(default_factory=list)  # e.g. a checkpoint passed over
     unavailable: dict = field(default_factory=dict)  # metric -> why it could not be measured
                                                      # (one class, too few test pairs, ...)
+    replicates: list = field(default_factory=list)  # a reported trial's bootstrap replicates
+                                                    # of corr_heldout over the test pairs
+                                                    # (harness.paired); in the ledger only,
+                                                    # not a metric: no CSV column, no MLflow
     git_commit: str = ""
     versions: dict = field(default_factory=dict)
     hardware: str = ""

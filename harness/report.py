@@ -54,11 +54,20 @@ def fmt(row: dict, key: str, digits: int = 1) -> str:
     return text
 
 
-def marks(sel: pd.DataFrame, key: str, exclude=()) -> dict:
+def marks(sel: pd.DataFrame, key: str, exclude=(), replicates: dict | None = None,
+          tests: set | None = None) -> dict:
     """Per d, the best mean `key` and the cells tied with it: (method, d) -> "best" | "tie".
-    A tie is a mean within the two cells' summed standard deviations of the best (a
-    difference inside their seed spread); cells of one seed have no spread and never tie."""
-    out = {}
+
+    Where both cells have bootstrap replicates of `key` (`replicates`: (method, d) -> {seed:
+    replicates}, see `cell_replicates`), a tie is a paired difference whose 95 % interval
+    contains 0 (`harness.paired.tied`); elsewhere it is a mean within the two cells' summed
+    standard deviations of the best (a difference inside their seed spread), and cells of one
+    seed have no spread and never tie. `tests`, if given, collects the tests that decided:
+    "paired" and/or "spread", one per comparison with a best. No cell is marked at a d where
+    a cell of `exclude` (unconverged) is."""
+    from harness import paired
+
+    out, replicates = {}, replicates or {}
     ok = sel[(sel.status == "ok") & sel[f"{key}_mean"].notna()] if len(sel) else sel
     if len(ok) and exclude:  # cells no conclusion may rank (unconverged): no mark at their d,
         # where a "best" would compare finished training with unfinished
@@ -66,13 +75,63 @@ def marks(sel: pd.DataFrame, key: str, exclude=()) -> dict:
     for d, cells in (ok.groupby("d") if len(ok) else ()):
         best = cells.loc[cells[f"{key}_mean"].idxmax()]
         for _, cell in cells.iterrows():
-            gap = best[f"{key}_mean"] - cell[f"{key}_mean"]
-            spread = best[f"{key}_std"] + cell[f"{key}_std"]
             if cell.method == best.method:
                 out[(cell.method, d)] = "best"
-            elif best.n_seeds > 1 and cell.n_seeds > 1 and gap <= spread:
+                continue
+            tie = None
+            if (cell.method, d) in replicates and (best.method, d) in replicates:
+                tie = paired.tied(replicates[(cell.method, d)], replicates[(best.method, d)])
+            if tie is None:  # no paired replicates: the seed spread decides
+                gap = best[f"{key}_mean"] - cell[f"{key}_mean"]
+                spread = best[f"{key}_std"] + cell[f"{key}_std"]
+                tie = bool(best.n_seeds > 1 and cell.n_seeds > 1 and gap <= spread)
+                used = "spread"
+            else:
+                used = "paired"
+            if tests is not None:
+                tests.add(used)
+            if tie:
                 out[(cell.method, d)] = "tie"
     return out
+
+
+def cell_replicates(df: pd.DataFrame, sel: pd.DataFrame, records) -> dict:
+    """(method, d) -> {seed: bootstrap replicates} of each ok cell whose every selected trial
+    (the trials `select` averaged: ok, reported, of the chosen strength) recorded them; a cell
+    where any lacks them is left out (its ties fall back to the seed spread)."""
+    by_name = {r.name: list(getattr(r, "replicates", None) or []) for r in records}
+    out = {}
+    for row in (sel[sel.status == "ok"].itertuples() if len(sel) else ()):
+        cell = df[(df.method == row.method) & (df.d == row.d) & (df.status == "ok")]
+        if "phase" in cell:
+            cell = cell[cell.phase != "search"]
+        if not pd.isna(row.strength):
+            cell = cell[cell.strength == row.strength]
+        reps = {int(t.seed): by_name.get(t.name, []) for t in cell.itertuples()}
+        if reps and all(reps.values()):
+            out[(row.method, row.d)] = reps
+    return out
+
+
+SPREAD_TIES = ("Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
+               "from it lies within the two cells' summed standard deviations (a tie).")
+
+
+def ties_text(tests: set, n_boot: int = 0, key: str = "corr_heldout") -> str:
+    """The sentence that says how `marks` made the ties, from the `tests` it used: the seed
+    spread alone (the text tables have always had), the paired test alone, or both."""
+    if "paired" not in tests:
+        return SPREAD_TIES
+    paired = ("Per d, **bold** is the best mean over seeds and ≈ marks a cell tied with it by a "
+              "paired test: the 95 % percentile interval of their difference contains 0, where "
+              f"the difference is, per bootstrap replicate (the same {n_boot} resamplings of the "
+              f"test pairs in every trial), the mean over the seeds both cells have of the "
+              f"cell's `{key}` minus the best's.")
+    if "spread" not in tests:
+        return paired
+    return (paired + " Where either cell has no replicates (trials recorded before they were "
+            "kept), ≈ marks instead a difference within the two cells' summed standard "
+            "deviations.")
 
 
 def marked(text: str, mark: str | None) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import metrics, mlflow_extras, report, search
+from harness import metrics, mlflow_extras, paired, report, search
 from harness.ledger import SweepResults
 from harness.loop import fit_loop, represent_all
 from harness.models import PRECISIONS, TwoViewModel
@@ -53,6 +53,21 @@ def validation_corr(represent, train, val, k: int) -> float:
     tr = represent_all(represent, *train)
     va = represent_all(represent, *val)
     return metrics.corr_heldout(*tr, *va, k)
+
+
+def heldout_replicates(train_reps, test_reps, k: int, warn) -> list[float]:
+    """A reported trial's bootstrap replicates of corr_heldout over its test pairs, for the
+    tables' paired tie test (`harness.paired`); none (and a warning) where they cannot be
+    computed, and then its cells are compared by their seed spread."""
+    try:
+        replicates = paired.heldout_replicates(*train_reps, *test_reps, k)
+    except Exception as err:  # noqa: BLE001 - the trial's metrics stand without them
+        warn(f"no bootstrap replicates of corr_heldout ({type(err).__name__}: {err})")
+        return []
+    if not np.isfinite(replicates).all():
+        warn("no bootstrap replicates of corr_heldout (some were not finite)")
+        return []
+    return paired.stored(replicates)
 
 
 @mlflow_extras.sampled  # the record carries MLflow's system metrics sampled while it ran
@@ -102,6 +117,8 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
                               recognition=labels is not None, unavailable=unavailable)
     if suite.extra_metrics is not None:  # a suite's own protocol (Noisy MNIST's)
         out.update(suite.extra_metrics(train_reps, test_reps, data))
+    replicates = (heldout_replicates(train_reps, test_reps, k, warn)  # the paired tie test
+                  if "corr_heldout" in out else [])
     out["val_corr_best"] = max(row["val_corr"] for row in history)  # the selection metric
     out["n_components"] = k
     out["best_epoch"] = best_epoch
@@ -112,7 +129,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
                                                    test_reps)
     return TrialRecord.of(cfg, metrics=out, history=history, train_seconds=train_seconds,
                           device=str(device), warnings=warnings, unavailable=unavailable,
-                          dataset=dataset, encoder_path=encoder_path)
+                          dataset=dataset, encoder_path=encoder_path, replicates=replicates)
 
 
 def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn):
@@ -167,8 +184,15 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     dims = sorted(df.d.unique())
     prov = report.provenance(df, plan)
     unconverged = unconverged_cells(df, sel, catalog, {r.name: r.history for r in results.records})
-    corr_marks = report.marks(sel, "corr_heldout", exclude=unconverged)
-    recog_marks = report.marks(sel, "recog_acc", exclude=unconverged) if recognition else {}
+    # ties of corr_heldout: a paired bootstrap test where both cells recorded replicates (a
+    # ledger written before they were kept has none: its tables keep the seed-spread test and
+    # its text); recognition has no replicates, so always the seed spread
+    replicates = report.cell_replicates(df, sel, results.records)
+    corr_tests, recog_tests = set(), set()
+    corr_marks = report.marks(sel, "corr_heldout", exclude=unconverged, replicates=replicates,
+                              tests=corr_tests)
+    recog_marks = report.marks(sel, "recog_acc", exclude=unconverged,
+                               tests=recog_tests) if recognition else {}
     missing = unavailable_cells(results)
 
     def na(text, method, d, key):  # a metric not measurable in this cell: "n/a" (see notes)
@@ -245,13 +269,13 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
                    "`corr_heldout`."
                    if reference else "Primary: `corr_heldout` (linear CCA fitted on the train "
                    "outputs, per-dimension correlations summed on test). Upper bound = d.")
-    ties = ("Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
-            "from it lies within the two cells' summed standard deviations (a tie). "
-            "⚠unconverged: a reported trial's validation correlation was still at its best at "
-            "its last epoch (training stopped while it improved); no cell is marked at a d that "
-            "has one, and no conclusion should rank them." if unconverged else
-            "Per d, **bold** is the best mean over seeds and ≈ marks a cell whose difference "
-            "from it lies within the two cells' summed standard deviations (a tie).")
+    n_boot = max((len(v) for cell in replicates.values() for v in cell.values()), default=0)
+    unconverged_text = (" ⚠unconverged: a reported trial's validation correlation was still at "
+                        "its best at its last epoch (training stopped while it improved); no "
+                        "cell is marked at a d that has one, and no conclusion should rank "
+                        "them." if unconverged else "")
+    ties = report.ties_text(corr_tests, n_boot) + unconverged_text
+    recog_ties = report.ties_text(recog_tests) + unconverged_text
     table1 = "\n\n".join([
         f"# Table 1 — total correlation, {suite_name} test set (profile `{profile}`)",
         table1_head + " " + ties,
@@ -271,7 +295,8 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     table5 = "\n\n".join([
         f"# Table 5 — cross-modality recognition accuracy (%), {suite_name} (profile `{profile}`)",
         "LinearSVC trained on view-1 representations of 4 test folds, tested on view 2 of the "
-        "fifth (5 contiguous folds)." + (" Cell: ours (paper)." if reference else "") + " " + ties,
+        "fifth (5 contiguous folds)." + (" Cell: ours (paper)." if reference else "") + " "
+        + recog_ties,
         report.markdown_table(catalog, sel, dims, table5_cell),
         "Swapped direction (view 2 → view 1):",
         report.markdown_table(catalog, sel, dims, lambda r, m, d: na(
@@ -288,7 +313,7 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
     report.write_cells_csv(sel.merge(diagnostics, on=["method", "d"], how="left"),
                            out_dir / "tables.csv")
     written.append(out_dir / "tables.csv")
-    return written + plots(df, sel, results, out_dir), sel
+    return written + plots(df, sel, results, out_dir, searched_df), sel
 
 
 RISING = 0.005  # a last validation pass this much (relative) above all before it: still rising
@@ -419,7 +444,10 @@ def unavailable_notes(results: SweepResults, keys=None) -> list[str]:
 
 
 def plots(df: pd.DataFrame, sel: pd.DataFrame, results: SweepResults,
-          out_dir: Path) -> list[Path]:
+          out_dir: Path, searched_df: pd.DataFrame | None = None) -> list[Path]:
+    """corr_vs_d.png, recog_vs_d.png (with labels), val_curves.png (with recorded curves)
+    and, for a successive-halving search, evp.png. `searched_df`: the search trials' table
+    rows (default: those of the ledger)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -485,6 +513,18 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, results: SweepResults,
         for ax in list(axes.flat)[len(methods):]:
             ax.axis("off")
         written.append(report.save_figure(fig, out_dir / "val_curves.png", dpi=100))
+
+    # expected validation performance of the search (tables.evp), drawn only where the search
+    # was successive halving: every committed folder searched with ASHA or not at all, and a
+    # new file in one of them would break its byte-identical rebuild from plan and ledger
+    if any(p.search == "halving" for p in results.plans):
+        from tables import evp
+        if searched_df is None:
+            searched_df = pd.DataFrame([r.table_row(plan.columns) for r in results.records
+                                        if r.phase == "search"])
+        path = evp.plot(searched_df, out_dir / "evp.png", catalog)
+        if path is not None:
+            written.append(path)
     return written
 
 
