@@ -346,7 +346,7 @@ def check_mergeable(plan: Plan, folders) -> None:
 
 def identity(config_or_record, info: MethodInfo | None, digest: str) -> tuple:
     """What makes two trials the same trial: method, d, parameters, lr, seed, phase, profile,
-    epochs, batch, precision, hidden widths, the objective's code version and the data."""
+    epochs, patience, batch, precision, hidden widths, the objective's code version and the data."""
     get = (config_or_record.get if isinstance(config_or_record, dict)
            else lambda k, default=None: getattr(config_or_record, k, default))
     hidden = get("hidden", "")
@@ -354,5 +354,5 @@ def identity(config_or_record, info: MethodInfo | None, digest: str) -> tuple:
         hidden = ",".join(map(str, hidden))
     return (get("method"), int(get("d")), json.dumps(get("params") or {}, sort_keys=True),
             float(get("lr") or 0), int(get("seed") or 0), get("phase") or "", get("profile"),
-            int(get("epochs") or 0), int(get("batch") or 0), get("precision") or "fp32",
-            str(hidden), info.code_version if info else "", digest)
+            int(get("epochs") or 0), int(get("patience") or 0), int(get("batch") or 0),
+            get("precision") or "fp32", str(hidden), info.code_version if info else "", digest)

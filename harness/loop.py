@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from harness.common import TrialDiverged, first_line, torch_save_atomic
 
 CHECKPOINT_FILE = "trial_state.pt"
 PREVIOUS_FILE = "trial_state.prev.pt"  # the checkpoint before the last: the fallback
-CHECKPOINT_FORMAT = 2  # bump when the saved state changes; other versions are refused
+CHECKPOINT_FORMAT = 3  # bump when the saved state changes; other versions are refused
 EVAL_CHUNK = 8192
 
 
@@ -101,10 +102,35 @@ def state_copy(module_or_dict):
     return {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in items.items()}
 
 
+@dataclass(frozen=True)
+class Convergence:
+    """When training stops before its cap of epochs, and how the learning rate decays.
+
+    A validation pass improves when it beats the best so far by more than `min_delta`
+    (relative). After `patience` passes without one, training has converged and stops
+    (0: train every epoch). With `decay` < 1 the learning rate is multiplied by it after
+    `decay_after` passes without improvement (PyTorch's ReduceLROnPlateau), so a run that
+    has stalled at one rate gets a smaller one before it is called converged."""
+    patience: int = 0
+    min_delta: float = 0.0
+    decay: float = 1.0
+    decay_after: int = 0
+
+    @property
+    def on(self) -> bool:
+        return self.patience > 0
+
+
+def converged(history: list, patience: int) -> bool:
+    """Whether a trial's history ends converged: its last `patience` validation passes did
+    not improve (`since_best`, written by `fit_loop`). Without the rule: never."""
+    return bool(patience) and bool(history) and history[-1].get("since_best", 0) >= patience
+
+
 def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, seed: int,
              eval_every: int = 1, validate=None, val_key: str = "val_corr", maximize: bool = True,
              state: dict | None = None, checkpoint_dir=None, name: str = "trial", log=None,
-             report=None, warn=None):
+             report=None, warn=None, convergence: Convergence = Convergence()):
     """Adam on `module`'s trainable parameters over shuffled full batches (`batches`) of the
     device-resident views `train`.
 
@@ -114,25 +140,36 @@ def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, s
     loss term; the best state is restored at the end. With `checkpoint_dir`, the full state
     (module, optimizer, `state`, RNGs, epoch, history, best) is saved there at each validation
     pass and restored from it on the next call; one that cannot be used is passed over with a
-    `warn` line (default: stderr). Returns (history, best_epoch, resumed_from).
+    `warn` line (default: stderr). With `convergence`, training stops early once validation
+    stops improving (`Convergence`); each history row records the learning rate and the
+    validation passes since the last improvement (`since_best`). Returns (history,
+    best_epoch, resumed_from).
     """
     log = log or (lambda msg: None)
     warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
     state = {} if state is None else state
     device = train[0].device
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
+    mode = "max" if maximize else "min"
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=convergence.decay, patience=convergence.decay_after,
+        threshold=convergence.min_delta, threshold_mode="rel") if (
+        validate is not None and convergence.decay < 1) else None
     shuffle = torch.Generator(device="cpu").manual_seed(seed)
     history, best, start_epoch = [], None, 0
 
     checkpoints = Checkpoints(checkpoint_dir, warn) if checkpoint_dir else None
     if checkpoints:
         fresh = {"model": state_copy(module), "optimizer": optimizer.state_dict(),
+                 "plateau": plateau.state_dict() if plateau else None,
                  "method_state": state_copy(state), "shuffle_rng": shuffle.get_state(),
                  "torch_rng": torch.get_rng_state()}
 
         def load_into_place(saved):
             module.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
+            if plateau is not None and saved.get("plateau") is not None:
+                plateau.load_state_dict(saved["plateau"])
             state.update({k: v.to(device) for k, v in saved["method_state"].items()})
             shuffle.set_state(saved["shuffle_rng"])
             torch.set_rng_state(saved["torch_rng"])
@@ -162,6 +199,11 @@ def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, s
     n = train[0].shape[0]
     n_batches = n // batch
     epoch_started = time.time()
+    # the score the stopping rule compares with: the best by more than min_delta (a run
+    # creeping up by less than that has converged, though its best still moves)
+    mark = next((r[val_key] for r in reversed(history) if r.get("since_best") == 0), None)
+    if converged(history, convergence.patience):  # resumed after it had converged
+        start_epoch = epochs = max(start_epoch, history[-1]["epoch"])
     for epoch in range(start_epoch + 1, epochs + 1):
         module.train()
         order = torch.randperm(n, generator=shuffle).to(device)
@@ -176,6 +218,13 @@ def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, s
                "terms": {k: float(v) / n_batches for k, v in sums.items() if k != "loss"}}
         if validate is not None:
             row[val_key] = float(validate())
+        if convergence.on and validate is not None:
+            row["lr"] = optimizer.param_groups[0]["lr"]
+            improved = mark is None or sign * (row[val_key] - mark) > convergence.min_delta * abs(mark)
+            mark = row[val_key] if improved else mark
+            row["since_best"] = 0 if improved else history[-1].get("since_best", 0) + 1
+            if plateau is not None:
+                plateau.step(row[val_key])
         history.append(row)
         if validate is None or best is None or sign * row[val_key] > sign * best["score"]:
             best = {"score": row.get(val_key), "epoch": epoch, "model": state_copy(module)}
@@ -186,12 +235,17 @@ def fit_loop(module, batch_loss, train, *, epochs: int, batch: int, lr: float, s
         if checkpoints:
             checkpoints.save({"epoch": epoch, "model": state_copy(module),
                               "optimizer": optimizer.state_dict(),
+                              "plateau": plateau.state_dict() if plateau else None,
                               "method_state": state_copy(state),
                               "shuffle_rng": shuffle.get_state(),
                               "torch_rng": torch.get_rng_state(),
                               "history": history, "best": best})
         if report:
             report(epoch, row)
+        if converged(history, convergence.patience):
+            log(f"{name}: converged at epoch {epoch} (no validation gain above "
+                f"{convergence.min_delta:.1%} in {convergence.patience} passes)")
+            break
     if best is not None:
         module.load_state_dict(best["model"])
     module.eval()

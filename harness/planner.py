@@ -23,7 +23,7 @@ def resolved_trial(suite, config: dict, checkpoint_root: Path) -> dict:
     trial = {k: v for k, v in config.items() if k not in ("strength", "overrides")}
     trial.update({k: cfg[k] for k in ("name", "method", "d", "seed", "profile", "phase", "params",
                                       "strength_name", "strength", "batch", "lr", "epochs",
-                                      "eval_every", "precision")})
+                                      "eval_every", "precision", "patience")})
     trial["hidden"] = list(cfg["hidden"])
     trial["checkpoint_dir"] = str(Path(checkpoint_root) / cfg["name"])
     return trial

@@ -31,6 +31,18 @@ class Profile:
     search_trials: int = 0   # configurations per (method, d) of the search; 0 = grid
     seeds: int = 1           # seeds the selected configuration is run with
     precision: str = "fp32"  # the networks' arithmetic where the suite offers it
+    # the convergence rule (harness.loop.Convergence): `epochs` is then a cap, and training
+    # stops after `patience` validation passes without a gain above `min_delta` (relative);
+    # the learning rate is multiplied by `lr_decay` after `decay_after` such passes
+    patience: int = 0
+    min_delta: float = 0.0
+    lr_decay: float = 1.0
+    decay_after: int = 0
+
+    def convergence(self, patience: int | None = None):
+        from harness.loop import Convergence
+        return Convergence(self.patience if patience is None else patience, self.min_delta,
+                           self.lr_decay, self.decay_after)
 
     def epochs_for(self, d: int, epoch_cost: float = 1.0) -> int:
         epochs = self.epochs

@@ -33,7 +33,8 @@ class TrialRecord:
     strength: float | None = None
     batch: int | None = None
     lr: float | None = None
-    epochs: int | None = None
+    epochs: int | None = None           # the cap, with a convergence rule
+    patience: int = 0                   # validation passes without gain before it stops
     precision: str = "fp32"
     hidden: str = ""                    # the encoders' hidden widths, e.g. "500,300"
     phase: str = ""                     # "search": a search trial (validation only, never

@@ -52,6 +52,8 @@ def main(argv=None) -> int:
                         help="override another parameter of the method, e.g. --set gamma=0.1")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--lr", type=float, help="override the profile's learning rate")
+    parser.add_argument("--patience", type=int, help="validation passes without gain before "
+                        "training stops (0: every epoch; default: the profile's)")
     parser.add_argument("--checkpoint-dir", help="save/restore the full trial state here")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--precision", default=None, choices=PRECISIONS,
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
         suite.check_inputs(options)  # e.g. a bad --data file: one line, before any work
         config = {"method": args.method, "d": args.d, "strength": args.strength, "seed": args.seed,
                   "profile": args.profile, "overrides": parse_overrides(args.overrides),
-                  "epochs": args.epochs, "lr": args.lr, "precision": args.precision, **options}
+                  "epochs": args.epochs, "lr": args.lr, "precision": args.precision,
+                  "patience": args.patience, **options}
         suite.resolve(config)  # refuse bad input before loading data
         default_device(args.device)
         if args.checkpoint_dir:

@@ -137,11 +137,17 @@ class Suite:
             raise ConfigError(f"epochs={epochs!r} must be a whole number ≥ 1")
         if lr is not None and not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
             raise ConfigError(f"lr={lr!r} must be a finite number > 0 (e.g. 1e-3)")
+        patience = config.get("patience")
+        patience = profile.patience if patience is None else patience
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+            raise ConfigError(f"patience={patience!r} must be a whole number ≥ 0 (0: train "
+                              f"every epoch)")
         return {"method": spec.name, "d": d, "seed": seed, "profile": profile.name,
                 "strength_name": spec.strength, "strength": strength, "params": params,
                 "batch": batch, "lr": lr or profile.lr,
                 "epochs": epochs or profile.epochs_for(d, spec.epoch_cost),
                 "eval_every": config.get("eval_every") or profile.eval_every,
+                "patience": patience,
                 "hidden": tuple(config.get("hidden") or (
                     HIDDEN if spec.hidden is None else spec.hidden)), "precision": precision,
                 "phase": config.get("phase", ""),
