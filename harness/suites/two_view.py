@@ -101,7 +101,8 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
         best_epoch = resumed_from = 0
     else:
         represent, history, best_epoch, resumed_from = _train(
-            spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn)
+            spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn,
+            profile.convergence(cfg["patience"]))
         k = d
     train_seconds = time.time() - started
     dataset = mlflow_extras.dataset_info(data, suite.name, cfg["profile"],
@@ -132,7 +133,8 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
                           dataset=dataset, encoder_path=encoder_path, replicates=replicates)
 
 
-def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn):
+def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn,
+           convergence):
     """Build the method's model and running statistics and train them with `fit_loop`."""
     torch.manual_seed(cfg["seed"])
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]  # encoders sized from the data
@@ -150,7 +152,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
         epochs=cfg["epochs"], batch=min(cfg["batch"], len(train[0])), lr=cfg["lr"], seed=cfg["seed"],
         eval_every=cfg["eval_every"], validate=lambda: validation_corr(represent, train_fit, val, d),
         state=state, checkpoint_dir=checkpoint_dir, name=cfg["name"], log=log, report=report,
-        warn=warn)
+        warn=warn, convergence=convergence)
     return represent, history, best_epoch, start_epoch
 
 
