@@ -138,8 +138,8 @@ def parse_cells(text: str, suite) -> list[tuple[str, int]]:
 def grid_trials(suite, profile: str, cells, points: int, checkpoint_root: Path,
                 options: dict) -> list[dict]:
     """Every cell's grid as search trials (seeds 1000 + i), each at the profile's full budget
-    for a search trial (the suite's `resolve`) and validating every ~1/9 of it, as the
-    sweep's search trials do. Each carries its grid coordinates and the audit's settings
+    for a search trial and validating as the sweep's search trials do
+    (`planner.search_config`). Each carries its grid coordinates and the audit's settings
     (`audit`), which the rendering reads back from the plan."""
     trials = []
     for method, d in cells:
@@ -147,12 +147,7 @@ def grid_trials(suite, profile: str, cells, points: int, checkpoint_root: Path,
         shape = grid_shape(spec.search, points)
         for i, coords in enumerate(grid_coordinates(spec.search, points)):
             values = {name: search.value_at(spec.search[name], u) for name, u in coords.items()}
-            config = {"method": method, "d": d, "seed": search.SEARCH_SEED_BASE + i,
-                      "profile": profile, "phase": "search",
-                      "name": planner.search_name(method, d, values, i), **options,
-                      **search.config_of(spec, values)}
-            full = suite.resolve(config)["epochs"]
-            config["eval_every"] = max(1, round(full / 9))
+            config, _ = planner.search_config(suite, method, d, values, i, profile, options)
             trial = planner.resolved_trial(suite, config, checkpoint_root)
             trial["audit"] = {"points": points, "shape": shape, "u": coords,
                               "options": _jsonable(options)}

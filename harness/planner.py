@@ -8,6 +8,7 @@ selected configuration of each (method, d) with the reported seeds (`plan_select
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -58,6 +59,23 @@ def grid_trials(suite, profile: str, methods: list[str], dims: list[int], streng
     return trials
 
 
+def search_config(suite, method: str, d: int, values: dict, i: int, profile: str,
+                  options: dict) -> tuple[dict, int]:
+    """Configuration `i` of a (method, d) cell's search (`values` of its searched parameters)
+    as a trial config at the full budget, and that budget's epochs. It validates every
+    ~1/9 of the budget (where the low rungs are compared), or, under a convergence rule, at
+    the profile's cadence, the one its patience counts in. The sweep's search and the audit's
+    grid (harness.audit) both build their trials here."""
+    spec = registry.get(method)
+    config = {"method": method, "d": d, "seed": search.SEARCH_SEED_BASE + i, "profile": profile,
+              "phase": "search", "name": search_name(method, d, values, i), **options,
+              **search.config_of(spec, values)}
+    resolved = suite.resolve(config)
+    if not resolved["patience"]:
+        config["eval_every"] = max(1, round(resolved["epochs"] / 9))
+    return config, resolved["epochs"]
+
+
 SEARCHES = ("asha", "halving")  # --search: how the configurations of a cell are narrowed
 
 
@@ -68,7 +86,8 @@ def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_tr
     "asha": each trains for the full budget, and Ray Tune's ASHA stops the poor ones as they
     report. "halving": the first rung of synchronous successive halving, each trained for the
     first rung's epochs (a closed form is fitted once: its only rung is the full budget), with
-    one checkpoint folder over its rungs."""
+    one checkpoint folder over its rungs. Under a convergence rule every rung applies it: a
+    configuration that has converged stops early and, promoted, does not train again."""
     trials = []
     lr = suite.profile(profile).lr
     for d in sorted(dims, reverse=True):
@@ -77,18 +96,13 @@ def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_tr
             configs = search.sample(spec.search, n_trials, search.cell_seed(method, d),
                                     fixed=search.references(spec, lr))
             for i, values in enumerate(configs):
-                base = search_name(method, d, values, i)
-                config = {"method": method, "d": d, "seed": search.SEARCH_SEED_BASE + i,
-                          "profile": profile, "phase": "search", "name": base, **options,
-                          **search.config_of(spec, values)}
-                full = suite.resolve(config)["epochs"]
+                config, full = search_config(suite, method, d, values, i, profile, options)
+                base = config["name"]
                 if mode == "asha":
-                    config["eval_every"] = max(1, round(full / 9))
                     trials.append(resolved_trial(suite, config, checkpoint_root))
                     continue
                 rungs = [full] if spec.closed_form else search.rung_epochs(full)
-                config.update(eval_every=max(1, round(full / 9)), epochs=rungs[0],
-                              name=rung_name(base, rungs[0], len(rungs)))
+                config.update(epochs=rungs[0], name=rung_name(base, rungs[0], len(rungs)))
                 trial = resolved_trial(suite, config, checkpoint_root)
                 trial.update(rung=0, rungs=rungs, config=base,
                              checkpoint_dir=str(Path(checkpoint_root) / base))
@@ -108,10 +122,11 @@ def next_rung(plan: Plan, records: dict, rung: int) -> list[dict]:
     from their checkpoints to the next rung's epochs. Decided from the ledger's records of the
     whole rung, so the order in which its trials ended cannot change it."""
     cells: dict = {}
-    for trial in plan.trials:
+    for trial in plan.trials:  # a widened re-search (its `round`) is halved on its own
         if trial.get("phase") == "search" and trial.get("rung") == rung:
-            cells.setdefault((trial["method"], trial["d"]), []).append(trial)
-    promoted = []
+            cells.setdefault((trial["method"], trial["d"], trial.get("round", 0)),
+                             []).append(trial)
+    planned, promoted = set(plan.names()), []
     for trials in cells.values():
         rungs = trials[0]["rungs"]
         if rung + 1 >= len(rungs) or any(t["name"] not in records for t in trials):
@@ -120,11 +135,74 @@ def next_rung(plan: Plan, records: dict, rung: int) -> list[dict]:
                               search.n_promoted(len(trials)))
         chosen = {r.name for r in best}
         for trial in trials:
-            if trial["name"] in chosen:
-                epochs = rungs[rung + 1]
-                promoted.append({**trial, "rung": rung + 1, "epochs": epochs,
-                                 "name": rung_name(trial["config"], epochs, len(rungs))})
+            epochs = rungs[rung + 1]
+            name = rung_name(trial["config"], epochs, len(rungs))
+            if trial["name"] in chosen and name not in planned:
+                promoted.append({**trial, "rung": rung + 1, "epochs": epochs, "name": name})
     return promoted
+
+
+def cell_ranges(plan: Plan, method: str, d: int) -> dict:
+    """The search ranges a (method, d) cell ended with: the plan's snapshot of the method's,
+    or those of its last widening."""
+    ranges = dict(plan.methods[method].search) if method in plan.methods else {}
+    for trial in plan.trials:
+        if (trial["method"], trial["d"]) == (method, d) and trial.get("ranges"):
+            ranges = {k: tuple(v) for k, v in trial["ranges"].items()}
+    return ranges
+
+
+def widen(suite, plan: Plan, records: dict, checkpoint_root: Path, options: dict) -> list[dict]:
+    """The widening rule, the same for every method: a cell whose search has fully reported
+    and whose selection lies in the outer part of a range (`search.outer_ends`) is searched
+    again, once (`search.MAX_WIDENINGS`), with that end moved out: `plan.search_trials` new
+    configurations sampled in the new part, halved like the first round (`round` 1). The
+    tables then flag an edge only against the widened range. Called when every planned rung
+    has run (the selection is then final, whatever order the trials ended in)."""
+    cells: dict = {}
+    for trial in plan.trials:
+        if trial.get("phase") == "search" and "rungs" in trial:
+            cells.setdefault((trial["method"], trial["d"]), []).append(trial)
+    out = []
+    for (method, d), trials in cells.items():
+        last = max(t.get("round", 0) for t in trials)
+        spec = registry.get(method)
+        if last >= search.MAX_WIDENINGS or spec.closed_form:
+            continue
+        if any(t["name"] not in records for t in trials):
+            continue  # called once every rung has run: a trial missing here failed to end
+        final = [t for t in trials if t["rung"] == len(t["rungs"]) - 1]
+        best = search.choose([records[t["name"]] for t in final])
+        if best is None:
+            continue
+        ranges = cell_ranges(plan, method, d)
+        cell_spec = dataclasses.replace(spec, search=ranges)
+
+        def runs(name, value):
+            try:
+                suite.resolve({"method": method, "d": d, "profile": plan.profile,
+                               **search.config_of(spec, {name: value})})
+                return value > 0 if name == "lr" else True
+            except Exception:  # noqa: BLE001 - any refusal: the value cannot run
+                return False
+        moves = search.widened(cell_spec, search.values_of(spec, best), runs)
+        if not moves:
+            continue
+        space = {**ranges, **{name: rng for name, (rng, _) in moves.items()}}
+        configs = search.sample(space, plan.search_trials, search.cell_seed(method, d) + last + 1,
+                                slices={name: part for name, (_, part) in moves.items()})
+        first = 1 + max(search.config_index(t["name"]) for t in trials)
+        for i, values in enumerate(configs, start=first):
+            config, full = search_config(suite, method, d, values, i, plan.profile, options)
+            rungs = search.rung_epochs(full)
+            base = config["name"]
+            config.update(epochs=rungs[0], name=rung_name(base, rungs[0], len(rungs)))
+            trial = resolved_trial(suite, config, checkpoint_root)
+            trial.update(rung=0, rungs=rungs, config=base, round=last + 1,
+                         ranges={k: list(v) for k, v in space.items()},
+                         checkpoint_dir=str(Path(checkpoint_root) / base))
+            out.append(trial)
+    return out
 
 
 def search_name(method: str, d: int, values: dict, i: int) -> str:

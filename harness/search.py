@@ -53,9 +53,10 @@ def position(rng, value: float) -> float:
     return (math.log(max(x, 1e-300)) - math.log(lo)) / (math.log(hi) - math.log(lo))
 
 
-def sample(space: dict, n: int, seed: int, fixed: list | tuple = ()) -> list[dict]:
+def sample(space: dict, n: int, seed: int, fixed: list | tuple = (), slices=None) -> list[dict]:
     """n configurations {parameter: value} of a search space (a method's `search`): the
-    `fixed` ones (the references) first, then a Latin hypercube for the rest."""
+    `fixed` ones (the references) first, then a Latin hypercube for the rest; `slices`
+    {parameter: (u_lo, u_hi)} keeps a parameter's samples to that part of its range."""
     if not space or n < 1:
         return []
     from scipy.stats import qmc
@@ -64,8 +65,12 @@ def sample(space: dict, n: int, seed: int, fixed: list | tuple = ()) -> list[dic
     if len(fixed) == n:
         return fixed
     unit = qmc.LatinHypercube(d=len(names), seed=seed).random(n - len(fixed))
-    return fixed + [{name: value_at(space[name], float(u)) for name, u in zip(names, row)}
-                    for row in unit]
+    slices = slices or {}
+
+    def at(name, u):
+        a, b = slices.get(name, (0.0, 1.0))
+        return value_at(space[name], a + float(u) * (b - a))
+    return fixed + [{name: at(name, u) for name, u in zip(names, row)} for row in unit]
 
 
 def references(spec, lr: float) -> list[dict]:
@@ -145,6 +150,55 @@ def edge_flags(spec, values: dict) -> list[str]:
                 flagged.append(name)
                 break
     return flagged
+
+
+WIDEN_FRACTION = 0.1  # a selection in the outer tenth of a range (sampling coordinates) ...
+WIDEN_BY = 0.5        # ... extends that end by half the range's width and re-searches
+MAX_WIDENINGS = 1     # rounds of widening per cell; an edge after them stays flagged
+
+
+def outer_ends(spec, values: dict, fraction: float = WIDEN_FRACTION) -> dict:
+    """{parameter: "lo" | "hi"} of the selected values that lie in the outer `fraction` of
+    their range, at an end that is not a natural one: where a wider range may do better."""
+    out = {}
+    for name, rng in spec.search.items():
+        if name not in values:
+            continue
+        u = position(rng, float(values[name]))
+        for end, end_u in (("lo", 0.0), ("hi", 1.0)):
+            if abs(u - end_u) <= fraction and not natural_end(spec, name, value_at(rng, end_u)):
+                out[name] = end
+    return out
+
+
+def extended(rng, end: str, by: float = WIDEN_BY) -> tuple:
+    """A range with its `end` moved out by `by` of its width in sampling coordinates (the
+    same kind: log, "1-" or lin)."""
+    lo, hi, kind = _bounds(rng)
+    if kind == "lin":
+        step = by * (hi - lo)
+        return (lo - step, hi, kind) if end == "lo" else (lo, hi + step, kind)
+    ratio = (hi / lo) ** by
+    return (lo / ratio, hi, kind) if end == "lo" else (lo, hi * ratio, kind)
+
+
+def widened(spec, values: dict, valid) -> dict:
+    """The ranges of a re-search around a selection at an outer end: {parameter: (extended
+    range, the slice to sample: (u_lo, u_hi) in the extended range's coordinates)} for each
+    parameter whose end can move; `valid(name, value)` says whether a value can run (a move
+    past it is halved, up to four times, then given up: that end is natural after all)."""
+    out = {}
+    for name, end in outer_ends(spec, values).items():
+        by = WIDEN_BY
+        for _ in range(5):
+            rng = extended(spec.search[name], end, by)
+            if valid(name, value_at(rng, 0.0 if end == "lo" else 1.0)):
+                # only the new part is sampled: the old one has been searched
+                share = by / (1 + by)
+                out[name] = (rng, (0.0, share) if end == "lo" else (1 - share, 1.0))
+                break
+            by /= 2
+    return out
 
 
 def config_of(spec, values: dict) -> dict:

@@ -15,7 +15,7 @@ import torch
 
 from harness import metrics, mlflow_extras, paired, report, search
 from harness.ledger import SweepResults
-from harness.loop import fit_loop, represent_all
+from harness.loop import converged, fit_loop, represent_all
 from harness.models import PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
 from harness.record import TrialRecord
@@ -104,11 +104,17 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
             spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log, warn,
             profile.convergence(cfg["patience"]))
         k = d
+    # under a convergence rule: the epochs the trial needed, and whether the rule (not the
+    # cap) ended it (a ledger without these predates the rule)
+    trained = ({"epochs_trained": history[-1]["epoch"],
+                "converged": float(converged(history, cfg["patience"]))}
+               if cfg["patience"] and spec.closed_form is None else {})
     train_seconds = time.time() - started
     dataset = mlflow_extras.dataset_info(data, suite.name, cfg["profile"],
                                          config.get("mnist_dir") or config.get("data"))
     if cfg["phase"] == "search":  # a search trial is chosen on validation: no test metric
-        out = {"val_corr_best": max(row["val_corr"] for row in history), "best_epoch": best_epoch}
+        out = {"val_corr_best": max(row["val_corr"] for row in history), "best_epoch": best_epoch,
+               **trained}
         return TrialRecord.of(cfg, metrics=out, history=history, train_seconds=train_seconds,
                               device=str(device), warnings=warnings, dataset=dataset)
     labels = data["test"].y  # recognition where the data have labels
@@ -124,6 +130,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     out["n_components"] = k
     out["best_epoch"] = best_epoch
     out["resumed_from"] = resumed_from  # the epoch a restored checkpoint continued from
+    out.update(trained)
     encoder_path = ""  # the trained encoders, for MLflow's Models (a closed form has none)
     if checkpoint_dir is not None and getattr(represent, "model", None) is not None:
         encoder_path = mlflow_extras.save_encoders(represent.model, checkpoint_dir, data["test"],
@@ -272,10 +279,15 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
                    if reference else "Primary: `corr_heldout` (linear CCA fitted on the train "
                    "outputs, per-dimension correlations summed on test). Upper bound = d.")
     n_boot = max((len(v) for cell in replicates.values() for v in cell.values()), default=0)
-    unconverged_text = (" ⚠unconverged: a reported trial's validation correlation was still at "
-                        "its best at its last epoch (training stopped while it improved); no "
-                        "cell is marked at a d that has one, and no conclusion should rank "
-                        "them." if unconverged else "")
+    by_rule = "converged" in df  # trained under the convergence rule: its flag is the rule's
+    unconverged_text = ((" ⚠unconverged: a reported trial reached its cap of epochs before the "
+                         "convergence rule stopped it (its validation correlation still "
+                         "gained); no cell is marked at a d that has one, and no conclusion "
+                         "should rank them." if by_rule else
+                         " ⚠unconverged: a reported trial's validation correlation was still at "
+                         "its best at its last epoch (training stopped while it improved); no "
+                         "cell is marked at a d that has one, and no conclusion should rank "
+                         "them.") if unconverged else "")
     ties = report.ties_text(corr_tests, n_boot) + unconverged_text
     recog_ties = report.ties_text(recog_tests) + unconverged_text
     table1 = "\n\n".join([
@@ -324,8 +336,9 @@ RISING = 0.005  # a last validation pass this much (relative) above all before i
 def unconverged_cells(df: pd.DataFrame, sel: pd.DataFrame, catalog, history: dict) -> set:
     """(method, d) of the cells where a trial of the selected configuration was still
     improving when training stopped, so the cell measures how fast the method learns, not
-    where it ends: its last validation pass beat every earlier one by more than RISING
-    (relative); where no validation curve was recorded (a folder converted from a
+    where it ends. Under a convergence rule (a `converged` metric): the cap, not the rule,
+    ended it. Before the rule: its last validation pass beat every earlier one by more than
+    RISING (relative); where no validation curve was recorded (a folder converted from a
     results.csv), its best validation epoch is its last. A closed form has no epochs."""
     out = set()
     if "best_epoch" not in df:
@@ -340,7 +353,9 @@ def unconverged_cells(df: pd.DataFrame, sel: pd.DataFrame, catalog, history: dic
             cell = cell[cell.strength == row.strength]
         for trial in cell.itertuples():
             curve = [h["val_corr"] for h in history.get(trial.name, []) if "val_corr" in h]
-            if len(curve) >= 2:
+            if not pd.isna(getattr(trial, "converged", np.nan)):
+                rising = not trial.converged
+            elif len(curve) >= 2:
                 rising = curve[-1] - max(curve[:-1]) > RISING * abs(curve[-1])
             else:
                 rising = float(trial.best_epoch) >= float(trial.epochs) > 0
@@ -365,13 +380,17 @@ def search_diagnostics(trials: pd.DataFrame, references: bool = True) -> dict:
     out = dict.fromkeys(DIAGNOSTICS, np.nan)
     if trials.empty:
         return {**out, "n_configs": 0, "n_full_budget": 0, "search_epochs": 0}
+    planned = pd.to_numeric(trials.epochs, errors="coerce")
+    trained = pd.to_numeric(trials["epochs_trained"], errors="coerce") if (
+        "epochs_trained" in trials) else pd.Series(np.nan, index=trials.index)
     trials = trials.assign(
         config=[search.config_index(n) for n in trials["name"]],
         ran=np.where(trials.status == "stopped",
                      pd.to_numeric(trials.get("epochs_run", np.nan), errors="coerce"),
-                     pd.to_numeric(trials.epochs, errors="coerce")))
-    full = trials.ran.max()
-    at_full = trials[(trials.status == "ok") & (trials.ran == full)]
+                     np.where(trained.notna(), trained, planned)))
+    # the full budget is the most epochs a trial was allowed (one that converged before its
+    # cap had it): the cell's last rung
+    at_full = trials[(trials.status == "ok") & (planned == planned.max())]
     scores = at_full.groupby("config").val_corr_best.max().sort_values(ascending=False)
     out.update(n_configs=trials.config.nunique(), n_full_budget=len(scores),
                search_epochs=int(trials.groupby("config").ran.max().sum()))
@@ -383,6 +402,13 @@ def search_diagnostics(trials: pd.DataFrame, references: bool = True) -> dict:
 
 
 def _epochs(trials: pd.DataFrame) -> str:
+    """The reported trials' epochs: those each needed under a convergence rule (a range),
+    else the planned ones."""
+    trained = pd.to_numeric(trials.get("epochs_trained", pd.Series(dtype=float)),
+                            errors="coerce").dropna().astype(int)
+    if len(trained):
+        lo, hi = trained.min(), trained.max()
+        return f"({lo}–{hi})" if lo != hi else str(lo)
     values = sorted(set(pd.to_numeric(trials.epochs, errors="coerce").dropna().astype(int)))
     return "/".join(map(str, values)) or "?"
 
