@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import planner, record, tracking
+from harness import eta, planner, record, tracking
 from harness.common import HarnessError, save_atomic
 from harness.ledger import Ledger, Plan, check_mergeable, data_digest, read_folders
 
@@ -121,10 +121,18 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         _reuse(plan, plan.trials, other, ledger, finished)
     mirror.sync(ledger.records())
 
+    ended_here: list = []  # the trials this run trained: what the protocol ETA is timed on
+    sweep_started = time.time()
+
+    def whole_eta() -> str:
+        return eta.text(eta.protocol_eta(plan, finished, ended_here,
+                                         time.time() - sweep_started))
+
     def on_result(result: record.TrialRecord) -> None:
         result.end_time = result.end_time or int(time.time() * 1000)  # the tables' date
         ledger.append(result)  # first: a driver killed after this line keeps the trial
         finished[result.name] = result
+        ended_here.append(result)
         records = ledger.records()  # read once for both
         write_results_csv(folder / "results.csv", records, suite.columns)
         mirror.sync(records)
@@ -133,14 +141,20 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         """Run the trials not finished yet; False when the sweep was interrupted."""
         todo = [t for t in trials if t["name"] not in finished or
                 finished[t["name"]].status == "failed"]
-        print(f"{len(todo)} trials to run ({len(trials)} in this phase)", flush=True)
+        whole = eta.remaining_trials(plan, finished)
+        print(f"{len(todo)} trials to run ({len(trials)} in this phase; the whole protocol has "
+              f"{len(whole)} left, {round(sum(e for *_, e in whole))} epochs at most"
+              + (f", ETA {whole_eta()}" if ended_here else "") + ")", flush=True)
+        if not todo:
+            return True
         try:
             ended = tune_runner.run_grid(todo, data, suite=suite, storage=storage,
                                          on_result=on_result, gpus_per_trial=req.gpus_per_trial,
                                          cpus_per_trial=req.cpus_per_trial,
                                          max_concurrent=req.max_concurrent,
                                          experiment_name=experiment, scheduler=scheduler,
-                                         fresh_workers=req.fresh_workers)
+                                         fresh_workers=req.fresh_workers,
+                                         protocol_eta=whole_eta)
         except KeyboardInterrupt:
             ended = -1
         return ended >= len(todo)  # Ray Tune returns early on Ctrl-C
@@ -162,13 +176,24 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         rung = 0
         while not interrupted and req.search == "halving":
             trials = [t for t in plan.trials if t.get("phase") == "search" and t["rung"] == rung]
-            if not trials:
+            if trials:
+                interrupted = not run_phase(trials, f"{mirror.sweep_id}-search-{rung}")
+                if not interrupted:  # the rung has fully reported: its promotions, from the ledger
+                    plan.trials += planner.next_rung(plan, finished, rung)
+                    plan.save(folder)
+                    rung += 1
+                continue
+            # every rung has run: a cell selected at an outer end of a range is searched again
+            # past it (its earlier rungs are finished and not rerun)
+            wider = planner.widen(suite, plan, finished, checkpoint_root, req.options)
+            if not wider:
                 break
-            interrupted = not run_phase(trials, f"{mirror.sweep_id}-search-{rung}")
-            if not interrupted:  # the rung has fully reported: its promotions, from the ledger
-                plan.trials += planner.next_rung(plan, finished, rung)
-                plan.save(folder)
-                rung += 1
+            print(f"widening: {len({(t['method'], t['d']) for t in wider})} cells selected in the "
+                  f"outer part of a range are searched again past it ({len(wider)} "
+                  f"configurations)", flush=True)
+            plan.trials += wider
+            plan.save(folder)
+            rung = 0
         if not interrupted:
             chosen, notes = planner.plan_selected(suite, plan, list(finished.values()),
                                                   checkpoint_root, req.options)

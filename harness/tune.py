@@ -227,8 +227,9 @@ class SweepCallback(tune.Callback):
     """Hands each finished trial to `on_result` and prints a compact live view."""
 
     def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=None,
-                 headline=None, leader_metric: str | None = None):
+                 headline=None, leader_metric: str | None = None, protocol_eta=None):
         self.total, self.on_result, self.stream = total, on_result, stream
+        self.protocol_eta = protocol_eta  # () -> text: the whole protocol's time left
         self.headline = headline or (lambda m: "")
         self.leader_metric = leader_metric  # ranks the "best so far per d" part of each line
         self.done = self.failed = self.diverged = self.stopped = 0
@@ -262,7 +263,9 @@ class SweepCallback(tune.Callback):
         if not ended or ended >= self.total:
             return ""
         left_s = (time.time() - self.started) / ended * (self.total - ended)
-        return f", ETA {left_s / 60:.0f} min" if left_s >= 60 else f", ETA {left_s:.0f} s"
+        text = f", ETA {left_s / 60:.0f} min" if left_s >= 60 else f", ETA {left_s:.0f} s"
+        whole = self.protocol_eta() if self.protocol_eta else ""
+        return f"{text} this phase, {whole} in all" if whole else text
 
     def _line(self, msg: str = "") -> None:
         stopped = f"{self.stopped} stopped early, " if self.stopped else ""
@@ -388,7 +391,8 @@ def _by_value(objects) -> None:
 def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
              gpus_per_trial: float = 0, cpus_per_trial: int = 1,
              max_concurrent: int | None = None, max_failures: int = 2,
-             experiment_name: str = "sweep", scheduler=None, fresh_workers: bool = False) -> int:
+             experiment_name: str = "sweep", scheduler=None, fresh_workers: bool = False,
+             protocol_eta=None) -> int:
     """Run every trial config of `suite` through Ray Tune (Ray must be connected); returns
     how many trials ended (fewer than given when the sweep was interrupted). `scheduler`: a
     Tune scheduler such as `PerCellASHA()` (default: every trial runs its full budget).
@@ -411,7 +415,7 @@ def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
         tune.with_parameters(_trainable, data=data, suite=suite, specs=specs),
         {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     callback = SweepCallback(len(trials), on_result, headline=suite.headline,
-                             leader_metric=suite.leader_metric)
+                             leader_metric=suite.leader_metric, protocol_eta=protocol_eta)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials), "cpus_per_trial": cpus_per_trial},

@@ -241,3 +241,77 @@ def test_a_cell_still_improving_at_its_last_epoch_is_unconverged_and_left_unrank
     assert report.marks(cells, "x") == {("a", 8): "best"}
     assert report.marks(cells, "x", exclude={("a", 8)}) == {}  # no "best" beside unfinished
     assert report.marks(cells, "x", exclude={("a", 9)}) == {("a", 8): "best"}
+
+
+def test_outer_ends_and_extended_ranges_keep_their_sampling_scale():
+    spec = registry.get("dcca")
+    rng = (1e-6, 1e-2)
+    narrow = MethodSpec(**{**spec.__dict__, "search": {"ridge": rng}})
+    assert search.outer_ends(narrow, {"ridge": 1e-2}) == {"ridge": "hi"}
+    assert search.outer_ends(narrow, {"ridge": 1.3e-6}) == {"ridge": "lo"}  # u ≈ 0.03
+    assert search.outer_ends(narrow, {"ridge": 1e-4}) == {}  # the middle
+    # log: the end moves by half the width in log space (two decades of four)
+    assert search.extended(rng, "hi") == pytest.approx((1e-6, 1.0, "log"))
+    assert search.extended((0.0, 0.6, "lin"), "hi") == pytest.approx((0.0, 0.9, "lin"))
+    # "1-" ranges hold 1 − value: moving their lo end brings the value nearer 1
+    lo, hi, kind = search.extended((1e-2, 1.0, "1-"), "lo")
+    assert kind == "1-" and lo == pytest.approx(1e-3) and hi == 1.0
+    # an end that cannot move (every move past it is refused) is natural: no widening
+    assert search.widened(narrow, {"ridge": 1e-2}, lambda name, v: v <= 1e-2) == {}
+    moves = search.widened(narrow, {"ridge": 1e-2}, lambda name, v: True)
+    (new, (a, b)), = moves.values()
+    assert (a, b) == pytest.approx((2 / 3, 1.0))  # only the new third is sampled
+    assert search.value_at(new, a) == pytest.approx(1e-2)
+
+
+def test_a_cell_selected_at_the_edge_is_searched_again_past_it_once(tmp_path, monkeypatch):
+    """The widening rule on a halving plan: Deep CCA's range narrowed so that its reference
+    ridge (1e-3) is the range's top and scores best: the cell is searched again with ridges
+    above 1e-3 only, halved on its own, and the choice is made among both rounds; a second
+    widening is not planned. A cell selected inside its range is not widened."""
+    import dataclasses
+
+    from harness.ledger import Plan
+    from harness.planner import cell_ranges, make_plan, next_rung, plan_selected, widen
+    from harness.suites import get_suite
+    spec = registry.get("dcca")
+    monkeypatch.setitem(registry._REGISTRY, "dcca",
+                        dataclasses.replace(spec, search={"ridge": (1e-8, 1e-3)}))
+    suite = get_suite("mnist_halves")
+    plan = make_plan(suite, "quick", ["dcca"], [50], None, 9, 3, tmp_path, {},
+                     search_mode="halving")
+    plan = Plan.from_json(plan.to_json())
+
+    def run_rungs(score):
+        finished, rung = {}, 0
+        while True:
+            trials = [t for t in plan.trials if t.get("rung") == rung]
+            if not trials:
+                return finished
+            for t in trials:
+                finished[t["name"]] = TrialRecord(
+                    name=t["name"], method="dcca", d=50, seed=t["seed"], phase="search",
+                    epochs=t["epochs"], lr=t["lr"], params=t["params"],
+                    metrics={"val_corr_best": score(t["params"]["ridge"])})
+            plan.trials += next_rung(plan, finished, rung)
+            rung += 1
+
+    finished = run_rungs(lambda ridge: math.log10(ridge))  # the larger the better
+    wider = widen(suite, plan, finished, tmp_path, {})
+    assert len(wider) == 9 and {t["round"] for t in wider} == {1}
+    assert all(1e-3 < t["params"]["ridge"] <= 10 ** (-3 + 2.5) for t in wider)
+    assert {search.config_index(t["name"]) for t in wider} == set(range(9, 18))
+    plan.trials += wider
+    finished = run_rungs(lambda ridge: -abs(math.log10(ridge) + 2))  # peak at 1e-2
+    assert [t for t in plan.trials if t.get("round") == 1 and t["rung"] == 2]
+    assert widen(suite, plan, finished, tmp_path, {}) == []  # once
+    chosen, _ = plan_selected(suite, plan, list(finished.values()), tmp_path, {})
+    best = chosen[0]["params"]["ridge"]
+    assert 1e-3 < best and abs(math.log10(best) + 2) < 0.5  # chosen past the old top
+    assert cell_ranges(plan, "dcca", 50)["ridge"][1] == pytest.approx(10 ** -0.5)
+
+    # a selection inside the range: nothing to widen
+    plan = Plan.from_json(make_plan(suite, "quick", ["dcca"], [50], None, 9, 3, tmp_path, {},
+                                    search_mode="halving").to_json())
+    finished = run_rungs(lambda ridge: -abs(math.log10(ridge) + 5.5))
+    assert widen(suite, plan, finished, tmp_path, {}) == []

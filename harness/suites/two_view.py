@@ -6,6 +6,7 @@ your own arrays).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -239,11 +240,15 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
             text += f" (k={row['n_components_mean']:.0f})"
         return text
 
+    widened = widened_ranges(results.plans)
+
     def config_cell(row, method, d):
         cell = searched_df[(searched_df.method == method) & (searched_df.d == d)]
         spec = catalog.get(method)  # its search ranges as the sweep ran them
         if row.get("status") != "ok" or cell.empty or spec is None:
             return report.strength_text(row)
+        if (method, d) in widened:  # flagged against the range the cell ended with
+            spec = dataclasses.replace(spec, search=widened[(method, d)])
         values = search.values_of(spec, row)
         flags = search.edge_flags(spec, values)
         return ", ".join(f"{k}={v:.3g}" + (" ⚠edge" if k in flags else "")
@@ -260,6 +265,11 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
         else:
             text = (f"{diag['n_configs']} tried, {diag['n_full_budget']} at the full budget, "
                     f"{diag['search_epochs']} ep + {len(reported)}×{_epochs(reported)} ep")
+        if (method, d) in widened:
+            spec = catalog.get(method)
+            text += "; widened " + ", ".join(
+                f"{k} to [{lo:.3g}, {hi:.3g}]" for k, (lo, hi, *_) in widened[(method, d)].items()
+                if spec is None or tuple(spec.search.get(k, ())) != (lo, hi, *_))
         margins = [f"{diag[key]:+.1f} {what}" for key, what in (
             ("val_margin_runner_up", "over the runner-up"),
             ("val_margin_reference", "over the reference")) if not pd.isna(diag[key])]
@@ -362,6 +372,18 @@ def unconverged_cells(df: pd.DataFrame, sel: pd.DataFrame, catalog, history: dic
             if rising:
                 out.add((row.method, row.d))
                 break
+    return out
+
+
+def widened_ranges(plans) -> dict:
+    """{(method, d): search ranges} of the cells a widening searched again (the planner's
+    `widen` writes the cell's ranges into each of its trials)."""
+    out = {}
+    for plan in plans:
+        for trial in plan.trials:
+            if trial.get("ranges"):
+                out[(trial["method"], trial["d"])] = {k: tuple(v) for k, v in
+                                                      trial["ranges"].items()}
     return out
 
 
