@@ -315,12 +315,15 @@ def read_folders(folders) -> SweepResults:
 
 
 def search_protocol(plan: Plan) -> str:
-    """How a plan searched: "<asha|halving> x <configurations>" (a plan converted from an
-    older sweep names no mode: ASHA, the only one there was), or "" where nothing is searched
-    (a grid): a method joins a field only under the same search budget."""
+    """How a plan searched and trained: "<asha|halving> x <configurations>" (a plan converted
+    from an older sweep names no mode: ASHA, the only one there was), or "" where nothing is
+    searched (a grid), then ", patience <n>" under a convergence rule: a method joins a field
+    only under the same search budget and the same stopping rule."""
+    patience = max((int(t.get("patience") or 0) for t in plan.trials), default=0)
+    rule = f", patience {patience}" if patience else ""
     if not plan.search_trials or not any(t.get("phase") == "search" for t in plan.trials):
-        return ""
-    return f"{plan.search or 'asha'} x {plan.search_trials}"
+        return rule.lstrip(", ")
+    return f"{plan.search or 'asha'} x {plan.search_trials}{rule}"
 
 
 def difference(plan: Plan, other: Plan, search: bool = False) -> tuple | None:

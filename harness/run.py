@@ -72,13 +72,14 @@ def parse_args(argv=None):
     p.add_argument("--search-trials", type=whole_number(0), default=None, help="configurations sampled "
                    "per (method, d) from each method's ranges, poor ones stopped early by ASHA, "
                    "the best on validation rerun with --seeds seeds; 0 = each method's grid "
-                   "(default: the profile's: quick 6, paper 12, smoke 0)")
-    p.add_argument("--search", choices=planner.SEARCHES, default="asha", help="how a cell's "
-                   "configurations are narrowed: asha (Ray Tune's asynchronous rule, stopping "
-                   "poor trials as they report; the committed quick tables' protocol) or halving "
-                   "(synchronous successive halving: rungs at 1/9, 1/3 and all of the budget, "
-                   "promotions decided when a whole rung has reported, so independent of the "
-                   "order trials finish in; give it --search-trials 9). Default asha")
+                   "(default: the profile's: quick 9, paper 12, smoke 0)")
+    p.add_argument("--search", choices=planner.SEARCHES, default=None, help="how a cell's "
+                   "configurations are narrowed: halving (synchronous successive halving: rungs "
+                   "at 1/9, 1/3 and all of the budget, promotions decided when a whole rung has "
+                   "reported, so independent of the order trials end in; then the widening "
+                   "rule) or asha (Ray Tune's asynchronous rule, stopping poor trials as they "
+                   "report; the protocol of the folders committed before the convergence rule). "
+                   "Default: the profile's (halving)")
     p.add_argument("--seeds", type=whole_number(1), default=None,
                    help="seeds per reported configuration (default: the profile's: quick and "
                    "paper 3, smoke 1)")
@@ -222,7 +223,8 @@ def _main(args) -> int:
     # Validate every configuration against the requested (or fallback) profile before Ray starts.
     dims, n_search, seeds = plan_counts(args, suite, args.profile or "quick", strengths)
     planner.make_plan(suite, args.profile or "quick", methods, dims, strengths, n_search, seeds,
-                      out, options, search_mode=args.search)
+                      out, options, search_mode=args.search or suite.profile(
+                          args.profile or "quick").search)
     suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
     # the store last (bad input makes none), and before Ray: an unusable one is one line
     tracking.open_client(args.mlflow_uri or tracking.default_uri(out),
@@ -248,13 +250,21 @@ def _main(args) -> int:
         precision = args.precision or suite.profile(profile).precision
         if precision == "bf16" and "bf16" in suite.precisions and gpus_per_trial == 0 \
                 and not native_bf16_cpu():
-            print("warning: bf16 on this CPU (no AVX512-BF16 or AMX) is emulated, ~10x slower "
-                  "than fp32 (measured on an AVX2 EPYC: 22.6 against 1.95 s a Barlow Twins "
-                  "epoch at d = 50); pass --precision fp32, which gave the same quick tables "
-                  "within seed noise", file=sys.stderr, flush=True)
+            if args.precision is None:  # the profile's default, where it would only cost time
+                options["precision"] = "fp32"
+                print("precision: fp32 (the profile's bf16 is emulated on this CPU, without "
+                      "AVX512-BF16 or AMX, ~10x slower: 22.6 against 1.95 s a Barlow Twins "
+                      "epoch at d = 50 on an AVX2 EPYC; the quick tables agree within seed "
+                      "noise in either; --precision bf16 insists)", flush=True)
+            else:
+                print("warning: bf16 on this CPU (no AVX512-BF16 or AMX) is emulated, ~10x "
+                      "slower than fp32 (measured on an AVX2 EPYC: 22.6 against 1.95 s a "
+                      "Barlow Twins epoch at d = 50); --precision fp32 gave the same quick "
+                      "tables within seed noise", file=sys.stderr, flush=True)
         return run_sweep(SweepRequest(
             suite=suite, profile=profile, methods=methods, dims=dims, strengths=strengths,
-            n_search=n_search, seeds=seeds, search=args.search, out=out, options=options,
+            n_search=n_search, seeds=seeds, search=args.search or suite.profile(profile).search,
+            out=out, options=options,
             resume=args.resume,
             reuse=[Path(f) for f in args.reuse], storage=args.storage,
             mlflow_uri=args.mlflow_uri, address=args.address, gpus_per_trial=gpus_per_trial,

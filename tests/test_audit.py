@@ -67,11 +67,14 @@ def test_grid_trials_are_search_trials_at_the_profiles_full_budget(tmp_path):
         trials = [t for t in plan.trials if (t["method"], t["d"]) == (method, d)]
         assert len(trials) == 16 and len({t["name"] for t in trials}) == 16
         assert [t["seed"] for t in trials] == [1000 + i for i in range(16)]
-        full = suite.resolve({"method": method, "d": d, "profile": "quick",
-                              "phase": "search"})["epochs"]
+        resolved = suite.resolve({"method": method, "d": d, "profile": "quick",
+                                  "phase": "search"})
+        full = resolved["epochs"]
         for trial in trials:
             assert trial["phase"] == "search" and trial["epochs"] == full
-            assert trial["eval_every"] == max(1, round(full / 9))
+            # under a convergence rule, validation at the cadence its patience counts in
+            assert trial["patience"] == resolved["patience"] > 0
+            assert trial["eval_every"] == suite.profile("quick").eval_every
     trial = plan.trials[5]  # lam at u = 1/3, alpha at 1/3
     values = {"lam": trial["params"]["lam"], "alpha": trial["params"]["alpha"]}
     assert trial["name"] == search_name("softcca", 50, values, 5)

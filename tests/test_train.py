@@ -104,13 +104,19 @@ def test_cli_refuses_bad_flags_in_one_line_before_loading_data(
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
-def test_quick_profile_divides_epochs_by_a_methods_epoch_cost():
+def test_a_budgeted_profile_divides_epochs_by_a_methods_epoch_cost():
     from harness import registry
-    assert resolve({"method": "dcca", "d": 50, "profile": "quick"})["epochs"] == 50
+    from harness.profiles import Profile
+    budgeted = Profile("b", batch=2048, lr=1e-3, epochs=5, eval_every=5,
+                       epochs_by_d=((100, 50), (200, 30)), budgeted=True)
+    assert budgeted.epochs_for(50, registry.get("dcca").epoch_cost) == 50
     assert registry.get("corrnet").epoch_cost == 2.0
-    assert resolve({"method": "corrnet", "d": 50, "profile": "quick"})["epochs"] == 25
-    assert resolve({"method": "dccae", "d": 200, "profile": "quick"})["epochs"] == 15
-    assert resolve({"method": "corrnet", "d": 1000, "profile": "quick"})["epochs"] == 5  # ≥ eval_every
+    assert budgeted.epochs_for(50, 2.0) == 25
+    assert budgeted.epochs_for(1000, 2.0) == 5  # at least eval_every
+    # the quick profile trains every method to convergence under one cap per d
+    assert resolve({"method": "corrnet", "d": 50, "profile": "quick"})["epochs"] == \
+        resolve({"method": "dcca", "d": 50, "profile": "quick"})["epochs"] == 200
+    assert resolve({"method": "dcca", "d": 200, "profile": "quick"})["patience"] == 6
     assert resolve({"method": "corrnet", "d": 50, "profile": "paper"})["epochs"] == 1000
 
 
