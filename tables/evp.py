@@ -73,7 +73,7 @@ def curves(searched: pd.DataFrame) -> dict:
             for (method, d), cell in scores.groupby(["method", "d"], sort=True)}
 
 
-CAPTION = ("expected best validation correlation after n configurations (a configuration "
+CAPTION = ("expected best validation correlation after n configurations\n(a configuration "
            "stopped at a lower rung counts at its lower-rung score: a lower bound)")
 
 
@@ -84,6 +84,7 @@ def plot(searched: pd.DataFrame, out_path: Path, catalog=None, dpi: int = 100) -
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     by_cell = curves(searched)
     if not by_cell:
@@ -93,7 +94,9 @@ def plot(searched: pd.DataFrame, out_path: Path, catalog=None, dpi: int = 100) -
     title = catalog.title if catalog is not None else str
     cols = min(4, len(dims))
     rows = int(np.ceil(len(dims) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    # at least 6 inches wide: the two-line caption fits over a single panel
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6, 4 * cols), 3.4 * rows),
+                             squeeze=False)
     for ax, d in zip(axes.flat, dims):
         for i, method in enumerate(order):
             curve = by_cell.get((method, d))
@@ -102,9 +105,11 @@ def plot(searched: pd.DataFrame, out_path: Path, catalog=None, dpi: int = 100) -
                         label=title(method))
         ax.set_title(f"d={d}")
         ax.set_xlabel("configurations tried (n)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("expected best val_corr")
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(dims):]:
         ax.axis("off")
     fig.suptitle(CAPTION, fontsize=8)
+    fig.tight_layout()
     return report.save_figure(fig, Path(out_path), dpi=dpi)
