@@ -594,6 +594,14 @@ def _main(args) -> int:
         what, mine, theirs = differs
         raise UsageError(f"--against {against_folder}: its {what} differs from this audit's "
                          f"({theirs} vs {mine}); audit a sweep of the same data")
+    # the grid trains as the audited sweep did: an oracle under another stopping rule would
+    # measure the rule, not the search
+    theirs = max((int(t.get("patience") or 0) for t in against.plan.trials), default=0)
+    mine = max((int(t.get("patience") or 0) for t in plan.trials), default=0)
+    if theirs != mine:
+        raise UsageError(f"--against {against_folder}: it was trained with patience {theirs}, "
+                         f"this audit's profile with {mine}; audit a sweep run under the "
+                         f"current profile")
 
     from harness import tune as tune_runner  # Ray is imported only to run trials
     cluster: dict = {}
