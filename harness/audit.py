@@ -150,6 +150,8 @@ def grid_trials(suite, profile: str, cells, points: int, checkpoint_root: Path,
             config, _ = planner.search_config(suite, method, d, values, i, profile, options)
             trial = planner.resolved_trial(suite, config, checkpoint_root)
             trial["audit"] = {"points": points, "shape": shape, "u": coords,
+                              "rung_budget": min(suite.profile(profile).rung_budget
+                                                 or trial["epochs"], trial["epochs"]),
                               "options": _jsonable(options)}
             trials.append(trial)
     return trials
@@ -254,7 +256,8 @@ def rung_score(history: list, epochs: int, fraction: float) -> tuple[float, int]
     return (max(finite) if finite else math.nan), epoch
 
 
-def rank_agreement(records: list, fraction: float) -> tuple[float, int, int]:
+def rank_agreement(records: list, fraction: float, budget: int | None = None
+                   ) -> tuple[float, int, int]:
     """(Spearman's ρ between the grid trials' validation scores at `fraction` of the budget
     (`rung_score`) and at the full budget (`val_corr_best`), the epoch of that pass (the
     most common one), how many trials entered): the trials that ended ok with both finite.
@@ -264,7 +267,7 @@ def rank_agreement(records: list, fraction: float) -> tuple[float, int, int]:
     for record in records:
         if record.status != "ok":
             continue
-        score, epoch = rung_score(record.history, int(record.epochs or 0), fraction)
+        score, epoch = rung_score(record.history, int(budget or record.epochs or 0), fraction)
         best = float(record.metrics.get("val_corr_best", math.nan))
         if math.isfinite(score) and math.isfinite(best):
             low.append(score)
@@ -331,7 +334,10 @@ def audit_rows(audit_folder: Path, against_folder: Path) -> list[dict]:
                    oracle_grid_val=float(best.metrics["val_corr_best"]) if best else math.nan,
                    flip="", **{"pass": ""})
         for fraction, key in zip(RUNG_FRACTIONS, ("1_9", "1_3")):
-            rho, epoch, n = rank_agreement(grid_records, fraction)
+            # the fractions of the budget a sweep's low rungs train (the profile's
+            # `rung_budget` where it has one, recorded in the plan)
+            budget = planned[0].get("audit", {}).get("rung_budget") if planned else None
+            rho, epoch, n = rank_agreement(grid_records, fraction, budget)
             row[f"spearman_{key}"], row[f"rung_epoch_{key}"], row["n_spearman"] = rho, epoch, n
         for name, cell in (("protocol", protocol), ("oracle", oracle)):
             if cell is not None and cell.get("status") == "ok":

@@ -76,6 +76,14 @@ def search_config(suite, method: str, d: int, values: dict, i: int, profile: str
     return config, resolved["epochs"]
 
 
+def rungs_of(suite, profile: str, full: int) -> list[int]:
+    """A configuration's rungs: 1/9 and 1/3 of the profile's `rung_budget` (default: the
+    full budget), then the full budget, which a convergence rule may end early."""
+    base = suite.profile(profile).rung_budget or full
+    low = [e for e in search.rung_epochs(min(base, full))[:-1] if e < full]
+    return low + [full]
+
+
 SEARCHES = ("asha", "halving")  # --search: how the configurations of a cell are narrowed
 
 
@@ -101,7 +109,7 @@ def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_tr
                 if mode == "asha":
                     trials.append(resolved_trial(suite, config, checkpoint_root))
                     continue
-                rungs = [full] if spec.closed_form else search.rung_epochs(full)
+                rungs = [full] if spec.closed_form else rungs_of(suite, profile, full)
                 config.update(epochs=rungs[0], name=rung_name(base, rungs[0], len(rungs)))
                 trial = resolved_trial(suite, config, checkpoint_root)
                 trial.update(rung=0, rungs=rungs, config=base,
@@ -194,7 +202,7 @@ def widen(suite, plan: Plan, records: dict, checkpoint_root: Path, options: dict
         first = 1 + max(search.config_index(t["name"]) for t in trials)
         for i, values in enumerate(configs, start=first):
             config, full = search_config(suite, method, d, values, i, plan.profile, options)
-            rungs = search.rung_epochs(full)
+            rungs = rungs_of(suite, plan.profile, full)
             base = config["name"]
             config.update(epochs=rungs[0], name=rung_name(base, rungs[0], len(rungs)))
             trial = resolved_trial(suite, config, checkpoint_root)

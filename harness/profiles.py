@@ -30,6 +30,8 @@ class Profile:
     budgeted: bool = False   # divide epochs by a method's `epoch_cost` (a time budget per trial)
     search_trials: int = 0   # configurations per (method, d) of the search; 0 = grid
     search: str = "halving"  # how a search narrows them (harness.planner.SEARCHES)
+    rung_budget: int = 0     # successive halving's low rungs are 1/9 and 1/3 of this (0: of
+                             # the cap); the last trains to the cap or to convergence
     seeds: int = 1           # seeds the selected configuration is run with
     precision: str = "fp32"  # the networks' arithmetic where the suite offers it
     # the convergence rule (harness.loop.Convergence): `epochs` is then a cap, and training
@@ -83,11 +85,14 @@ TWO_VIEW = {
     # epochs; MUC2M at d = 200 was still gaining at epoch 160 (139.4 against the paper
     # profile's 161.3), so d = 200 does not converge within the quick budget on a 2-core CPU
     # and the quick default is d = 50 (docs, "Profiles"). Search: 9 configurations per
-    # (method, d), successive halving; 3 seeds of each selection. bf16 where the hardware
+    # (method, d), successive halving with low rungs at 17 and 50 epochs (1/9 and 1/3 of the
+    # ~150 epochs a converged trial takes, not of the cap: a third of the search's cost);
+    # 3 seeds of each selection. bf16 where the hardware
     # computes it (`harness.run` falls back to fp32 where it is emulated).
     "quick": Profile("quick", batch=2048, lr=1e-3, epochs=400, eval_every=5,
                      epochs_by_d=((100, 300),), search_trials=9, seeds=3, precision="bf16",
-                     patience=6, min_delta=0.002, lr_decay=0.3, decay_after=2),
+                     patience=6, min_delta=0.002, lr_decay=0.3, decay_after=2,
+                     rung_budget=150),
     "smoke": Profile("smoke", batch=256, lr=1e-3, epochs=4, eval_every=2,
                      n_train=2000, n_val=500, n_test=1000, val_fit_n=2000),
 }

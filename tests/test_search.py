@@ -315,3 +315,14 @@ def test_a_cell_selected_at_the_edge_is_searched_again_past_it_once(tmp_path, mo
                                     search_mode="halving").to_json())
     finished = run_rungs(lambda ridge: -abs(math.log10(ridge) + 5.5))
     assert widen(suite, plan, finished, tmp_path, {}) == []
+
+
+def test_quick_rungs_are_fractions_of_its_rung_budget_and_end_at_the_cap():
+    from harness.planner import rungs_of
+    from harness.suites import get_suite
+    suite = get_suite("mnist_halves")
+    rung_budget = suite.profile("quick").rung_budget
+    assert rungs_of(suite, "quick", 300) == [math.ceil(rung_budget / 9),
+                                             math.ceil(rung_budget / 3), 300]
+    assert rungs_of(suite, "smoke", 4) == [1, 2, 4]  # no rung budget: fractions of the cap
+    assert rungs_of(suite, "quick", 40) == [5, 14, 40]  # a cap below the rung budget
