@@ -20,7 +20,7 @@ from harness import planner, registry, tracking
 from harness.cli import (OneLineParser, UsageError, add_suite_options, positive_int, run_cli,
                          suite_options)
 from harness.common import check_writable, first_line, whole_number
-from harness.ledger import read_folders
+from harness.ledger import check_mergeable, read_folders
 from harness.models import PRECISIONS, native_bf16_cpu
 from harness.profiles import PROFILES
 from harness.suites import all_suites, get_suite
@@ -222,9 +222,11 @@ def _main(args) -> int:
         read_folders([folder])  # a folder that is not a sweep's: one line, before any work
     # Validate every configuration against the requested (or fallback) profile before Ray starts.
     dims, n_search, seeds = plan_counts(args, suite, args.profile or "quick", strengths)
-    planner.make_plan(suite, args.profile or "quick", methods, dims, strengths, n_search, seeds,
-                      out, options, search_mode=args.search or suite.profile(
-                          args.profile or "quick").search)
+    early = planner.make_plan(suite, args.profile or "quick", methods, dims, strengths,
+                              n_search, seeds, out, options, search_mode=args.search or
+                              suite.profile(args.profile or "quick").search)
+    if args.profile:  # a field of another protocol: one line before Ray (its data: later)
+        check_mergeable(early, [Path(f) for f in args.reuse], data=False)
     suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
     # the store last (bad input makes none), and before Ray: an unusable one is one line
     tracking.open_client(args.mlflow_uri or tracking.default_uri(out),

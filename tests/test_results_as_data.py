@@ -189,3 +189,15 @@ def test_a_catalog_puts_a_method_no_plan_knows_last_under_its_own_name():
     assert catalog.ordered(["zzz", "cca"]) == ["cca", "zzz"] and catalog.title("zzz") == "zzz"
     assert math.isinf(MethodInfo.from_json(MethodInfo(name="x", title="X", order=0)
                                            .to_json()).valid[1])
+
+
+def test_a_field_of_another_protocol_is_refused_in_one_line_before_ray(capsys, tmp_path):
+    """The committed quick field was searched with ASHA and trained without the convergence
+    rule: joining it under today's quick profile would compare unlike protocols."""
+    from harness import run
+    code = run.main(["--suite", "mnist_halves", "--profile", "quick", "--methods", "dcca",
+                     "--reuse", str(RESULTS / "mnist_halves-quick"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "search differs" in err[0] and "asha x 6" in err[0] and "patience 6" in err[0]
+    assert not (tmp_path / "mnist_halves-quick").exists()  # nothing written, Ray not started
