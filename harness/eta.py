@@ -10,9 +10,11 @@ one starts).
 Work is counted in estimated seconds of one trial slot: epochs × seconds per epoch of the
 (method, d), measured on this sweep's trials that have ended (a (method, d) not seen yet: the
 median over what has been seen, scaled by the method's `epoch_cost`). Under a convergence rule
-a trial may stop before its cap, so a planned epoch counts as the fraction of planned epochs
-that ended trials actually trained. The ETA is then the wall time so far times work left over
-work done: concurrency, validation passes and overheads are in the ratio as they have been.
+a trial allowed the full budget stops when it converges: it counts the epochs such trials of
+the same (method, d) took (else of any method, else the profile's `rung_budget`, read from the
+plan's rungs as 3 × the middle one), not its cap. The ETA is then the wall time so far times
+work left over work done: concurrency, validation passes and overheads are in the ratio as
+they have been.
 """
 from __future__ import annotations
 
@@ -31,11 +33,11 @@ def _epochs_run(record, planned: int) -> float:
 
 
 class CostModel:
-    """Seconds per epoch by (method, d), and the share of planned epochs that are trained,
-    from the records of trials that ended in this run."""
+    """Seconds per epoch by (method, d), and the epochs a converging trial takes, from the
+    records of trials that ended in this run."""
 
-    def __init__(self, trials_by_name: dict, records: list):
-        per_epoch, trained, planned = {}, 0.0, 0.0
+    def __init__(self, trials_by_name: dict, records: list, prior_epochs: float | None = None):
+        per_epoch, converging = {}, {}
         for record in records:
             trial = trials_by_name.get(record.name)
             if trial is None or not record.train_seconds or record.status == "failed":
@@ -44,18 +46,38 @@ class CostModel:
             ran = max(1.0, _epochs_run(record, trial["epochs"]) - start)
             per_epoch.setdefault((record.method, record.d), []).append(
                 record.train_seconds / ran)
-            trained += ran
-            planned += max(1, trial["epochs"] - start)
+            if _converging(trial) and "epochs_trained" in (record.metrics or {}):
+                converging.setdefault((record.method, record.d), []).append(
+                    float(record.metrics["epochs_trained"]))
         self.per_epoch = {k: statistics.median(v) for k, v in per_epoch.items()}
-        self.share = min(1.0, trained / planned) if planned else 1.0
         scaled = [v / _cost(m) for (m, _), v in self.per_epoch.items()]
         self.fallback = statistics.median(scaled) if scaled else 1.0
+        self.converging = {k: statistics.mean(v) for k, v in converging.items()}
+        every = [e for v in converging.values() for e in v]
+        self.converging_any = statistics.mean(every) if every else prior_epochs
 
     def seconds(self, method: str, d: int, epochs: float) -> float:
         rate = self.per_epoch.get((method, d))
         if rate is None:
             rate = self.fallback * _cost(method)
-        return rate * epochs * self.share
+        return rate * epochs
+
+    def epochs_left(self, trial: dict) -> float:
+        """The epochs a trial still has to train: its planned ones, or under a convergence
+        rule, for a trial allowed its full budget, those such trials have taken."""
+        start, planned = _start_epoch(trial), trial["epochs"]
+        if _converging(trial):
+            took = self.converging.get((trial["method"], trial["d"]), self.converging_any)
+            if took is not None:
+                return max(0.0, min(planned, took) - start)
+        return max(0.0, planned - start)
+
+
+def _converging(trial: dict) -> bool:
+    """A trial that may stop before its epochs: under a convergence rule, at its full budget
+    (a low rung trains its epochs)."""
+    rungs = trial.get("rungs")
+    return bool(trial.get("patience")) and (not rungs or trial.get("rung", 0) == len(rungs) - 1)
 
 
 def _cost(method: str) -> float:
@@ -71,10 +93,11 @@ def _start_epoch(trial: dict) -> int:
     return rungs[rung - 1] if rungs and rung > 0 else 0
 
 
-def remaining_trials(plan, finished: dict) -> list[tuple[str, int, float]]:
-    """(method, d, epochs to train) of every trial the protocol has left: the plan's
-    unfinished trials, then the rungs and reported trials it has not planned yet."""
-    left = [(t["method"], t["d"], t["epochs"] - _start_epoch(t)) for t in plan.trials
+def remaining_trials(plan, finished: dict) -> list[dict]:
+    """Every trial the protocol has left, as trial dicts: the plan's unfinished trials, then
+    the rungs and reported trials it has not planned yet (method, d, epochs, rung, rungs,
+    patience: what `CostModel.epochs_left` reads)."""
+    left = [t for t in plan.trials
             if t["name"] not in finished or finished[t["name"]].status == "failed"]
     cells: dict = {}
     for t in plan.trials:
@@ -82,8 +105,9 @@ def remaining_trials(plan, finished: dict) -> list[tuple[str, int, float]]:
             cells.setdefault((t["method"], t["d"]), []).append(t)
     reported = {(t["method"], t["d"]) for t in plan.trials if t.get("phase") != "search"}
     for (method, d), trials in cells.items():
-        full = max(t["epochs"] for t in trials) if "rungs" not in trials[0] else \
-            trials[0]["rungs"][-1]
+        rungs = trials[0].get("rungs")
+        full = rungs[-1] if rungs else max(t["epochs"] for t in trials)
+        base = {"method": method, "d": d, "patience": trials[0].get("patience", 0)}
         for group in _rounds(trials):
             rungs = group[0].get("rungs")
             if not rungs:
@@ -93,10 +117,24 @@ def remaining_trials(plan, finished: dict) -> list[tuple[str, int, float]]:
             for r in range(1, len(rungs)):
                 n = search.n_promoted(n)
                 if r not in planned_rungs:
-                    left += [(method, d, rungs[r] - rungs[r - 1])] * n
+                    left += [{**base, "epochs": rungs[r], "rung": r, "rungs": rungs}] * n
         if (method, d) not in reported:
-            left += [(method, d, full)] * plan.seeds
+            left += [{**base, "epochs": full}] * plan.seeds
     return left
+
+
+def epochs_at_most(trials: list[dict]) -> int:
+    """The epochs `trials` train if none stops early."""
+    return round(sum(t["epochs"] - _start_epoch(t) for t in trials))
+
+
+def prior_epochs(plan) -> float | None:
+    """What the profile expects a converging trial to take: its `rung_budget`, of which the
+    middle rung is a third."""
+    for t in plan.trials:
+        if t.get("rungs") and len(t["rungs"]) >= 3:
+            return 3.0 * t["rungs"][-2]
+    return None
 
 
 def _rounds(trials: list) -> list[list]:
@@ -111,11 +149,12 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float) -> fl
     if not ended_here or elapsed_s <= 0:
         return None
     by_name = {t["name"]: t for t in plan.trials}
-    model = CostModel(by_name, ended_here)
-    done = sum(model.seconds(r.method, r.d, max(1, by_name[r.name]["epochs"] -
-                                                _start_epoch(by_name[r.name])))
+    model = CostModel(by_name, ended_here, prior_epochs(plan))
+    done = sum(model.seconds(r.method, r.d, max(1.0, _epochs_run(r, by_name[r.name]["epochs"])
+                                                - _start_epoch(by_name[r.name])))
                for r in ended_here if r.name in by_name)
-    left = sum(model.seconds(m, d, e) for m, d, e in remaining_trials(plan, finished))
+    left = sum(model.seconds(t["method"], t["d"], model.epochs_left(t))
+               for t in remaining_trials(plan, finished))
     return elapsed_s * left / done if done else None
 
 

@@ -125,8 +125,11 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     sweep_started = time.time()
 
     def whole_eta() -> str:
-        return eta.text(eta.protocol_eta(plan, finished, ended_here,
-                                         time.time() - sweep_started))
+        try:
+            return eta.text(eta.protocol_eta(plan, finished, ended_here,
+                                             time.time() - sweep_started))
+        except Exception:  # noqa: BLE001 - an estimate must never stop a sweep
+            return ""
 
     def on_result(result: record.TrialRecord) -> None:
         result.end_time = result.end_time or int(time.time() * 1000)  # the tables' date
@@ -142,9 +145,10 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         todo = [t for t in trials if t["name"] not in finished or
                 finished[t["name"]].status == "failed"]
         whole = eta.remaining_trials(plan, finished)
+        estimate = whole_eta()
         print(f"{len(todo)} trials to run ({len(trials)} in this phase; the whole protocol has "
-              f"{len(whole)} left, {round(sum(e for *_, e in whole))} epochs at most"
-              + (f", ETA {whole_eta()}" if ended_here else "") + ")", flush=True)
+              f"{len(whole)} left, {eta.epochs_at_most(whole)} epochs at most"
+              + (f", ETA {estimate}" if estimate else "") + ")", flush=True)
         if not todo:
             return True
         try:

@@ -278,11 +278,13 @@ class SweepCallback(tune.Callback):
         print(f"{status} {msg}".rstrip(), file=self.stream or sys.stderr, flush=True)
         self.last_print = time.time()
 
-    def _track(self, trials) -> None:
-        self.running = {t.config["trial"]["name"] for t in trials if t.status == "RUNNING"}
+    def _track(self, trials, started=None) -> None:
+        # the trial being started may not be RUNNING yet when Tune calls back
+        self.running = {t.config["trial"]["name"] for t in trials if t.status == "RUNNING"
+                        or t is started}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._quietly(self._track, trials)
+        self._quietly(self._track, trials, trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._quietly(lambda: self._line(f"{trial.config['trial']['name']} worker lost: "

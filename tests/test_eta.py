@@ -23,7 +23,14 @@ def test_remaining_trials_of_a_fresh_halving_plan_follow_the_protocols_shape(tmp
     n2 = search.n_promoted(n1)
     expected = ([rungs[0]] * 9 + [rungs[1] - rungs[0]] * n1 + [rungs[2] - rungs[1]] * n2
                 + [rungs[2]] * 3)  # the 3 reported seeds at the full budget
-    assert sorted(e for *_, e in left) == sorted(expected)
+    assert eta.epochs_at_most(left) == sum(expected) and len(left) == len(expected)
+    # before any trial has converged, a trial at its full budget counts the profile's
+    # expectation (its rung budget, 3 × the middle rung), not its cap
+    model = eta.CostModel({}, [], eta.prior_epochs(plan))
+    assert eta.prior_epochs(plan) == 3 * rungs[1] < rungs[2]
+    assert sum(model.epochs_left(t) for t in left) == pytest.approx(
+        9 * rungs[0] + n1 * (rungs[1] - rungs[0]) + n2 * (3 * rungs[1] - rungs[1])
+        + 3 * 3 * rungs[1])
 
 
 def test_the_eta_scales_the_wall_time_so_far_by_work_left_over_work_done(tmp_path):
@@ -37,7 +44,8 @@ def test_the_eta_scales_the_wall_time_so_far_by_work_left_over_work_done(tmp_pat
     ended = list(finished.values())
     plan.trials += next_rung(plan, finished, 0)
     rungs = rung0[0]["rungs"]
-    left_epochs = sum(e for *_, e in eta.remaining_trials(plan, finished))
+    model = eta.CostModel({t["name"]: t for t in plan.trials}, ended, eta.prior_epochs(plan))
+    left_epochs = sum(model.epochs_left(t) for t in eta.remaining_trials(plan, finished))
     done_epochs = 9 * rungs[0]
     # 90 s of wall time for the 9 trials (one slot): the rest at the same rate
     got = eta.protocol_eta(plan, finished, ended, elapsed_s=90.0)
@@ -45,17 +53,16 @@ def test_the_eta_scales_the_wall_time_so_far_by_work_left_over_work_done(tmp_pat
     assert eta.protocol_eta(plan, {}, [], 10.0) is None
 
 
-def test_trials_that_converge_early_shrink_the_estimate_of_planned_epochs(tmp_path):
+def test_trials_that_converged_set_what_the_others_at_full_budget_count(tmp_path):
     plan = plan_of(tmp_path)
-    rung0 = [t for t in plan.trials if t["rung"] == 0]
-    # each trained half its planned epochs before the rule stopped it
-    finished = {t["name"]: TrialRecord(name=t["name"], method="dcca", d=50, phase="search",
-                                       epochs=t["epochs"], train_seconds=5.0,
-                                       metrics={"val_corr_best": 1.0,
-                                                "epochs_trained": t["epochs"] / 2})
-                for t in rung0}
-    model = eta.CostModel({t["name"]: t for t in plan.trials}, list(finished.values()))
-    assert model.share == pytest.approx(0.5)
-    per_epoch = 5.0 / (rung0[0]["epochs"] / 2)  # seconds per epoch actually trained
-    assert model.seconds("dcca", 50, 10) == pytest.approx(per_epoch * 10 * 0.5)
+    full = plan.trials[0]["rungs"][-1]
+    reported = {"name": "r0", "method": "dcca", "d": 50, "epochs": full, "patience": 6}
+    record = TrialRecord(name="r0", method="dcca", d=50, epochs=full, train_seconds=40.0,
+                         metrics={"epochs_trained": 80.0, "converged": 1.0})
+    model = eta.CostModel({"r0": reported}, [record], eta.prior_epochs(plan))
+    assert model.seconds("dcca", 50, 10) == pytest.approx(40.0 / 80 * 10)
+    assert model.epochs_left({**reported, "name": "r1"}) == 80  # what r0 took
+    low = {"method": "dcca", "d": 50, "epochs": 17, "rung": 0, "rungs": [17, 50, full],
+           "patience": 6}
+    assert model.epochs_left(low) == 17  # a low rung trains its epochs
     assert eta.text(30) == "30 s" and eta.text(600) == "10 min" and eta.text(7200) == "2.0 h"
