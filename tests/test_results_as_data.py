@@ -25,10 +25,9 @@ INPUTS = {"plan.json", "records.jsonl", "results.csv"}  # what the tables are bu
 # files a committed folder keeps that other commands make (not tables.build): the scenes
 # sample (harness.data's picture of the data) and the ablation (harness.suites.saliency.ablation)
 NOT_BUILT = {"scenes_sample.png", "ablation.md"}
-# folders written before sweeps kept a ledger, whose results.csv was never committed (nothing
-# to convert): they rebuild only once rerun (`python -m harness.run --suite <suite> --profile
-# quick`), and until then their tables cannot be checked against their data
-NO_LEDGER_YET = {"clutter_pairs-quick"}
+# folders written before sweeps kept a ledger whose results.csv was never committed would
+# rebuild only once rerun; every committed folder has its ledger now
+NO_LEDGER_YET: set = set()
 
 
 def rebuilt_into(folder: Path, out: Path) -> dict[str, bytes]:
