@@ -197,9 +197,7 @@ def reported_trials(suite, plan: Plan, records: list, seeds: dict, checkpoint_ro
     names = {t["name"] for t in plan.trials if t.get("phase") == "search"}
     for method, d in plan_cells(plan):
         spec = registry.get(method)
-        cell = [r for r in records if r.phase == "search" and r.method == method and r.d == d
-                and r.name in names]
-        best = search.choose(cell)
+        best, cell = planner.cell_choice(records, method, d, names)
         if best is None:
             lines.append(f"warning: {method} d={d}: no grid trial ended with a validation "
                          f"correlation ({len(cell)} ended); nothing to rerun")
@@ -209,11 +207,8 @@ def reported_trials(suite, plan: Plan, records: list, seeds: dict, checkpoint_ro
         lines.append(f"{method} d={d}: grid best {_values_text(values)} (validation "
                      f"{best.metrics['val_corr_best']:.2f}, {n_ok} of {len(cell)} ok); rerun "
                      f"with seeds {','.join(map(str, seeds[method, d]))}")
-        for seed in seeds[(method, d)]:
-            config = {"method": method, "d": d, "seed": seed, "profile": plan.profile,
-                      **options, "name": planner.selected_name(method, d, values, seed),
-                      **search.config_of(spec, values)}
-            chosen.append(planner.resolved_trial(suite, config, checkpoint_root))
+        chosen += planner.rerun_trials(suite, method, d, best, seeds[(method, d)],
+                                       plan.profile, checkpoint_root, options)
     return chosen, lines
 
 

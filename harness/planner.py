@@ -227,6 +227,27 @@ def selected_name(method: str, d: int, values: dict, seed: int) -> str:
     return f"{method}[d={d},{shown},seed={seed}]"
 
 
+def cell_choice(records: list, method: str, d: int, names: set) -> tuple:
+    """(the record `search.choose` picks among a cell's search records named in `names`,
+    those records)."""
+    cell = [r for r in records if r.phase == "search" and r.method == method and r.d == d
+            and r.name in names]
+    return search.choose(cell), cell
+
+
+def rerun_trials(suite, method: str, d: int, best, seeds, profile: str, checkpoint_root: Path,
+                 options: dict) -> list[dict]:
+    """The configuration of the search record `best` rerun with `seeds`: reported trials,
+    named with every searched value (`selected_name`). The sweep's reported phase and the
+    audit's oracle both rerun their choice here."""
+    spec = registry.get(method)
+    values = search.values_of(spec, best)
+    return [resolved_trial(suite, {"method": method, "d": d, "seed": seed, "profile": profile,
+                                   **options, "name": selected_name(method, d, values, seed),
+                                   **search.config_of(spec, values)}, checkpoint_root)
+            for seed in seeds]
+
+
 def plan_selected(suite, plan: Plan, records: list, checkpoint_root: Path,
                   options: dict) -> tuple[list[dict], list[str]]:
     """The search's reported trials: per (method, d), the best search trial on validation
@@ -242,20 +263,13 @@ def plan_selected(suite, plan: Plan, records: list, checkpoint_root: Path,
         if t.get("phase") == "search" and (t["method"], t["d"]) not in cells:
             cells.append((t["method"], t["d"]))
     for method, d in cells:
-        spec = registry.get(method)
-        cell = [r for r in records if r.phase == "search" and r.method == method and r.d == d
-                and r.name in planned]
-        best = search.choose(cell)
+        best, cell = cell_choice(records, method, d, planned)
         if best is None:
             notes.append(f"{method} d={d}: no search trial ended with a validation "
                          f"correlation ({len(cell)} tried); nothing to rerun")
             continue
-        values = search.values_of(spec, best)
-        for seed in range(plan.seeds):
-            config = {"method": method, "d": d, "seed": seed, "profile": plan.profile, **options,
-                      "name": selected_name(method, d, values, seed),
-                      **search.config_of(spec, values)}
-            chosen.append(resolved_trial(suite, config, checkpoint_root))
+        chosen += rerun_trials(suite, method, d, best, range(plan.seeds), plan.profile,
+                               checkpoint_root, options)
     return chosen, notes
 
 
