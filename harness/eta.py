@@ -24,7 +24,16 @@ import statistics
 from harness import registry, search
 
 
+def _closed_form(method: str) -> bool:
+    try:
+        return registry.get(method).closed_form is not None
+    except KeyError:
+        return False
+
+
 def _epochs_run(record, planned: int) -> float:
+    if _closed_form(record.method):  # a fit: one unit of work, whatever its epochs say
+        return 1.0
     metrics = record.metrics or {}
     for key in ("epochs_trained", "epochs_run"):
         if key in metrics and math.isfinite(float(metrics[key])):
@@ -42,7 +51,7 @@ class CostModel:
             trial = trials_by_name.get(record.name)
             if trial is None or not record.train_seconds or record.status == "failed":
                 continue
-            start = _start_epoch(trial)
+            start = 0 if _closed_form(record.method) else _start_epoch(trial)
             ran = max(1.0, _epochs_run(record, trial["epochs"]) - start)
             per_epoch.setdefault((record.method, record.d), []).append(
                 record.train_seconds / ran)
@@ -50,7 +59,9 @@ class CostModel:
                 converging.setdefault((record.method, record.d), []).append(
                     float(record.metrics["epochs_trained"]))
         self.per_epoch = {k: statistics.median(v) for k, v in per_epoch.items()}
-        scaled = [v / _cost(m) for (m, _), v in self.per_epoch.items()]
+        # a method not seen yet is priced like the trained ones (a closed form's fit is not
+        # an epoch)
+        scaled = [v / _cost(m) for (m, _), v in self.per_epoch.items() if not _closed_form(m)]
         self.fallback = statistics.median(scaled) if scaled else 1.0
         self.converging = {k: statistics.mean(v) for k, v in converging.items()}
         every = [e for v in converging.values() for e in v]
@@ -66,6 +77,8 @@ class CostModel:
         """The epochs a trial still has to train: its planned ones, or under a convergence
         rule, for a trial allowed its full budget, those such trials have taken."""
         start, planned = _start_epoch(trial), trial["epochs"]
+        if _closed_form(trial["method"]):
+            return 1.0
         if _converging(trial):
             took = self.converging.get((trial["method"], trial["d"]), self.converging_any)
             if took is not None:
@@ -151,7 +164,8 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float) -> fl
     by_name = {t["name"]: t for t in plan.trials}
     model = CostModel(by_name, ended_here, prior_epochs(plan))
     done = sum(model.seconds(r.method, r.d, max(1.0, _epochs_run(r, by_name[r.name]["epochs"])
-                                                - _start_epoch(by_name[r.name])))
+                                                - (0 if _closed_form(r.method)
+                                                   else _start_epoch(by_name[r.name]))))
                for r in ended_here if r.name in by_name)
     left = sum(model.seconds(t["method"], t["d"], model.epochs_left(t))
                for t in remaining_trials(plan, finished))

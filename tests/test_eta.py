@@ -66,3 +66,22 @@ def test_trials_that_converged_set_what_the_others_at_full_budget_count(tmp_path
            "patience": 6}
     assert model.epochs_left(low) == 17  # a low rung trains its epochs
     assert eta.text(30) == "30 s" and eta.text(600) == "10 min" and eta.text(7200) == "2.0 h"
+
+
+def test_a_closed_forms_fits_do_not_price_the_trained_methods(tmp_path):
+    """CCA's fits end first and take a second: the trained methods' epochs must not be
+    priced from them (a seconds-per-'epoch' of a fit is not an epoch)."""
+    plan = plan_of(tmp_path, methods=("cca", "dcca"))
+    by_name = {t["name"]: t for t in plan.trials}
+    fits = [TrialRecord(name=t["name"], method="cca", d=50, phase="search", epochs=t["epochs"],
+                        train_seconds=1.0, metrics={"val_corr_best": 1.0})
+            for t in plan.trials if t["method"] == "cca"]
+    dcca = [t for t in plan.trials if t["method"] == "dcca"][0]
+    trained = TrialRecord(name=dcca["name"], method="dcca", d=50, phase="search",
+                          epochs=dcca["epochs"], train_seconds=dcca["epochs"] * 2.0,
+                          metrics={"val_corr_best": 1.0})
+    model = eta.CostModel(by_name, fits + [trained], eta.prior_epochs(plan))
+    assert model.epochs_left(by_name[fits[0].name]) == 1  # a fit, not its planned epochs
+    assert model.seconds("cca", 50, 1) == pytest.approx(1.0)
+    assert model.seconds("dcca", 50, 10) == pytest.approx(20.0)  # 2 s an epoch
+    assert model.fallback == pytest.approx(2.0)  # priced from the trained method only
