@@ -326,3 +326,20 @@ def test_quick_rungs_are_fractions_of_its_rung_budget_and_end_at_the_cap():
                                              math.ceil(rung_budget / 3), 300]
     assert rungs_of(suite, "smoke", 4) == [1, 2, 4]  # no rung budget: fractions of the cap
     assert rungs_of(suite, "quick", 40) == [5, 14, 40]  # a cap below the rung budget
+
+
+def test_a_reference_left_at_a_low_rung_is_compared_with_the_selection_at_that_rung():
+    from harness.suites.two_view import search_diagnostics
+
+    def row(i, epochs, val):
+        return {"name": f"dcca[d=50,ridge=1,search={i},epochs={epochs}]", "status": "ok",
+                "epochs": epochs, "val_corr_best": val}
+    trials = pd.DataFrame([row(0, 17, 40.0), row(1, 17, 41.0), row(2, 17, 42.5),
+                           row(1, 50, 44.0), row(2, 50, 45.0),
+                           row(1, 300, 46.0), row(2, 300, 46.5)])
+    diag = search_diagnostics(trials, references=True)
+    assert diag["n_full_budget"] == 2 and diag["val_margin_runner_up"] == pytest.approx(0.5)
+    # the selection (config 2) scored 42.5 at 17 epochs, where the reference stopped at 40.0
+    assert diag["val_margin_reference"] == pytest.approx(2.5)
+    assert diag["reference_epochs"] == 17
+    assert math.isnan(search_diagnostics(trials, references=False)["val_margin_reference"])

@@ -270,9 +270,11 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
             text += "; widened " + ", ".join(
                 f"{k} to [{lo:.3g}, {hi:.3g}]" for k, (lo, hi, *_) in widened[(method, d)].items()
                 if spec is None or tuple(spec.search.get(k, ())) != (lo, hi, *_))
+        reference = "over the reference" + (f" at {diag['reference_epochs']} ep, where it "
+                                            f"stopped" if "reference_epochs" in diag else "")
         margins = [f"{diag[key]:+.1f} {what}" for key, what in (
             ("val_margin_runner_up", "over the runner-up"),
-            ("val_margin_reference", "over the reference")) if not pd.isna(diag[key])]
+            ("val_margin_reference", reference)) if not pd.isna(diag[key])]
         return text + (f"; val {', '.join(margins)}" if margins else "")
 
     table1_head = ("Cell: **ours, `corr_heldout`** (linear CCA fitted on the train outputs, "
@@ -397,8 +399,9 @@ def search_diagnostics(trials: pd.DataFrame, references: bool = True) -> dict:
     ok); the epochs trained (a configuration continues from rung to rung, so its most epochs;
     an early-stopped one of an asynchronous search, `epochs_run`); the best full-budget
     validation score's margin over the runner-up and over the reference configuration (index
-    0, the method's defaults; NaN where it did not reach the full budget, or where the search
-    had no `references`: an older sweep's index 0 was a sample like the others)."""
+    0, the method's defaults; where successive halving left it at a lower rung, the margin at
+    that rung, its epochs in `reference_epochs`; NaN where the search had no `references`: an
+    older sweep's index 0 was a sample like the others)."""
     out = dict.fromkeys(DIAGNOSTICS, np.nan)
     if trials.empty:
         return {**out, "n_configs": 0, "n_full_budget": 0, "search_epochs": 0}
@@ -420,6 +423,19 @@ def search_diagnostics(trials: pd.DataFrame, references: bool = True) -> dict:
         out["val_margin_runner_up"] = scores.iloc[0] - scores.iloc[1]
     if references and len(scores) and 0 in scores.index:
         out["val_margin_reference"] = scores.iloc[0] - scores[0]
+    elif references and len(scores):
+        # the reference was left at a lower rung: the margin there, against the selection's
+        # score at the same epochs (`reference_epochs` says which; not a tables.csv column)
+        ref = trials[(trials.config == 0) & (trials.status == "ok")]
+        if not ref.empty:
+            epochs = pd.to_numeric(ref.epochs, errors="coerce").max()
+            chosen = trials[(trials.config == scores.index[0]) & (trials.status == "ok")
+                            & (planned == epochs)]
+            if not chosen.empty:
+                reference = ref[pd.to_numeric(ref.epochs, errors="coerce") == epochs]
+                out["val_margin_reference"] = (chosen.val_corr_best.max()
+                                               - reference.val_corr_best.max())
+                out["reference_epochs"] = int(epochs)
     return out
 
 
