@@ -165,17 +165,20 @@ def guarded(out: dict, unavailable: dict, names: tuple, compute) -> None:
 
 
 def all_metrics(train_reps, test_reps, test_labels, k: int, aligned: bool = True,
-                recognition: bool = True, unavailable: dict | None = None) -> dict:
+                recognition: bool = True, unavailable: dict | None = None,
+                projected: dict | None = None) -> dict:
     """Every metric of one trial, from train and test representations.
 
     `aligned=False` (DCCA-type outputs, correlated only after a rotation): recognition runs on
     the test outputs projected by the linear CCA fitted on the train outputs.
     `unavailable`: filled with metric -> reason for each metric that cannot be measured here
     (too few test pairs or classes, a computation that failed); those are left out of the
-    result, and the others stand. `recognition=False` (no labels): no recognition metric."""
+    result, and the others stand. `recognition=False` (no labels): no recognition metric.
+    `projected`: filled with "p", the test outputs projected by the held-out CCA (fitted
+    once, here), for whoever needs them after (the paired replicates)."""
     unavailable = {} if unavailable is None else unavailable
     (tr1, tr2), (te1, te2) = train_reps, test_reps
-    out, projected = {}, {}
+    out, projected = {}, ({} if projected is None else projected)
 
     def heldout():
         cca = LinearCCA.fit(tr1, tr2, k=k, ridge=HELDOUT_RIDGE)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import metrics, mlflow_extras, paired, report, search
+from harness import metrics, mlflow_extras, paired, planner, report, search
 from harness.ledger import SweepResults
 from harness.loop import converged, fit_loop, represent_all
 from harness.models import PRECISIONS, TwoViewModel
@@ -56,12 +56,13 @@ def validation_corr(represent, train, val, k: int) -> float:
     return metrics.corr_heldout(*tr, *va, k)
 
 
-def heldout_replicates(train_reps, test_reps, k: int, warn) -> list[float]:
-    """A reported trial's bootstrap replicates of corr_heldout over its test pairs, for the
-    tables' paired tie test (`harness.paired`); none (and a warning) where they cannot be
-    computed, and then its cells are compared by their seed spread."""
+def heldout_replicates(projection, warn) -> list[float]:
+    """A reported trial's bootstrap replicates of corr_heldout over its test pairs (from the
+    test outputs `metrics.all_metrics` projected by the held-out CCA), for the tables' paired
+    tie test (`harness.paired`); none (and a warning) where they cannot be computed, and then
+    its cells are compared by their seed spread."""
     try:
-        replicates = paired.heldout_replicates(*train_reps, *test_reps, k)
+        replicates = paired.resampled_correlations(*projection)
     except Exception as err:  # noqa: BLE001 - the trial's metrics stand without them
         warn(f"no bootstrap replicates of corr_heldout ({type(err).__name__}: {err})")
         return []
@@ -121,12 +122,14 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     labels = data["test"].y  # recognition where the data have labels
     train_reps, test_reps = represent_all(represent, *train), represent_all(represent, *test)
     unavailable = {}  # metric -> why it cannot be measured here (one class, too few pairs)
+    projected = {}  # the held-out CCA's projection of the test outputs, fitted once
     out = metrics.all_metrics(train_reps, test_reps, labels, k, aligned=spec.aligned,
-                              recognition=labels is not None, unavailable=unavailable)
+                              recognition=labels is not None, unavailable=unavailable,
+                              projected=projected)
     if suite.extra_metrics is not None:  # a suite's own protocol (Noisy MNIST's)
         out.update(suite.extra_metrics(train_reps, test_reps, data))
-    replicates = (heldout_replicates(train_reps, test_reps, k, warn)  # the paired tie test
-                  if "corr_heldout" in out else [])
+    replicates = (heldout_replicates(projected["p"], warn)  # the paired tie test
+                  if "corr_heldout" in out and "p" in projected else [])
     out["val_corr_best"] = max(row["val_corr"] for row in history)  # the selection metric
     out["n_components"] = k
     out["best_epoch"] = best_epoch
@@ -240,7 +243,7 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
             text += f" (k={row['n_components_mean']:.0f})"
         return text
 
-    widened = widened_ranges(results.plans)
+    widened = planner.widened_ranges(results.plans)
 
     def config_cell(row, method, d):
         cell = searched_df[(searched_df.method == method) & (searched_df.d == d)]
@@ -358,12 +361,7 @@ def unconverged_cells(df: pd.DataFrame, sel: pd.DataFrame, catalog, history: dic
     for row in sel[sel.status == "ok"].itertuples():
         if getattr(catalog.get(row.method), "closed_form", False):
             continue
-        cell = df[(df.method == row.method) & (df.d == row.d) & (df.status == "ok")]
-        if "phase" in cell:
-            cell = cell[cell.phase != "search"]
-        if not pd.isna(row.strength):
-            cell = cell[cell.strength == row.strength]
-        for trial in cell.itertuples():
+        for trial in report.selected_trials(df, row).itertuples():
             curve = [h["val_corr"] for h in history.get(trial.name, []) if "val_corr" in h]
             if not pd.isna(getattr(trial, "converged", np.nan)):
                 rising = not trial.converged
@@ -374,18 +372,6 @@ def unconverged_cells(df: pd.DataFrame, sel: pd.DataFrame, catalog, history: dic
             if rising:
                 out.add((row.method, row.d))
                 break
-    return out
-
-
-def widened_ranges(plans) -> dict:
-    """{(method, d): search ranges} of the cells a widening searched again (the planner's
-    `widen` writes the cell's ranges into each of its trials)."""
-    out = {}
-    for plan in plans:
-        for trial in plan.trials:
-            if trial.get("ranges"):
-                out[(trial["method"], trial["d"])] = {k: tuple(v) for k, v in
-                                                      trial["ranges"].items()}
     return out
 
 
@@ -426,16 +412,12 @@ def search_diagnostics(trials: pd.DataFrame, references: bool = True) -> dict:
     elif references and len(scores):
         # the reference was left at a lower rung: the margin there, against the selection's
         # score at the same epochs (`reference_epochs` says which; not a tables.csv column)
-        ref = trials[(trials.config == 0) & (trials.status == "ok")]
-        if not ref.empty:
-            epochs = pd.to_numeric(ref.epochs, errors="coerce").max()
-            chosen = trials[(trials.config == scores.index[0]) & (trials.status == "ok")
-                            & (planned == epochs)]
-            if not chosen.empty:
-                reference = ref[pd.to_numeric(ref.epochs, errors="coerce") == epochs]
-                out["val_margin_reference"] = (chosen.val_corr_best.max()
-                                               - reference.val_corr_best.max())
-                out["reference_epochs"] = int(epochs)
+        ok = trials.status == "ok"
+        epochs = planned[ok & (trials.config == 0)].max()  # the reference's last rung
+        at_rung = trials[ok & (planned == epochs)].groupby("config").val_corr_best.max()
+        if scores.index[0] in at_rung.index:  # NaN epochs (no ok reference): empty
+            out["val_margin_reference"] = at_rung[scores.index[0]] - at_rung[0]
+            out["reference_epochs"] = int(epochs)
     return out
 
 
@@ -510,10 +492,10 @@ def unavailable_notes(results: SweepResults, keys=None) -> list[str]:
 
 
 def plots(df: pd.DataFrame, sel: pd.DataFrame, results: SweepResults,
-          out_dir: Path, searched_df: pd.DataFrame | None = None) -> list[Path]:
+          out_dir: Path, searched_df: pd.DataFrame) -> list[Path]:
     """corr_vs_d.png, recog_vs_d.png (with labels), val_curves.png (with recorded curves)
     and, for a successive-halving search, evp.png. `searched_df`: the search trials' table
-    rows (default: those of the ledger)."""
+    rows."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -585,9 +567,6 @@ def plots(df: pd.DataFrame, sel: pd.DataFrame, results: SweepResults,
     # new file in one of them would break its byte-identical rebuild from plan and ledger
     if any(p.search == "halving" for p in results.plans):
         from tables import evp
-        if searched_df is None:
-            searched_df = pd.DataFrame([r.table_row(plan.columns) for r in results.records
-                                        if r.phase == "search"])
         path = evp.plot(searched_df, out_dir / "evp.png", catalog)
         if path is not None:
             written.append(path)
