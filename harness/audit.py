@@ -37,10 +37,10 @@ import pandas as pd
 
 from harness import planner, registry, report, search
 from harness.cli import (SUITE_OPTIONS, OneLineParser, UsageError, add_suite_options, run_cli,
-                         suite_options)
+                         suite_options, trial_gpus)
 from harness.common import check_writable, whole_number
-from harness.ledger import LEDGER_FILE, PLAN_FILE, Ledger, MethodInfo, Plan, data_digest, \
-    difference, read_folders
+from harness.ledger import (LEDGER_FILE, PLAN_FILE, Ledger, MethodInfo, Plan, archive_previous,
+                            data_digest, difference, plan_patience, read_folders)
 from harness.models import PRECISIONS, native_bf16_cpu
 from harness.record import git_commit, hardware
 
@@ -597,8 +597,7 @@ def _main(args) -> int:
                          f"({theirs} vs {mine}); audit a sweep of the same data")
     # the grid trains as the audited sweep did: an oracle under another stopping rule would
     # measure the rule, not the search
-    theirs = max((int(t.get("patience") or 0) for t in against.plan.trials), default=0)
-    mine = max((int(t.get("patience") or 0) for t in plan.trials), default=0)
+    theirs, mine = plan_patience(against.plan), plan_patience(plan)
     if theirs != mine:
         raise UsageError(f"--against {against_folder}: it was trained with patience {theirs}, "
                          f"this audit's profile with {mine}; audit a sweep run under the "
@@ -617,10 +616,7 @@ def _main(args) -> int:
             except tune_runner.ClusterError as err:
                 raise UsageError(str(err)) from None
             gpus = float(available.get("GPU", 0))
-            per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (
-                0.25 if gpus > 0 else 0.0)
-            if per_trial > 0 and gpus == 0:
-                raise UsageError(f"--gpus-per-trial {per_trial}: the cluster has no GPU")
+            per_trial = trial_gpus(args.gpus_per_trial, gpus)
             if plan.trials[0]["precision"] == "bf16" and per_trial == 0 and \
                     not native_bf16_cpu():
                 print("warning: bf16 on this CPU (no AVX512-BF16 or AMX) is emulated, ~10x "
@@ -636,16 +632,6 @@ def _main(args) -> int:
         tune_runner.shutdown()
 
 
-def _archive(out: Path) -> None:
-    """A new audit in a folder that holds one: the old plan and ledger are kept beside it
-    under a dated name (they are results), and the new audit starts empty."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in (PLAN_FILE, LEDGER_FILE):
-        path = out / name
-        if path.exists():
-            path.rename(out / f"{path.stem}.{stamp}{path.suffix}")
-
-
 def _run(plan: Plan, suite, data, out: Path, against_folder: Path, seeds: dict, options: dict,
          resume: bool, tune_runner, resources) -> int:
     started = time.time()
@@ -655,7 +641,7 @@ def _run(plan: Plan, suite, data, out: Path, against_folder: Path, seeds: dict, 
         if (out / LEDGER_FILE).exists():
             print(f"a new audit in {out}: its earlier {LEDGER_FILE} and {PLAN_FILE} are kept "
                   f"there under a dated name (--resume continues it instead)", flush=True)
-        _archive(out)
+        archive_previous(out)
         shutil.rmtree(checkpoint_root, ignore_errors=True)
     plan.save(out)
     ledger = Ledger(out)

@@ -24,21 +24,34 @@ import statistics
 from harness import registry, search
 
 
-def _closed_form(method: str) -> bool:
+def _spec(method: str):
     try:
-        return registry.get(method).closed_form is not None
-    except KeyError:
-        return False
+        return registry.get(method)
+    except KeyError:  # a method no longer registered: priced like a plain one
+        return None
 
 
-def _epochs_run(record, planned: int) -> float:
-    if _closed_form(record.method):  # a fit: one unit of work, whatever its epochs say
+def _closed_form(method: str) -> bool:
+    spec = _spec(method)
+    return spec is not None and spec.closed_form is not None
+
+
+def _cost(method: str) -> float:
+    spec = _spec(method)
+    return spec.epoch_cost if spec is not None else 1.0
+
+
+def _work_done(record, trial: dict) -> float:
+    """The epochs an ended trial trained in this run (from its rung's start; a closed form's
+    fit is one unit of work, whatever its epochs say)."""
+    if _closed_form(record.method):
         return 1.0
-    metrics = record.metrics or {}
+    metrics, ran = record.metrics or {}, float(trial["epochs"] or 1)
     for key in ("epochs_trained", "epochs_run"):
         if key in metrics and math.isfinite(float(metrics[key])):
-            return float(metrics[key])
-    return float(planned or 1)
+            ran = float(metrics[key])
+            break
+    return max(1.0, ran - _start_epoch(trial))
 
 
 class CostModel:
@@ -51,10 +64,8 @@ class CostModel:
             trial = trials_by_name.get(record.name)
             if trial is None or not record.train_seconds or record.status == "failed":
                 continue
-            start = 0 if _closed_form(record.method) else _start_epoch(trial)
-            ran = max(1.0, _epochs_run(record, trial["epochs"]) - start)
             per_epoch.setdefault((record.method, record.d), []).append(
-                record.train_seconds / ran)
+                record.train_seconds / _work_done(record, trial))
             if _converging(trial) and "epochs_trained" in (record.metrics or {}):
                 converging.setdefault((record.method, record.d), []).append(
                     float(record.metrics["epochs_trained"]))
@@ -91,13 +102,6 @@ def _converging(trial: dict) -> bool:
     (a low rung trains its epochs)."""
     rungs = trial.get("rungs")
     return bool(trial.get("patience")) and (not rungs or trial.get("rung", 0) == len(rungs) - 1)
-
-
-def _cost(method: str) -> float:
-    try:
-        return registry.get(method).epoch_cost
-    except KeyError:
-        return 1.0
 
 
 def _start_epoch(trial: dict) -> int:
@@ -163,9 +167,7 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float) -> fl
         return None
     by_name = {t["name"]: t for t in plan.trials}
     model = CostModel(by_name, ended_here, prior_epochs(plan))
-    done = sum(model.seconds(r.method, r.d, max(1.0, _epochs_run(r, by_name[r.name]["epochs"])
-                                                - (0 if _closed_form(r.method)
-                                                   else _start_epoch(by_name[r.name]))))
+    done = sum(model.seconds(r.method, r.d, _work_done(r, by_name[r.name]))
                for r in ended_here if r.name in by_name)
     left = sum(model.seconds(t["method"], t["d"], model.epochs_left(t))
                for t in remaining_trials(plan, finished))

@@ -19,6 +19,7 @@ import inspect
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -314,12 +315,28 @@ def read_folders(folders) -> SweepResults:
     return SweepResults(plans, records)
 
 
+def archive_previous(folder: Path) -> None:
+    """A new sweep (or audit) in a folder that holds one: the old ledger and plan are kept
+    beside it under a dated name (never deleted: they are results), the new one starts
+    empty."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in (LEDGER_FILE, PLAN_FILE):
+        path = folder / name
+        if path.exists():
+            path.rename(folder / f"{path.stem}.{stamp}{path.suffix}")
+
+
+def plan_patience(plan: Plan) -> int:
+    """The convergence rule's patience a plan's trials train under (0: none)."""
+    return max((int(t.get("patience") or 0) for t in plan.trials), default=0)
+
+
 def search_protocol(plan: Plan) -> str:
     """How a plan searched and trained: "<asha|halving> x <configurations>" (a plan converted
     from an older sweep names no mode: ASHA, the only one there was), or "" where nothing is
     searched (a grid), then ", patience <n>" under a convergence rule: a method joins a field
     only under the same search budget and the same stopping rule."""
-    patience = max((int(t.get("patience") or 0) for t in plan.trials), default=0)
+    patience = plan_patience(plan)
     rule = f", patience {patience}" if patience else ""
     if not plan.search_trials or not any(t.get("phase") == "search" for t in plan.trials):
         return rule.lstrip(", ")

@@ -84,6 +84,19 @@ def rungs_of(suite, profile: str, full: int) -> list[int]:
     return low + [full]
 
 
+def first_rung(suite, config: dict, rungs: list[int], checkpoint_root: Path, **extra) -> dict:
+    """A configuration's trial at the first of its `rungs` of successive halving (its name
+    then names those epochs), with one checkpoint folder over all its rungs; `extra` keys
+    (a widening's `round` and `ranges`) go into the trial."""
+    base = config["name"]
+    trial = resolved_trial(suite, {**config, "epochs": rungs[0],
+                                   "name": rung_name(base, rungs[0], len(rungs))},
+                           checkpoint_root)
+    trial.update(rung=0, rungs=rungs, config=base, **extra,
+                 checkpoint_dir=str(Path(checkpoint_root) / base))
+    return trial
+
+
 SEARCHES = ("asha", "halving")  # --search: how the configurations of a cell are narrowed
 
 
@@ -105,16 +118,11 @@ def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_tr
                                     fixed=search.references(spec, lr))
             for i, values in enumerate(configs):
                 config, full = search_config(suite, method, d, values, i, profile, options)
-                base = config["name"]
                 if mode == "asha":
                     trials.append(resolved_trial(suite, config, checkpoint_root))
                     continue
                 rungs = [full] if spec.closed_form else rungs_of(suite, profile, full)
-                config.update(epochs=rungs[0], name=rung_name(base, rungs[0], len(rungs)))
-                trial = resolved_trial(suite, config, checkpoint_root)
-                trial.update(rung=0, rungs=rungs, config=base,
-                             checkpoint_dir=str(Path(checkpoint_root) / base))
-                trials.append(trial)
+                trials.append(first_rung(suite, config, rungs, checkpoint_root))
     return trials
 
 
@@ -150,14 +158,25 @@ def next_rung(plan: Plan, records: dict, rung: int) -> list[dict]:
     return promoted
 
 
+def widened_ranges(plans) -> dict:
+    """{(method, d): search ranges} of the cells a widening searched again (`widen` writes
+    the cell's ranges into each of its trials; the last widening's stand)."""
+    out = {}
+    for plan in plans:
+        for trial in plan.trials:
+            if trial.get("ranges"):
+                out[(trial["method"], trial["d"])] = {k: tuple(v) for k, v in
+                                                      trial["ranges"].items()}
+    return out
+
+
 def cell_ranges(plan: Plan, method: str, d: int) -> dict:
-    """The search ranges a (method, d) cell ended with: the plan's snapshot of the method's,
-    or those of its last widening."""
-    ranges = dict(plan.methods[method].search) if method in plan.methods else {}
-    for trial in plan.trials:
-        if (trial["method"], trial["d"]) == (method, d) and trial.get("ranges"):
-            ranges = {k: tuple(v) for k, v in trial["ranges"].items()}
-    return ranges
+    """The search ranges a (method, d) cell ended with: those of its last widening, or the
+    plan's snapshot of the method's."""
+    widened = widened_ranges([plan]).get((method, d))
+    if widened is not None:
+        return widened
+    return dict(plan.methods[method].search) if method in plan.methods else {}
 
 
 def widen(suite, plan: Plan, records: dict, checkpoint_root: Path, options: dict) -> list[dict]:
@@ -202,14 +221,9 @@ def widen(suite, plan: Plan, records: dict, checkpoint_root: Path, options: dict
         first = 1 + max(search.config_index(t["name"]) for t in trials)
         for i, values in enumerate(configs, start=first):
             config, full = search_config(suite, method, d, values, i, plan.profile, options)
-            rungs = rungs_of(suite, plan.profile, full)
-            base = config["name"]
-            config.update(epochs=rungs[0], name=rung_name(base, rungs[0], len(rungs)))
-            trial = resolved_trial(suite, config, checkpoint_root)
-            trial.update(rung=0, rungs=rungs, config=base, round=last + 1,
-                         ranges={k: list(v) for k, v in space.items()},
-                         checkpoint_dir=str(Path(checkpoint_root) / base))
-            out.append(trial)
+            out.append(first_rung(suite, config, rungs_of(suite, plan.profile, full),
+                                  checkpoint_root, round=last + 1,
+                                  ranges={k: list(v) for k, v in space.items()}))
     return out
 
 

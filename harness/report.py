@@ -95,6 +95,17 @@ def marks(sel: pd.DataFrame, key: str, exclude=(), replicates: dict | None = Non
     return out
 
 
+def selected_trials(df: pd.DataFrame, row) -> pd.DataFrame:
+    """The trials a selected cell `row` (of `select`) averages: ok, reported (not search),
+    of its method, d and chosen strength."""
+    cell = df[(df.method == row.method) & (df.d == row.d) & (df.status == "ok")]
+    if "phase" in cell:
+        cell = cell[cell.phase != "search"]
+    if not pd.isna(row.strength):
+        cell = cell[cell.strength == row.strength]
+    return cell
+
+
 def cell_replicates(df: pd.DataFrame, sel: pd.DataFrame, records) -> dict:
     """(method, d) -> {seed: bootstrap replicates} of each ok cell whose every selected trial
     (the trials `select` averaged: ok, reported, of the chosen strength) recorded them; a cell
@@ -102,11 +113,7 @@ def cell_replicates(df: pd.DataFrame, sel: pd.DataFrame, records) -> dict:
     by_name = {r.name: list(getattr(r, "replicates", None) or []) for r in records}
     out = {}
     for row in (sel[sel.status == "ok"].itertuples() if len(sel) else ()):
-        cell = df[(df.method == row.method) & (df.d == row.d) & (df.status == "ok")]
-        if "phase" in cell:
-            cell = cell[cell.phase != "search"]
-        if not pd.isna(row.strength):
-            cell = cell[cell.strength == row.strength]
+        cell = selected_trials(df, row)
         reps = {int(t.seed): by_name.get(t.name, []) for t in cell.itertuples()}
         if reps and all(reps.values()):
             out[(row.method, row.d)] = reps

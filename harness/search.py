@@ -140,16 +140,7 @@ def natural_end(spec, name: str, value: float) -> bool:
 def edge_flags(spec, values: dict) -> list[str]:
     """Names of the parameters whose selected value lies within EDGE_FRACTION of a bound of
     its range that is not a natural end: the optimum may lie outside the range."""
-    flagged = []
-    for name, rng in spec.search.items():
-        if name not in values:
-            continue
-        u = position(rng, float(values[name]))
-        for end_u, bound in ((0.0, value_at(rng, 0.0)), (1.0, value_at(rng, 1.0))):
-            if abs(u - end_u) <= EDGE_FRACTION and not natural_end(spec, name, bound):
-                flagged.append(name)
-                break
-    return flagged
+    return list(outer_ends(spec, values, EDGE_FRACTION))
 
 
 WIDEN_FRACTION = 0.1  # a selection in the outer tenth of a range (sampling coordinates) ...

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from harness import eta, planner, record, tracking
 from harness.common import HarnessError, save_atomic
-from harness.ledger import Ledger, Plan, check_mergeable, data_digest, read_folders
+from harness.ledger import (Ledger, Plan, archive_previous, check_mergeable, data_digest,
+                            read_folders)
 
 
 class SweepError(HarnessError):
@@ -73,16 +74,6 @@ def write_results_csv(path: Path, records: list, metric_columns: tuple = ()) -> 
     save_atomic(path, write)
 
 
-def _archive_previous(folder: Path) -> None:
-    """A new sweep in a folder that holds one: the old ledger and plan are kept beside it
-    (never deleted: they are results), the new sweep starts empty."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in ("records.jsonl", "plan.json"):
-        path = folder / name
-        if path.exists():
-            path.rename(folder / f"{path.stem}.{stamp}{path.suffix}")
-
-
 def run_sweep(req: SweepRequest, started: float) -> int:
     from harness import tune as tune_runner
     from tables import build as tables_build
@@ -103,7 +94,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         if (folder / "records.jsonl").exists():
             print(f"a new sweep in {folder}: its earlier records.jsonl and plan.json are kept "
                   f"there under a dated name (--resume continues a sweep instead)", flush=True)
-        _archive_previous(folder)
+        archive_previous(folder)
         shutil.rmtree(checkpoint_root, ignore_errors=True)  # a new sweep starts from scratch
     plan.save(folder)
 
