@@ -35,6 +35,16 @@ def run_cli(main, args) -> int:
         return 2
 
 
+def trial_gpus(requested: float | None, cluster_gpus: float) -> float:
+    """A trial's GPUs: `--gpus-per-trial`, else a quarter of one where the cluster has GPUs
+    (four trials share one), else none; a GPU asked of a cluster without one is refused (the
+    trial would wait forever)."""
+    per_trial = requested if requested is not None else (0.25 if cluster_gpus > 0 else 0.0)
+    if per_trial > 0 and cluster_gpus == 0:
+        raise UsageError(f"--gpus-per-trial {per_trial}: the cluster has no GPU")
+    return per_trial
+
+
 # option key -> (flag, argparse keywords); `Suite.options` names the keys a suite reads
 SUITE_OPTIONS = {
     "mnist_dir": ("--mnist-dir", dict(metavar="DIR", help="a directory with the MNIST IDX files "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness import planner, registry, tracking
 from harness.cli import (OneLineParser, UsageError, add_suite_options, positive_int, run_cli,
-                         suite_options)
+                         suite_options, trial_gpus)
 from harness.common import check_writable, first_line, whole_number
 from harness.ledger import check_mergeable, read_folders
 from harness.models import PRECISIONS, native_bf16_cpu
@@ -244,10 +244,7 @@ def _main(args) -> int:
         why = "given" if args.profile else ("the cluster has a GPU" if gpus else "no GPU in the cluster")
         print(f"profile: {profile} ({why}); cluster: {resources.get('CPU', 0):.0f} CPUs, "
               f"{gpus:.0f} GPUs", flush=True)
-        gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (
-            0.25 if gpus > 0 else 0.0)
-        if gpus_per_trial > 0 and gpus == 0:
-            raise UsageError(f"--gpus-per-trial {gpus_per_trial}: the cluster has no GPU")
+        gpus_per_trial = trial_gpus(args.gpus_per_trial, gpus)
         dims, n_search, seeds = plan_counts(args, suite, profile, strengths)
         precision = args.precision or suite.profile(profile).precision
         if precision == "bf16" and "bf16" in suite.precisions and gpus_per_trial == 0 \

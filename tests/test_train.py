@@ -187,3 +187,11 @@ def test_cli_prints_the_warning_of_a_truncated_checkpoint_completes_and_prints_o
     assert result["profile"] == "smoke" and result["method"] == "muc2m"
     assert 0 < result["metrics"]["corr_heldout"] <= 4
     assert result["status"] == "ok" and result["git_commit"] and result["versions"]["torch"]
+
+
+def test_a_trials_gpus_default_to_a_quarter_where_the_cluster_has_some_and_none_are_asked_of_a_cpu_cluster():
+    from harness.cli import UsageError, trial_gpus
+    assert trial_gpus(None, 1.0) == 0.25 and trial_gpus(None, 0.0) == 0.0
+    assert trial_gpus(0.5, 2.0) == 0.5 and trial_gpus(0.0, 0.0) == 0.0
+    with pytest.raises(UsageError, match="--gpus-per-trial 0.5: the cluster has no GPU"):
+        trial_gpus(0.5, 0.0)
