@@ -106,11 +106,12 @@ def state_copy(module_or_dict):
 class Convergence:
     """When training stops before its cap of epochs, and how the learning rate decays.
 
-    A validation pass improves when it beats the best so far by more than `min_delta`
-    (relative). After `patience` passes without one, training has converged and stops
-    (0: train every epoch). With `decay` < 1 the learning rate is multiplied by it after
-    `decay_after` passes without improvement (PyTorch's ReduceLROnPlateau), so a run that
-    has stalled at one rate gets a smaller one before it is called converged."""
+    A validation pass gains when it beats the score of the last gain by more than
+    `min_delta` (relative), so a run creeping up by less has converged though its best still
+    moves. After `patience` passes without a gain, training stops (0: train every epoch).
+    With `decay` < 1 the learning rate is multiplied by it after `decay_after` passes without
+    a gain (PyTorch's ReduceLROnPlateau), so a run that has stalled at one rate gets a smaller
+    one before it is called converged."""
     patience: int = 0
     min_delta: float = 0.0
     decay: float = 1.0
