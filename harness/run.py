@@ -20,11 +20,11 @@ from harness import planner, registry, tracking
 from harness.cli import (OneLineParser, UsageError, add_suite_options, positive_int, run_cli,
                          suite_options, trial_gpus)
 from harness.common import check_writable, first_line, whole_number
-from harness.ledger import check_mergeable, read_folders
+from harness.ledger import check_mergeable, data_digest, read_folders
 from harness.models import PRECISIONS, native_bf16_cpu
 from harness.profiles import PROFILES
 from harness.suites import all_suites, get_suite
-from harness.sweep import SweepRequest, run_sweep
+from harness.sweep import SweepRequest, run_sweep, sweep_folder
 
 
 def _fraction(text: str) -> float:
@@ -220,57 +220,84 @@ def _main(args) -> int:
         options["epochs"] = args.epochs
     for folder in args.reuse:
         read_folders([folder])  # a folder that is not a sweep's: one line, before any work
-    # Validate every configuration against the requested (or fallback) profile before Ray starts.
-    dims, n_search, seeds = plan_counts(args, suite, args.profile or "quick", strengths)
-    early = planner.make_plan(suite, args.profile or "quick", methods, dims, strengths,
-                              n_search, seeds, out, options, search_mode=args.search or
-                              suite.profile(args.profile or "quick").search)
-    if args.profile:  # a field of another protocol: one line before Ray (its data: later)
-        check_mergeable(early, [Path(f) for f in args.reuse], data=False)
-    suite.check_inputs(options)  # e.g. COCO root and weights: fail before Ray starts
-    # the store last (bad input makes none), and before Ray: an unusable one is one line
-    tracking.open_client(args.mlflow_uri or tracking.default_uri(out),
-                         artifact_dir=out / "mlartifacts")
+    suite.check_inputs(options)  # e.g. COCO root and weights: fail before any work
 
     from harness import tune as tune_runner  # Ray is imported only for sweeps
     try:
-        resources = tune_runner.connect(args.address,
-                                        num_cpus=None if args.address else os.cpu_count())
-    except tune_runner.ClusterError as err:
-        raise UsageError(str(err)) from None
-    try:
+        # The profile and precision follow from the cluster's GPUs. A local run reads them
+        # without Ray, so everything below is checked before Ray starts; a cluster is joined
+        # first, as only it knows them.
+        resources = (connect(tune_runner, args.address) if args.address else
+                     {"CPU": os.cpu_count() or 1, "GPU": torch_gpus()})
         gpus = float(resources.get("GPU", 0))
         profile = args.profile or ("paper" if gpus > 0 else "quick")
+        gpus_per_trial = trial_gpus(args.gpus_per_trial, gpus)
+        precision_note = fall_back_from_emulated_bf16(args, suite, profile, gpus_per_trial,
+                                                      options)
+        dims, n_search, seeds = plan_counts(args, suite, profile, strengths)
+        search = args.search or suite.profile(profile).search
+        data = suite.load_data(profile, options)  # a data error stops here, before writes
+        # The one plan of the sweep: every configuration is validated here, and a field of
+        # another protocol or other data is refused, in one line.
+        plan = planner.make_plan(suite, profile, methods, dims, strengths, n_search, seeds,
+                                 sweep_folder(out, suite.name, profile) / "checkpoints", options,
+                                 data_digest(data), search)
+        check_mergeable(plan, [Path(f) for f in args.reuse])
+        # the store last (bad input makes none), and before Ray: an unusable one is one line
+        tracking.open_client(args.mlflow_uri or tracking.default_uri(out),
+                             artifact_dir=out / "mlartifacts")
+        if not args.address:
+            connect(tune_runner, None)
         why = "given" if args.profile else ("the cluster has a GPU" if gpus else "no GPU in the cluster")
         print(f"profile: {profile} ({why}); cluster: {resources.get('CPU', 0):.0f} CPUs, "
               f"{gpus:.0f} GPUs", flush=True)
-        gpus_per_trial = trial_gpus(args.gpus_per_trial, gpus)
-        dims, n_search, seeds = plan_counts(args, suite, profile, strengths)
-        precision = args.precision or suite.profile(profile).precision
-        if precision == "bf16" and "bf16" in suite.precisions and gpus_per_trial == 0 \
-                and not native_bf16_cpu():
-            if args.precision is None:  # the profile's default, where it would only cost time
-                options["precision"] = "fp32"
-                print("precision: fp32 (the profile's bf16 is emulated on this CPU, without "
-                      "AVX512-BF16 or AMX, ~10x slower: 22.6 against 1.95 s a Barlow Twins "
-                      "epoch at d = 50 on an AVX2 EPYC; the quick tables agree within seed "
-                      "noise in either; --precision bf16 insists)", flush=True)
-            else:
-                print("warning: bf16 on this CPU (no AVX512-BF16 or AMX) is emulated, ~10x "
-                      "slower than fp32 (measured on an AVX2 EPYC: 22.6 against 1.95 s a "
-                      "Barlow Twins epoch at d = 50); --precision fp32 gave the same quick "
-                      "tables within seed noise", file=sys.stderr, flush=True)
+        if precision_note:
+            print(precision_note, flush=True)
         return run_sweep(SweepRequest(
             suite=suite, profile=profile, methods=methods, dims=dims, strengths=strengths,
-            n_search=n_search, seeds=seeds, search=args.search or suite.profile(profile).search,
-            out=out, options=options,
-            resume=args.resume,
+            n_search=n_search, seeds=seeds, search=search, out=out, options=options,
+            plan=plan, data=data, resume=args.resume,
             reuse=[Path(f) for f in args.reuse], storage=args.storage,
             mlflow_uri=args.mlflow_uri, address=args.address, gpus_per_trial=gpus_per_trial,
             cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
             fresh_workers=args.fresh_worker_per_trial), started)
     finally:
         tune_runner.shutdown()
+
+
+def connect(tune_runner, address: str | None) -> dict:
+    """Join the cluster at `address`, or start a local Ray on this machine's CPUs."""
+    try:
+        return tune_runner.connect(address, num_cpus=None if address else os.cpu_count())
+    except tune_runner.ClusterError as err:
+        raise UsageError(str(err)) from None
+
+
+def torch_gpus() -> int:
+    """The GPUs a local Ray would find (it counts the same CUDA devices)."""
+    import torch
+    return torch.cuda.device_count()
+
+
+def fall_back_from_emulated_bf16(args, suite, profile: str, gpus_per_trial: float,
+                                 options: dict) -> str:
+    """Where the profile's bf16 would be emulated on CPU (~10x slower), train in fp32 unless
+    --precision bf16 insists (then warn). Returns the line to print, or ""."""
+    precision = args.precision or suite.profile(profile).precision
+    if precision != "bf16" or "bf16" not in suite.precisions or gpus_per_trial > 0 \
+            or native_bf16_cpu():
+        return ""
+    if args.precision is None:  # the profile's default, where it would only cost time
+        options["precision"] = "fp32"
+        return ("precision: fp32 (the profile's bf16 is emulated on this CPU, without "
+                "AVX512-BF16 or AMX, ~10x slower: 22.6 against 1.95 s a Barlow Twins "
+                "epoch at d = 50 on an AVX2 EPYC; the quick tables agree within seed "
+                "noise in either; --precision bf16 insists)")
+    print("warning: bf16 on this CPU (no AVX512-BF16 or AMX) is emulated, ~10x "
+          "slower than fp32 (measured on an AVX2 EPYC: 22.6 against 1.95 s a "
+          "Barlow Twins epoch at d = 50); --precision fp32 gave the same quick "
+          "tables within seed noise", file=sys.stderr, flush=True)
+    return ""
 
 
 def plan_counts(args, suite, profile: str, strengths) -> tuple[list[int], int, int]:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from harness import eta, planner, record, tracking
 from harness.common import HarnessError, save_atomic
-from harness.ledger import (Ledger, Plan, archive_previous, check_mergeable, data_digest,
-                            read_folders)
+from harness.ledger import Ledger, Plan, archive_previous, read_folders
 
 
 class SweepError(HarnessError):
@@ -41,6 +40,8 @@ class SweepRequest:
     seeds: int
     out: Path
     options: dict
+    plan: Plan                                   # its one plan (harness.planner.make_plan)
+    data: dict                                   # the suite's splits the plan was made for
     search: str = "asha"                         # how a cell's configurations are narrowed
     resume: bool = False
     reuse: list = field(default_factory=list)    # sweep folders whose matching trials count
@@ -54,7 +55,12 @@ class SweepRequest:
 
     @property
     def folder(self) -> Path:
-        return self.out / f"{self.suite.name}-{self.profile}"
+        return sweep_folder(self.out, self.suite.name, self.profile)
+
+
+def sweep_folder(out: Path, suite_name: str, profile: str) -> Path:
+    """Where a sweep keeps its plan, ledger, checkpoints and tables."""
+    return Path(out) / f"{suite_name}-{profile}"
 
 
 def write_results_csv(path: Path, records: list, metric_columns: tuple = ()) -> None:
@@ -82,12 +88,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     storage = req.storage if req.storage and "://" in req.storage else str(
         Path(req.storage or folder / "ray_results").resolve())
     checkpoint_root = folder / "checkpoints"
-    data = suite.load_data(req.profile, req.options)  # a data error stops here, before writes
-    digest = data_digest(data)
-    plan = planner.make_plan(suite, req.profile, req.methods, req.dims, req.strengths,
-                             req.n_search, req.seeds, checkpoint_root, req.options, digest,
-                             req.search)
-    check_mergeable(plan, req.reuse)  # before any trial: a field of other data is refused
+    plan, data = req.plan, req.data
     ledger = Ledger(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not req.resume:
