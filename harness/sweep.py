@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import eta, planner, record, tracking
+from harness.progress import ProgressLog
 from harness.common import HarnessError, save_atomic
 from harness.ledger import Ledger, Plan, archive_previous, read_folders
 
@@ -116,18 +117,24 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     ended_here: list = []  # the trials this run trained: what the protocol ETA is timed on
     sweep_started = time.time()
 
-    def whole_eta() -> str:
+    def whole_eta_seconds() -> float | None:
         try:
-            return eta.text(eta.protocol_eta(plan, finished, ended_here,
-                                             time.time() - sweep_started))
+            return eta.protocol_eta(plan, finished, ended_here, time.time() - sweep_started)
         except Exception:  # noqa: BLE001 - an estimate must never stop a sweep
-            return ""
+            return None
+
+    def whole_eta() -> str:
+        return eta.text(whole_eta_seconds())
+
+    progress = ProgressLog(folder / "progress.jsonl")  # what the ETA said, for its check
+    progress.started(resume=req.resume)
 
     def on_result(result: record.TrialRecord) -> None:
         result.end_time = result.end_time or int(time.time() * 1000)  # the tables' date
         ledger.append(result)  # first: a driver killed after this line keeps the trial
         finished[result.name] = result
         ended_here.append(result)
+        progress.ended(result.name, len(ended_here), whole_eta_seconds())
         records = ledger.records()  # read once for both
         write_results_csv(folder / "results.csv", records, suite.columns)
         mirror.sync(records)
@@ -213,6 +220,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         print("\ninterrupted: finished trials are in the ledger; rerun the same command with "
               "--resume to continue", file=sys.stderr)
         return 130
+    progress.finished()
     write_results_csv(folder / "results.csv", ledger.records(), suite.columns)
     # the reused folders' other methods stand in this sweep's tables (a plug-in beside the
     # committed field); `python -m tables.build` of the same folders rebuilds them

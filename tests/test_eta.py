@@ -1,4 +1,6 @@
 """The whole protocol's ETA counts the phases a searched sweep has not planned yet."""
+import json
+
 import pytest
 
 from harness import eta, search
@@ -85,3 +87,51 @@ def test_a_closed_forms_fits_do_not_price_the_trained_methods(tmp_path):
     assert model.seconds("cca", 50, 1) == pytest.approx(1.0)
     assert model.seconds("dcca", 50, 10) == pytest.approx(20.0)  # 2 s an epoch
     assert model.fallback == pytest.approx(2.0)  # priced from the trained method only
+
+
+def _write_progress(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_eta_check_compares_each_estimate_with_the_time_really_left(tmp_path):
+    """A run that ends at t = 1000 s: trial k ends at t = 100 k and its ETA is the true time
+    left, except the 9th's (three times it); the check starts at the 5th."""
+    from harness.progress import check_eta, read_runs
+    rows = [{"time": 0.0, "event": "start", "resume": False}]
+    for k in range(1, 10):
+        left = 1000.0 - 100 * k
+        eta_s = 3 * left if k == 9 else left
+        rows.append({"time": 100.0 * k, "event": "ended", "trial": f"t{k}", "ended_in_run": k,
+                     "eta_s": eta_s})
+    rows.append({"time": 1000.0, "event": "finished"})
+    # a second, resumed run, killed before it finished: its truth is unknown
+    rows += [{"time": 2000.0, "event": "start", "resume": True},
+             {"time": 2100.0, "event": "ended", "trial": "u", "ended_in_run": 1, "eta_s": 60}]
+    path = tmp_path / "progress.jsonl"
+    _write_progress(path, rows)
+    path.write_text(path.read_text() + '{"time": 21')  # a line cut by a killed driver
+    runs = read_runs(path)
+    assert len(runs) == 2
+    result = check_eta(runs[0], from_trial=5, tolerance=0.25)
+    assert result.checked == 5  # trials 5..9; trial 9's ETA (3x) is the only wrong one
+    assert result.worst_error == pytest.approx(2.0)
+    assert result.within == pytest.approx(4 / 5)
+    assert result.run_minutes == pytest.approx(1000 / 60)
+    with pytest.raises(ValueError, match="did not finish"):
+        check_eta(runs[1])
+
+
+def test_the_eta_bench_prints_one_line_per_finished_run_and_refuses_a_folder_without_one(
+        tmp_path, capsys):
+    from harness.bench import eta as eta_bench
+    assert eta_bench.main([str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    _write_progress(tmp_path / "progress.jsonl", [
+        {"time": 0.0, "event": "start", "resume": False},
+        *[{"time": 60.0 * k, "event": "ended", "trial": f"t{k}", "ended_in_run": k,
+           "eta_s": 60.0 * (12 - k) * 1.1} for k in range(1, 12)],
+        {"time": 720.0, "event": "finished"}])
+    assert eta_bench.main([str(tmp_path)]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert line["checked"] == 2 and line["median_error"] == pytest.approx(0.1)
+    assert line["within_0.25"] == 1.0

@@ -81,6 +81,10 @@ def test_smoke_sweep_logs_every_trial_once_and_tables_rebuild_identically(tmp_pa
     assert all(len(r["history"]) == 2 for r in ledger if r["method"] == "muc2m")
     plan = json.loads((sweep_dir / "plan.json").read_text())
     assert sorted(t["name"] for t in plan["trials"]) == sorted(names)
+    # what the whole-protocol ETA said at each ended trial, for `harness.bench.eta`
+    events = [json.loads(line)["event"]
+              for line in (sweep_dir / "progress.jsonl").read_text().splitlines()]
+    assert events == ["start"] + ["ended"] * len(names) + ["finished"]
     assert plan["methods"]["muc2m"]["title"] == "MUC2M" and plan["suite"] == SUITE
     # the tables are a function of the folder alone: rebuilt without the store, byte-identical
     rebuilt = tmp_path / "rebuilt"
