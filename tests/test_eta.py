@@ -135,3 +135,15 @@ def test_the_eta_bench_prints_one_line_per_finished_run_and_refuses_a_folder_wit
     line = json.loads(capsys.readouterr().out.splitlines()[0])
     assert line["checked"] == 2 and line["median_error"] == pytest.approx(0.1)
     assert line["within_0.25"] == 1.0
+
+
+def test_phase_costs_count_busy_slots_tail_and_leave_out_time_with_nothing_running():
+    """Two slots; minutes: A 0–10, B 0–4, C 4–10 fill both slots to 10; nothing runs 10–12
+    (a stopped sweep); D 12–15 and E 12–20 fill both to 15, then E runs alone 5 minutes."""
+    from harness.bench.phases import phase_costs
+    minutes = [(0, 10), (0, 4), (4, 10), (12, 15), (12, 20)]
+    costs = phase_costs([(60 * s, 60 * e) for s, e in minutes], slots=2)
+    assert costs["trials"] == 5
+    assert costs["span_min"] == 18.0  # 20 minutes less the 2 with nothing running
+    assert costs["slots_busy"] == pytest.approx(31 / 36, abs=1e-3)
+    assert costs["tail_min"] == 5.0
