@@ -11,7 +11,7 @@ auto-correlation instead of the cross-correlation's off-diagonal.
 from __future__ import annotations
 
 from harness.lowrank import diag_gram, off_diagonal_sq
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def barlow_twins_loss(z1, z2, *, lam: float = 5e-3) -> dict:
@@ -28,8 +28,8 @@ def objective(model, h1, h2, state, params):
 
 
 SPEC = register(MethodSpec(
-    name="barlow_twins", title="Barlow Twins",
+    name="barlow_twins", presentation=Presentation("Barlow Twins"),
     defaults={"lam": 5e-3}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
-    search={"lam": (1e-5, 1.0)},
-    objective=objective, loss_fn=barlow_twins_loss, batchnorm=True,
+    search={"lam": (1e-5, 1.0)}, loss_fn=barlow_twins_loss,
+    two_view=TwoView(objective=objective, batchnorm=True),
 ))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from harness.linalg import LinearCCA
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def fit_linear_cca(h1: torch.Tensor, h2: torch.Tensor, d: int, params: dict):
@@ -24,9 +24,8 @@ def fit_linear_cca(h1: torch.Tensor, h2: torch.Tensor, d: int, params: dict):
 
 
 SPEC = register(MethodSpec(
-    name="cca", title="CCA",
+    name="cca", presentation=Presentation("CCA"),
     defaults={"ridge": 1e-3}, strength="ridge", grid=(1e-3, 1e-1), valid=(1e-12, 1e6),
     search={"ridge": (1e-6, 10.0)},
-    closed_form=fit_linear_cca,
-    notes="closed form; at most rank components (d above the rank reports those that exist)",
+    two_view=TwoView(closed_form=fit_linear_cca),
 ))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from harness.loop import fit_loop
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, Saliency, register
 from muc2m.scores import COMMON_SCORES
 
 
@@ -56,8 +56,7 @@ def train_heads(cfg, train, device, checkpoint_dir, log, individual):
 
 
 SPEC = register(MethodSpec(
-    name="contrastive", title="contrastive (CLIP-style heads)",
+    name="contrastive", presentation=Presentation("contrastive (CLIP-style heads)"),
     defaults={"temperature": 0.1}, strength="temperature", grid=(0.05, 0.2), valid=(1e-3, 10.0),
-    capabilities=("ooi",), score_model=train_heads, loss_fn=contrastive_loss,
-    notes="linear heads, symmetric InfoNCE, same-caption items are positives",
+    loss_fn=contrastive_loss, saliency=Saliency(score_model=train_heads, experiments=("ooi",)),
 ))

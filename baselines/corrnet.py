@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def pearson_sum(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -42,11 +42,11 @@ def objective_original(model, h1, h2, state, params):
 
 
 SPEC = register(MethodSpec(
-    name="corrnet", title="CorrNet",
+    name="corrnet", presentation=Presentation("CorrNet"),
     defaults={"lam": 2.0}, strength="lam", grid=(2.0, 10.0), valid=(0.0, 1e6),
-    search={"lam": (1e-2, 100.0)},
-    objective=objective, loss_fn=corrnet_loss, decoders="joint",
-    epoch_cost=2.0,  # measured 3.5x DCCA per epoch; 2 keeps enough epochs to converge
+    search={"lam": (1e-2, 100.0)}, loss_fn=corrnet_loss,
+    # epoch_cost: measured 3.5x DCCA per epoch; 2 keeps enough epochs to converge
+    two_view=TwoView(objective=objective, decoders="joint", epoch_cost=2.0),
 ))
 
 
@@ -54,8 +54,9 @@ SPEC = register(MethodSpec(
 # a reference check of `corrnet` (README, "Baselines against their references"), not a table
 # row: off in `--methods all`.
 ORIGINAL_SPEC = register(MethodSpec(
-    name="corrnet_orig", title="CorrNet (original: one sigmoid code layer)",
+    name="corrnet_orig", presentation=Presentation("CorrNet (original: one sigmoid code layer)"),
     defaults={"lam": 2.0}, strength="lam", grid=(2.0,), valid=(0.0, 1e6),
-    objective=objective_original, loss_fn=corrnet_loss, decoders="joint", hidden=(),
-    code_activation="sigmoid", default_off=("two_view",),
+    loss_fn=corrnet_loss, default_off=("two_view",),
+    two_view=TwoView(objective=objective_original, decoders="joint", hidden=(),
+                     code_activation="sigmoid"),
 ))

@@ -19,7 +19,7 @@ import torch
 
 from harness.linalg import ThinQR, center, ridge_cov
 from harness.lowrank import LowRank, full
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def trace_norm_core(s11, s22, s12, ridge: float):
@@ -124,8 +124,8 @@ def objective(model, h1, h2, state, params):
 
 
 SPEC = register(MethodSpec(
-    name="dcca", title="Deep CCA",
+    name="dcca", presentation=Presentation("Deep CCA"),
     defaults={"ridge": 1e-3}, strength="ridge", grid=(1e-3, 1e-1), valid=(0.0, 1e6),
     search={"ridge": (1e-8, 1.0)},  # 1e-6 was selected at d = 200: widened
-    aligned=False, objective=objective, loss_fn=dcca_loss,
+    loss_fn=dcca_loss, two_view=TwoView(objective=objective, aligned=False),
 ))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from harness.lowrank import centered, diag_gram, inner_of_gram_sums
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def penalty(a1, a2, b1, b2) -> torch.Tensor:
@@ -54,7 +54,6 @@ def objective(model, h1, h2, state, params):
 # No parameters and no strength (the learning rate is what matters): `loss_fn` stays None like
 # sdcca's, as there are no keyword defaults for the defaults check to compare.
 SPEC = register(MethodSpec(
-    name="dcca_ey", title="DCCA-EY", defaults={}, strength=None, grid=(),
-    aligned=False, objective=objective, loss_fn=None,
-    notes="unconstrained Eckhart-Young CCA loss; unbiased penalty from the batch's two halves",
+    name="dcca_ey", presentation=Presentation("DCCA-EY"), defaults={}, strength=None, grid=(),
+    two_view=TwoView(objective=objective, aligned=False),
 ))

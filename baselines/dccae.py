@@ -9,7 +9,7 @@ import torch
 
 from baselines.dcca import dcca_loss
 from harness.models import apply_mlp
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def reconstruction(h: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
@@ -32,9 +32,9 @@ def objective(model, h1, h2, state, params):
 
 
 SPEC = register(MethodSpec(
-    name="dccae", title="DCCAE",
+    name="dccae", presentation=Presentation("DCCAE"),
     defaults={"lam": 1e-2, "ridge": 1e-3}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
-    search={"lam": (1e-5, 1.0)},
-    aligned=False, objective=objective, loss_fn=dccae_loss, decoders="views",
-    epoch_cost=2.0,  # measured 2.2x DCCA per epoch (its two decoders; BENCHMARKS.md)
+    search={"lam": (1e-5, 1.0)}, loss_fn=dccae_loss,
+    # epoch_cost: measured 2.2x DCCA per epoch (its two decoders; BENCHMARKS.md)
+    two_view=TwoView(objective=objective, aligned=False, decoders="views", epoch_cost=2.0),
 ))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, Saliency, register
 from muc2m.scores import COMMON_SCORES
 
 
@@ -25,11 +25,11 @@ def feature_scores(cfg, train, device, checkpoint_dir, log, individual):
     return FeatureScores().to(device), []
 
 
-BASE_A = register(MethodSpec(
-    name="base_a", title="base A", defaults={}, strength=None, capabilities=("pairs",),
-    score_model=feature_scores, feature_views=("A", "A"),
-    notes="raw features of extractor A for both images"))
-BASE_B = register(MethodSpec(
-    name="base_b", title="base B", defaults={}, strength=None, capabilities=("pairs",),
-    score_model=feature_scores, feature_views=("B", "B"),
-    notes="raw features of extractor B for both images"))
+BASE_A = register(MethodSpec(  # raw features of extractor A for both images
+    name="base_a", presentation=Presentation("base A"), defaults={}, strength=None,
+    saliency=Saliency(score_model=feature_scores, experiments=("pairs",),
+                      feature_views=("A", "A"))))
+BASE_B = register(MethodSpec(  # raw features of extractor B for both images
+    name="base_b", presentation=Presentation("base B"), defaults={}, strength=None,
+    saliency=Saliency(score_model=feature_scores, experiments=("pairs",),
+                      feature_views=("B", "B"))))

@@ -23,7 +23,7 @@ import torch
 
 from harness.linalg import ThinQR, inv_sqrt
 from harness.lowrank import LowRank, centered, difference, gram, mean, sq_norm
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def init_state(d: int) -> dict:
@@ -153,12 +153,12 @@ def objective(model, h1, h2, state, params):
 
 
 SPEC = register(MethodSpec(
-    name="sdcca", title="SDCCA",
+    name="sdcca", presentation=Presentation("SDCCA"),
     defaults={"rho": 0.0, "ridge": 1e-3}, strength="rho", grid=(0.0, 0.9), valid=(0.0, 0.999999),
     # ρ as 1−ρ ∈ [1e-3, 1] (ρ = 0, no running average, is its natural end); the paper's ρ 0.9
     # and 0.99 want a lower learning rate, so it is searched too
     # rho uniform: sampling 1 − rho log-uniformly put 84 % of the draws above 0.68, where no
     # trial scored; the working values (below 0.4) got one draw a cell
     search={"rho": (0.0, 0.99, "lin"), "lr": (1e-4, 1e-2)},
-    aligned=False, objective=objective, loss_fn=None, init_state=init_state,
+    two_view=TwoView(objective=objective, aligned=False, init_state=init_state),
 ))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from harness.lowrank import difference, gram, sq_norm
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def init_state(d: int) -> dict:
@@ -51,13 +51,13 @@ def objective(model, h1, h2, state, params):
 # the current batch's (1−α) share. λ = 1e-3, the earlier default, decorrelated ~100× too weakly
 # and the representation collapsed onto a few directions (README, "Baselines vs references").
 SPEC = register(MethodSpec(
-    name="softcca", title="Soft CCA",
+    name="softcca", presentation=Presentation("Soft CCA"),
     defaults={"lam": 0.1, "alpha": 0.9}, strength="lam", grid=(1e-3, 1e-2), valid=(0.0, 1e6),
     # α searched too: at α = 0.9 no λ beat cca-zoo's per-batch DCCASDL (README). Uniform over
     # [0, 0.99], so that the references' values, 0 (cca-zoo) and 0.9 (Chang et al.), weigh alike.
     search={"lam": (1e-3, 100.0), "alpha": (0.0, 0.99, "lin")},
     # cca-zoo's DCCASDL decorrelates each batch alone (α = 0): always searched beside the
     # defaults (α = 0.9), where one α = 0 run reached ~10 points more than the search chose
-    references=({"alpha": 0.0},),
-    objective=objective, loss_fn=softcca_loss, batchnorm=True, init_state=init_state,
+    references=({"alpha": 0.0},), loss_fn=softcca_loss,
+    two_view=TwoView(objective=objective, batchnorm=True, init_state=init_state),
 ))

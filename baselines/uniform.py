@@ -5,15 +5,14 @@ must beat. A registry entry so that the saliency suites never branch on its name
 """
 from __future__ import annotations
 
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, Saliency, register
 
 
 def no_model(cfg, train, device, checkpoint_dir, log, individual):
     return None, []
 
 
-SPEC = register(MethodSpec(
-    name="uniform", title="uniform", defaults={}, strength=None,
-    capabilities=("ooi", "pairs"), score_model=no_model, constant_maps=True,
-    notes="constant map: precision = the mask's area fraction",
+SPEC = register(MethodSpec(  # constant map: precision = the mask's area fraction
+    name="uniform", presentation=Presentation("uniform"), defaults={}, strength=None,
+    saliency=Saliency(score_model=no_model, constant_maps=True),
 ))

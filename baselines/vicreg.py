@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from harness.lowrank import centered, diag_gram, difference, mean, off_diagonal_sq, sq_norm
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 EPS = 1e-4
 
@@ -58,7 +58,8 @@ def objective(model, h1, h2, state, params):
 # against the d-averaged invariance and variance terms: at our d = 10–50 the authors' ν = 1 (at
 # 8192 dims) decorrelates two orders of magnitude more weakly, hence the grid {1, 10}.
 SPEC = register(MethodSpec(
-    name="vicreg", title="VICReg",
+    name="vicreg", presentation=Presentation("VICReg"),
     defaults={"lam": 25.0, "mu": 25.0, "nu": 1.0}, strength="nu", grid=(1.0, 10.0),
-    valid=(0.0, 1e6), search={"nu": (1e-2, 100.0)}, objective=objective, loss_fn=vicreg_loss,
+    valid=(0.0, 1e6), search={"nu": (1e-2, 100.0)}, loss_fn=vicreg_loss,
+    two_view=TwoView(objective=objective),
 ))

@@ -2,7 +2,7 @@
 objective"). My CCA maximises the sum of per-dimension correlations of batch-normalised
 outputs, −Σ_k corr(z1_k, z2_k); its one searched setting is the learning rate, sampled like
 every other method's (`search`), so it joins a committed field on the same budget."""
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def mycca_loss(z1, z2, *, scale: float = 1.0) -> dict:
@@ -15,7 +15,7 @@ def objective(model, h1, h2, state, params):
     return mycca_loss(*model.represent(h1, h2), scale=params["scale"])
 
 
-SPEC = register(MethodSpec(name="mycca", title="My CCA", defaults={"scale": 1.0},
-                           strength="scale", grid=(0.5, 1.0), objective=objective,
-                           loss_fn=mycca_loss, batchnorm=True,
-                           search={"lr": (1e-4, 1e-2)}))
+SPEC = register(MethodSpec(name="mycca", presentation=Presentation("My CCA"),
+                           defaults={"scale": 1.0}, strength="scale", grid=(0.5, 1.0),
+                           search={"lr": (1e-4, 1e-2)}, loss_fn=mycca_loss,
+                           two_view=TwoView(objective=objective, batchnorm=True)))

@@ -24,21 +24,21 @@ import statistics
 from harness import registry, search
 
 
-def _spec(method: str):
+def _two_view(method: str) -> registry.TwoView:
+    """The method's two-view part; a plain one (priced like DCCA) for a method no longer
+    registered or one without that part."""
     try:
-        return registry.get(method)
-    except KeyError:  # a method no longer registered: priced like a plain one
-        return None
+        return registry.get(method).two_view or registry.TwoView()
+    except KeyError:
+        return registry.TwoView()
 
 
 def _closed_form(method: str) -> bool:
-    spec = _spec(method)
-    return spec is not None and spec.closed_form is not None
+    return _two_view(method).closed_form is not None
 
 
 def _cost(method: str) -> float:
-    spec = _spec(method)
-    return spec.epoch_cost if spec is not None else 1.0
+    return _two_view(method).epoch_cost
 
 
 def _work_done(record, trial: dict) -> float:

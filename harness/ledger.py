@@ -52,10 +52,15 @@ class MethodInfo:
 
     @classmethod
     def of(cls, spec, family: str, order: int) -> "MethodInfo":
+        # a method without a part shows that part's defaults (a saliency method: aligned, as
+        # every plan has recorded it)
+        two_view, saliency = spec.two_view, spec.saliency
         return cls(name=spec.name, title=spec.title_for(family), order=order,
                    strength=spec.strength, valid=tuple(spec.valid),
-                   search={k: tuple(v) for k, v in spec.search.items()}, aligned=spec.aligned,
-                   closed_form=spec.closed_form is not None, constant_maps=spec.constant_maps,
+                   search={k: tuple(v) for k, v in spec.search.items()},
+                   aligned=two_view is None or two_view.aligned,
+                   closed_form=two_view is not None and two_view.closed_form is not None,
+                   constant_maps=saliency is not None and saliency.constant_maps,
                    code_version=code_version(spec))
 
     def to_json(self) -> dict:
@@ -116,9 +121,7 @@ def code_version(spec, source=None) -> str:
     gives a module's text (default: as imported; `tables.from_csv` reads it from git)."""
     source = source or inspect.getsource
     digest = hashlib.sha256()
-    for fn in (spec.objective, spec.loss_fn, spec.closed_form, spec.score_model):
-        if fn is None:
-            continue
+    for fn in spec.code:
         try:
             digest.update(source(inspect.getmodule(fn)).encode())
         except (OSError, TypeError):  # defined interactively: its qualified name only

@@ -120,12 +120,14 @@ class TwoViewModel(nn.Module):
     @classmethod
     def for_method(cls, spec, p1: int, p2: int, d: int, hidden=None,
                    precision: str = "fp32", factored: bool = True) -> "TwoViewModel":
-        """The networks a registered method trains (`harness.registry.MethodSpec`: BN, decoders,
-        code activation). `hidden` None: the method's own widths where it has them, else HIDDEN."""
+        """The networks a registered method trains (its `harness.registry.TwoView`: BN,
+        decoders, code activation). `hidden` None: the method's own widths where it has them,
+        else HIDDEN."""
+        two_view = spec.two_view
         if hidden is None:
-            hidden = HIDDEN if spec.hidden is None else spec.hidden
-        return cls(p1, p2, d, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=hidden,
-                   precision=precision, code_activation=spec.code_activation,
+            hidden = HIDDEN if two_view.hidden is None else two_view.hidden
+        return cls(p1, p2, d, batchnorm=two_view.batchnorm, decoders=two_view.decoders,
+                   hidden=hidden, precision=precision, code_activation=two_view.code_activation,
                    factored=factored)
 
     def forward(self, h1: torch.Tensor, h2: torch.Tensor):

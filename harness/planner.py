@@ -121,7 +121,7 @@ def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_tr
                 if mode == "asha":
                     trials.append(resolved_trial(suite, config, checkpoint_root))
                     continue
-                rungs = [full] if spec.closed_form else rungs_of(suite, profile, full)
+                rungs = [full] if spec.two_view.closed_form else rungs_of(suite, profile, full)
                 trials.append(first_rung(suite, config, rungs, checkpoint_root))
     return trials
 
@@ -194,7 +194,7 @@ def widen(suite, plan: Plan, records: dict, checkpoint_root: Path, options: dict
     for (method, d), trials in cells.items():
         last = max(t.get("round", 0) for t in trials)
         spec = registry.get(method)
-        if last >= search.MAX_WIDENINGS or spec.closed_form:
+        if last >= search.MAX_WIDENINGS or spec.two_view.closed_form:
             continue
         if any(t["name"] not in records for t in trials):
             continue  # called once every rung has run: a trial missing here failed to end

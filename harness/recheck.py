@@ -108,7 +108,7 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
                                     cfg["hidden"], cfg["precision"]).to(device)
     twins = [model, copy.deepcopy(model)]
     optimizers = [torch.optim.Adam(twin.parameters(), lr=cfg["lr"]) for twin in twins]
-    states = [spec.fresh_state(cfg["d"], device) for _ in twins]
+    states = [spec.two_view.fresh_state(cfg["d"], device) for _ in twins]
     # (factored?, threads) of each twin
     settings = [(True, None), (False, None)] if pair == "paths" else [(False, 1), (False, 2)]
     threads, rows = torch.get_num_threads(), []
@@ -129,7 +129,7 @@ def trace_steps(suite, config: dict, data: dict, steps: int, pair: str) -> list[
                 torch.set_num_threads(n_threads or threads)
                 model.train()
                 optimizer.zero_grad()
-                spec.objective(model, h1, h2, state, cfg["params"])["loss"].backward()
+                spec.two_view.objective(model, h1, h2, state, cfg["params"])["loss"].backward()
                 grads.append(torch.cat([p.grad.flatten() for p in model.parameters()
                                         if p.grad is not None]))
                 optimizer.step()

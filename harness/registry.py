@@ -1,13 +1,16 @@
 """The one method registry: a `MethodSpec` per method, looked up by name.
 
-A spec names the method's defaults, its swept strength and grids, and its capabilities, so
-neither the training loop, the suites nor the tables ever branch on a method's name:
+A spec names the method's defaults, its swept strength and grids, and what it is, so neither
+the training loop, the suites nor the tables ever branch on a method's name. Beside what every
+method has, a spec holds one part per kind of method, and `capabilities` (which suites can run
+it) follows from the parts it has:
 
-- `capabilities`: which suites can run it. "two_view" (a representation trained by
-  `objective`, or fitted by `closed_form`, on two views: mnist_halves and its like), "ooi" and
-  "pairs" (a score model for the saliency suites, built by `score_model`).
-- `grids` / `titles`: per suite family ("two_view", "saliency"), where they differ from
-  `grid` / `title`.
+- `two_view` (`TwoView`): a representation trained by `objective`, or fitted by `closed_form`,
+  on two paired views (mnist_halves and its like): capability "two_view".
+- `saliency` (`Saliency`): a score model for the saliency suites, built by `score_model`:
+  capabilities "ooi" and/or "pairs", its `experiments`.
+- `presentation` (`Presentation`): its row names in the tables.
+- `grids`: per suite family ("two_view", "saliency"), where they differ from `grid`.
 - `search`: the ranges the two-view search (`harness.search`, ASHA) samples; bounds from the
   references (original papers, cca-zoo's defaults), widened. The grid stays for `--search-trials 0`.
 
@@ -34,37 +37,62 @@ class PluginError(HarnessError, ImportError):
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    title: str                         # the row name in the paper's tables
-    defaults: dict                     # every parameter of the method with its default
-    strength: str | None               # name of the parameter the sweep varies
-    grid: tuple = ()                   # default sweep values of `strength`
-    valid: tuple = (0.0, float("inf"))  # closed range a strength must lie in
+class Presentation:
+    """How a method shows in the tables."""
+    title: str                                   # the row name in the paper's tables
+    titles: dict = field(default_factory=dict)   # suite family -> row name, where not `title`
+
+    def title_for(self, family: str) -> str:
+        return self.titles.get(family, self.title)
+
+
+@dataclass(frozen=True)
+class TwoView:
+    """A representation learnt on two paired views: trained by `objective` or fitted by
+    `closed_form` (exactly one), and the networks it trains."""
     objective: Callable | None = None  # (model, h1, h2, state, params) -> {"loss": ..., terms}
-    loss_fn: Callable | None = None    # the pure loss whose keyword defaults must match `defaults`
+    closed_form: Callable | None = None  # (h1, h2, d, params) -> representation function
     batchnorm: bool = False            # representations are BN(f(h)) (paper: "column-whitened")
     aligned: bool = True               # outputs match dimension-wise across views (else recognition
                                        # uses the CCA projections of the outputs, fitted on train)
     decoders: str | None = None        # None | "views" (decoder per view) | "joint" (one for [h1;h2])
     init_state: Callable | None = None  # (d) -> dict of running statistics, checkpointed
-    closed_form: Callable | None = None  # (h1, h2, d, params) -> representation function
     input_gradient_penalty: bool = False  # the loss differentiates ∂score/∂h (a second,
                                           # double backward): the bench floor includes one
     epoch_cost: float = 1.0            # an epoch's cost relative to DCCA's; budget profiles
                                        # (quick) divide their epochs by it
-    capabilities: tuple = ("two_view",)  # the suites' kinds it can run in (module doc)
-    score_model: Callable | None = None  # saliency: (cfg, (h1, h2) train features or None,
-                                         # device, checkpoint_dir, log, individual: bool)
-                                         # -> (model with score_tensor, or None; history)
-    feature_views: tuple = ("A", "B")  # saliency pairs: the extractor feeding each view
-    constant_maps: bool = False        # saliency: its maps are uniform (no map to show or measure)
-    grids: dict = field(default_factory=dict)   # suite family -> default sweep values
-    titles: dict = field(default_factory=dict)  # suite family -> row name
-    default_off: tuple = ()            # suite families whose `--methods all` leaves it out
     hidden: tuple | None = None        # its own encoder hidden widths where the suite's would not
                                        # be its reference setting (None: the suite's)
     code_activation: str | None = None  # "sigmoid": representations are σ(f(h)) (CorrNet's code)
+
+    def fresh_state(self, d: int, device=None) -> dict:
+        """The running statistics a trial starts from (empty when the method keeps none)."""
+        initial = self.init_state(d) if self.init_state else {}
+        return {key: value.to(device) for key, value in initial.items()}
+
+
+@dataclass(frozen=True)
+class Saliency:
+    """A score model whose input gradients are the method's saliency maps."""
+    score_model: Callable              # (cfg, (h1, h2) train features or None, device,
+                                       # checkpoint_dir, log, individual: bool)
+                                       # -> (model with score_tensor, or None; history)
+    experiments: tuple = ("ooi", "pairs")  # the saliency suites it runs in: "ooi" (image–text
+                                           # object of interest), "pairs" (maps on image pairs)
+    feature_views: tuple = ("A", "B")  # pairs: the extractor feeding each view
+    constant_maps: bool = False        # its maps are uniform (no map to show or measure)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What every method has, its presentation, and a part for each kind it is (module doc)."""
+    name: str
+    presentation: Presentation
+    defaults: dict                     # every parameter of the method with its default
+    strength: str | None               # name of the parameter the sweep varies
+    grid: tuple = ()                   # default sweep values of `strength`
+    grids: dict = field(default_factory=dict)   # suite family -> default sweep values
+    valid: tuple = (0.0, float("inf"))  # closed range a strength must lie in
     search: dict = field(default_factory=dict)  # two-view search space (harness.search):
                                        # parameter (or "lr") -> (lo, hi) sampled log-uniform;
                                        # (lo, hi, "1-") samples 1−value log-uniform in [lo, hi]
@@ -72,18 +100,44 @@ class MethodSpec:
     references: tuple = ()             # configurations from its references the search always
                                        # tries beside its defaults, e.g. ({"alpha": 0.0},)
     choices: dict = field(default_factory=dict)  # text parameter -> the values it accepts
-    notes: str = ""
+    default_off: tuple = ()            # suite families whose `--methods all` leaves it out
+    # the pure loss whose keyword defaults must match `defaults`: a two-view objective's, or
+    # the loss a score model trains (contrastive heads), so it belongs to neither part
+    loss_fn: Callable | None = None
+    two_view: TwoView | None = None
+    saliency: Saliency | None = None
 
-    def fresh_state(self, d: int, device=None) -> dict:
-        """The running statistics a trial starts from (empty when the method keeps none)."""
-        initial = self.init_state(d) if self.init_state else {}
-        return {key: value.to(device) for key, value in initial.items()}
+    def __post_init__(self):
+        if self.two_view is None and self.saliency is None:
+            raise ValueError(f"method {self.name!r} has neither a two_view nor a saliency part; "
+                             f"give it one (TwoView(objective=...), Saliency(score_model=...))")
+        if self.two_view is not None and \
+                (self.two_view.objective is None) == (self.two_view.closed_form is None):
+            raise ValueError(f"method {self.name!r}: its two_view part needs exactly one of "
+                             f"objective / closed_form")
+        if self.saliency is not None and self.saliency.score_model is None:
+            raise ValueError(f"method {self.name!r}: its saliency part needs a score_model")
+
+    @property
+    def capabilities(self) -> tuple:
+        """The suites' kinds it can run in (module doc), from the parts it has."""
+        two_view = ("two_view",) if self.two_view is not None else ()
+        return two_view + (tuple(self.saliency.experiments) if self.saliency is not None else ())
+
+    @property
+    def code(self) -> tuple:
+        """The functions that define what the method computes, those it has: objective, pure
+        loss, closed form, score model (this order: `ledger.code_version` digests it)."""
+        two_view, saliency = self.two_view, self.saliency
+        functions = (two_view and two_view.objective, self.loss_fn,
+                     two_view and two_view.closed_form, saliency and saliency.score_model)
+        return tuple(fn for fn in functions if fn is not None)
 
     def grid_for(self, family: str) -> tuple:
         return tuple(self.grids.get(family, self.grid))
 
     def title_for(self, family: str) -> str:
-        return self.titles.get(family, self.title)
+        return self.presentation.title_for(family)
 
     def params(self, strength: float | None = None, overrides: dict | None = None) -> dict:
         """The method's parameters: defaults, then the swept strength, then overrides."""
@@ -183,7 +237,7 @@ def get(name: str) -> MethodSpec:
 
 
 def _package_rank(spec: MethodSpec) -> int:
-    fn = spec.objective or spec.closed_form or spec.score_model
+    fn = spec.code[0]
     package = (getattr(fn, "__module__", "") or "").split(".")[0]
     return _BUILTIN_PACKAGES.index(package) if package in _BUILTIN_PACKAGES else len(_BUILTIN_PACKAGES)
 

@@ -411,8 +411,8 @@ def run_grid(trials: list[dict], data, *, suite, storage: str, on_result,
     for trial in trials:  # where the trial's checkpoints of an earlier run of this sweep are
         trial.update(storage=storage, experiment=experiment_name)
     specs = registry.external_specs()
-    _by_value([fn for spec in specs for fn in (spec.objective, spec.closed_form, spec.score_model)
-               if fn is not None] + [suite.run_trial, suite.load_data, suite.render])
+    _by_value([fn for spec in specs for fn in spec.code]
+              + [suite.run_trial, suite.load_data, suite.render])
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, data=data, suite=suite, specs=specs),
         {"cpu": cpus_per_trial, "gpu": gpus_per_trial})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from harness.lowrank import diag_gram, off_diagonal_sq
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, Saliency, TwoView, register
 from muc2m.individual import LAM_IND, SCORE_SPACES
 from muc2m.regularization import gradient_penalty, score_input_gradients
 from muc2m.scores import cosine_score
@@ -73,13 +73,12 @@ def score_model(cfg, train, device, checkpoint_dir, log, individual):
     return model, history
 
 
-SPEC = register(MethodSpec(
-    name="muc2m", title="MUC2M",
+SPEC = register(MethodSpec(  # γ (gamma) > 0 adds the contractive gradient regularization
+    name="muc2m", presentation=Presentation("MUC2M", titles={"saliency": "MUC2M orig"}),
     defaults={"lam": 5e-3, "gamma": 0.0, "alpha": 0.5, **INDIVIDUAL_DEFAULTS}, strength="lam", grid=(5e-3, 5e-2),
-    valid=(0.0, 1e6), search={"lam": (1e-4, 10.0)}, objective=objective, loss_fn=common_loss, batchnorm=True,
-    capabilities=("two_view", "ooi", "pairs"), score_model=score_model,
-    titles={"saliency": "MUC2M orig"}, choices={"ind_score": SCORE_SPACES},
-    notes="γ (gamma) > 0 adds the contractive gradient regularization (MUC2M w/ regu)",
+    valid=(0.0, 1e6), search={"lam": (1e-4, 10.0)}, choices={"ind_score": SCORE_SPACES},
+    loss_fn=common_loss, two_view=TwoView(objective=objective, batchnorm=True),
+    saliency=Saliency(score_model=score_model),
 ))
 
 
@@ -90,12 +89,11 @@ SPEC = register(MethodSpec(
 # penalty overshoots (README, "Saliency results"). Off by default in the two-view sweep, whose
 # Tables 1 and 5 have no "w/ regu" row.
 REGU_SPEC = register(MethodSpec(
-    name="muc2m_regu", title="MUC2M w/ regu",
+    name="muc2m_regu", presentation=Presentation("MUC2M w/ regu"),
     defaults={"lam": 5e-3, "gamma": 1e-2, "alpha": 0.5, **INDIVIDUAL_DEFAULTS}, strength="gamma", grid=(1e-2, 1e-1),
     grids={"saliency": (1e-2, 1e-1, 1.0, 10.0)}, default_off=("two_view",),
     search={"gamma": (1e-4, 10.0), "lam": (1e-4, 10.0)},
-    valid=(0.0, 1e6), objective=objective, loss_fn=common_loss, batchnorm=True,
-    input_gradient_penalty=True, capabilities=("two_view", "ooi", "pairs"),
-    score_model=score_model, choices={"ind_score": SCORE_SPACES},
-    notes="MUC2M common component with the contractive gradient regularization (Eq. 7)",
+    valid=(0.0, 1e6), choices={"ind_score": SCORE_SPACES}, loss_fn=common_loss,
+    two_view=TwoView(objective=objective, batchnorm=True, input_gradient_penalty=True),
+    saliency=Saliency(score_model=score_model),
 ))

@@ -76,8 +76,8 @@ def test_noi_mapping_scales_the_loss():
     ours, zoo, params = models("sdcca")  # rho = 0: both whiten by the batch's own moments
     h1, h2 = batch()
     zoo.train()
-    state = get_method("sdcca").init_state(D)
-    mine = get_method("sdcca").objective(ours, h1, h2, state, params)["loss"]
+    state = get_method("sdcca").two_view.init_state(D)
+    mine = get_method("sdcca").two_view.objective(ours, h1, h2, state, params)["loss"]
     theirs = zoo.loss({"views": [h1, h2]})["objective"]
     assert math.isclose(float(theirs.detach()) / M, float(mine.detach()), rel_tol=1e-3)
 
@@ -86,8 +86,9 @@ def test_sdl_mapping_scales_the_loss():
     ours, zoo, params = models("softcca")
     h1, h2 = batch()
     ours.train(), zoo.train()
-    state = get_method("softcca").init_state(D)  # first batch: our Φ̂ is the batch covariance
-    mine = get_method("softcca").objective(ours, h1, h2, state, params)["loss"]
+    # first batch: our Φ̂ is the batch covariance
+    state = get_method("softcca").two_view.init_state(D)
+    mine = get_method("softcca").two_view.objective(ours, h1, h2, state, params)["loss"]
     theirs = zoo.loss({"views": [h1, h2]})["objective"]
     assert math.isclose(float(theirs.detach()) * D, float(mine.detach()), rel_tol=1e-4)
 
@@ -113,7 +114,7 @@ def test_barlow_twins_and_vicreg_mappings_give_the_same_loss():
     for pair in ("barlow_twins", "vicreg"):
         ours, zoo, params = models(pair)
         ours.train(), zoo.train()  # BN on batch statistics on both sides
-        mine = get_method(pair).objective(ours, h1, h2, {}, params)["loss"]
+        mine = get_method(pair).two_view.objective(ours, h1, h2, {}, params)["loss"]
         theirs = zoo.loss({"views": [h1, h2]})["objective"]
         assert math.isclose(float(theirs.detach()), float(mine.detach()), rel_tol=1e-5), pair
 
@@ -124,7 +125,7 @@ def test_dcca_ey_relation_to_cca_zoo():
     tr(B B′) with B, B′ from the batch's two halves (given to cca-zoo as its independent views)."""
     ours, zoo, params = models("dcca_ey")
     h1, h2 = batch()
-    mine = get_method("dcca_ey").objective(ours, h1, h2, {}, params)
+    mine = get_method("dcca_ey").two_view.objective(ours, h1, h2, {}, params)
     f1, f2 = (f.detach() for f in ours(h1, h2))
     rewards = zoo.loss({"views": [h1, h2]})["rewards"].detach()
     trace_b = f1.var(0).sum() + f2.var(0).sum()

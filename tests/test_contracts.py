@@ -17,9 +17,10 @@ def test_every_registered_method_meets_the_plug_in_contract(name):
 
 def test_the_contract_check_catches_a_broken_method():
     broken = registry.register(registry.MethodSpec(
-        name="broken_nan", title="broken", defaults={"s": 1.0}, strength="s", grid=(0.5, 2.0),
-        objective=lambda model, h1, h2, state, params: {
-            "loss": model(h1, h2)[0].sum() * float("nan")}))
+        name="broken_nan", presentation=registry.Presentation("broken"), defaults={"s": 1.0},
+        strength="s", grid=(0.5, 2.0), two_view=registry.TwoView(
+            objective=lambda model, h1, h2, state, params: {
+                "loss": model(h1, h2)[0].sum() * float("nan")})))
     try:
         with pytest.raises(AssertionError, match="broken_nan: a loss term is not finite"):
             check_method("broken_nan")
@@ -30,14 +31,38 @@ def test_the_contract_check_catches_a_broken_method():
 def test_the_contract_check_catches_a_default_outside_its_choices():
     muc2m = registry.get("muc2m")
     bad = registry.register(registry.MethodSpec(
-        name="broken_choice", title="broken", defaults={**muc2m.defaults, "ind_score": "raw"},
-        strength="lam", grid=(5e-3,), objective=muc2m.objective, loss_fn=muc2m.loss_fn,
-        batchnorm=True, choices=muc2m.choices))
+        name="broken_choice", presentation=registry.Presentation("broken"),
+        defaults={**muc2m.defaults, "ind_score": "raw"}, strength="lam", grid=(5e-3,),
+        loss_fn=muc2m.loss_fn, two_view=muc2m.two_view, choices=muc2m.choices))
     try:
         with pytest.raises(AssertionError, match="default ind_score='raw' is not among"):
             check_method("broken_choice")
     finally:
         registry.unregister(bad.name)
+
+
+def test_a_spec_without_the_code_of_its_kind_is_refused_in_one_line():
+    def fit(h1, h2, d, params):
+        return None
+    one_of = "exactly one of objective / closed_form"
+    for parts, says in [({}, "has neither a two_view nor a saliency part"),
+                        ({"two_view": registry.TwoView()}, one_of),
+                        ({"two_view": registry.TwoView(objective=fit, closed_form=fit)}, one_of),
+                        ({"saliency": registry.Saliency(score_model=None)}, "needs a score_model")]:
+        with pytest.raises(ValueError, match=f"method 'bad'.*{says}") as refused:
+            registry.MethodSpec(name="bad", presentation=registry.Presentation("bad"),
+                                defaults={}, strength=None, **parts)
+        assert "\n" not in str(refused.value)
+
+
+def test_capabilities_follow_from_the_parts_a_method_has():
+    assert registry.get("dcca").capabilities == ("two_view",)
+    assert registry.get("contrastive").capabilities == ("ooi",)
+    assert registry.get("base_a").capabilities == ("pairs",)
+    assert registry.get("uniform").capabilities == ("ooi", "pairs")
+    assert registry.get("muc2m").capabilities == ("two_view", "ooi", "pairs")
+    assert registry.get("muc2m").title_for("saliency") == "MUC2M orig"
+    assert registry.get("muc2m").title_for("two_view") == "MUC2M"
 
 
 @pytest.mark.parametrize("suite_name", list(SUITES))

@@ -9,7 +9,7 @@ import torch
 
 from harness import registry, run
 from harness.data.mnist_halves import TwoViews
-from harness.registry import MethodSpec
+from harness.registry import MethodSpec, Presentation, TwoView
 from harness.suites import register_suite, unregister_suite
 from harness.suites.two_view import two_view_suite
 
@@ -49,8 +49,9 @@ def load_planted(profile, options):
 @pytest.fixture
 def throwaway_method_and_suite():
     spec = registry.register(MethodSpec(
-        name="toy_corr", title="Toy correlation", defaults={"scale": 1.0}, strength="scale",
-        grid=(0.5, 1.0), objective=objective, loss_fn=centred_cosine_loss, batchnorm=True))
+        name="toy_corr", presentation=Presentation("Toy correlation"), defaults={"scale": 1.0},
+        strength="scale", grid=(0.5, 1.0), loss_fn=centred_cosine_loss,
+        two_view=TwoView(objective=objective, batchnorm=True)))
     suite = register_suite(two_view_suite("toy_planted", "8-d views with 3 planted shared factors",
                                           load_planted, dims=(4,)))
     yield spec, suite
@@ -84,7 +85,7 @@ def test_a_method_and_a_suite_registered_from_a_test_file_run_through_a_smoke_sw
 
 
 PLUGIN = '''"""A plug-in from outside the package: one objective, registered on import."""
-from harness.registry import MethodSpec, register
+from harness.registry import MethodSpec, Presentation, TwoView, register
 
 
 def mean_corr_loss(z1, z2, *, scale: float = 1.0) -> dict:
@@ -97,9 +98,9 @@ def objective(model, h1, h2, state, params):
     return mean_corr_loss(*model.represent(h1, h2), scale=params["scale"])
 
 
-register(MethodSpec(name="plugged_corr", title="Plugged correlation", defaults={"scale": 1.0},
-                    strength="scale", grid=(1.0,), objective=objective, loss_fn=mean_corr_loss,
-                    batchnorm=True))
+register(MethodSpec(name="plugged_corr", presentation=Presentation("Plugged correlation"),
+                    defaults={"scale": 1.0}, strength="scale", grid=(1.0,),
+                    loss_fn=mean_corr_loss, two_view=TwoView(objective=objective, batchnorm=True)))
 '''
 
 

@@ -19,7 +19,8 @@ LINALG_CHECKS_PER_STEP = {"dcca": 3, "dccae": 3, "sdcca": 2}
 # factored (d = 20 > 16 + 1): ThinQR's route per view, and SDCCA whitens by the batch (ρ = 0)
 # with its k × k eigh per view
 FACTORED_CHECKS_PER_STEP = {"dcca": 5, "dccae": 5, "sdcca": 4}
-GRADIENT_METHODS = [m for m in registry.list_methods() if registry.get(m).objective is not None]
+GRADIENT_METHODS = [m for m in registry.list_methods() if registry.get(m).two_view is not None
+                    and registry.get(m).two_view.objective is not None]
 
 
 class TimedAdam(torch.optim.Adam):
@@ -32,13 +33,14 @@ def _syncs_by_region(name: str, steps: int = 4, d: int = 6):
     spec = registry.get(name)
     torch.manual_seed(0)
     h1, h2 = torch.randn(steps * 64, 24), torch.randn(steps * 64, 24)
-    model = TwoViewModel(24, 24, d, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=(16,))
-    state, params = spec.fresh_state(d), spec.params()
+    model = TwoViewModel(24, 24, d, batchnorm=spec.two_view.batchnorm,
+                         decoders=spec.two_view.decoders, hidden=(16,))
+    state, params = spec.two_view.fresh_state(d), spec.params()
     optimizer = TimedAdam(model.parameters(), lr=1e-3)
 
     def loss(a, b):
         with record_function("LOSS"):
-            return spec.objective(model, a, b, state, params)
+            return spec.two_view.objective(model, a, b, state, params)
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         train_epoch(optimizer, loss, batches((h1, h2), torch.randperm(len(h1)), 64))

@@ -70,14 +70,16 @@ def test_factored_batchnorm_matches_batchnorm1d_and_its_running_statistics():
 
 def two_view_methods():
     return [m for m in registry.list_methods()
-            if registry.get(m).objective is not None and "two_view" in registry.get(m).capabilities]
+            if registry.get(m).two_view is not None
+            and registry.get(m).two_view.objective is not None]
 
 
 def model_and_batches(spec, d, twin=False, duplicate=False, seed=0):
     torch.manual_seed(seed)
-    model = TwoViewModel(10, 10, d, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                         hidden=spec.hidden or (24, 9),
-                         code_activation=spec.code_activation).double()
+    two_view = spec.two_view
+    model = TwoViewModel(10, 10, d, batchnorm=two_view.batchnorm, decoders=two_view.decoders,
+                         hidden=two_view.hidden or (24, 9),
+                         code_activation=two_view.code_activation).double()
     g = torch.Generator().manual_seed(seed)
     shared = torch.randn(128, 4, generator=g, dtype=torch.float64)
     h1 = shared @ torch.randn(4, 10, generator=g, dtype=torch.float64) + 0.3 * torch.randn(
@@ -98,11 +100,11 @@ def model_and_batches(spec, d, twin=False, duplicate=False, seed=0):
 def run_steps(spec, model, batches, params):
     """Two steps of the objective: each step's detached terms and parameter gradients."""
     state = {k: v.double() if v.is_floating_point() else v.clone()
-             for k, v in spec.fresh_state(model.d).items()}
+             for k, v in spec.two_view.fresh_state(model.d).items()}
     out = []
     for h1, h2 in batches:
         model.zero_grad()
-        terms = spec.objective(model, h1, h2, state, params)
+        terms = spec.two_view.objective(model, h1, h2, state, params)
         terms["loss"].backward()
         out.append(({k: v.detach().double() for k, v in terms.items() if torch.is_tensor(v)},
                     {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}))
@@ -175,10 +177,10 @@ def test_muc2m_regu_takes_factors_only_from_twice_their_width(d, factored, facto
     spec = registry.get("muc2m_regu")
     model = TwoViewModel(10, 10, d, batchnorm=True, hidden=(24, 9)).double()
     h = torch.randn(32, 10, dtype=torch.float64)
-    spec.objective(model, h, h + 0.1, {}, spec.params())["loss"].backward()
+    spec.two_view.objective(model, h, h + 0.1, {}, spec.params())["loss"].backward()
     assert bool(calls) == factored
     calls.clear()
-    spec.objective(model, h, h + 0.1, {}, {**spec.params(), "gamma": 0.0})
+    spec.two_view.objective(model, h, h + 0.1, {}, {**spec.params(), "gamma": 0.0})
     assert calls  # without the penalty, d > k is enough
 
 
@@ -228,8 +230,8 @@ def test_sdcca_factored_step_takes_three_batch_grams_and_no_product_in_its_backw
     h1, h2 = torch.randn(m, 7, dtype=torch.float64), torch.randn(m, 7, dtype=torch.float64)
     out = {}
     params = {**spec.params(), "rho": 0.0}
-    forward = mm_shapes(lambda: out.update(spec.objective(model, h1, h2, spec.fresh_state(d),
-                                                          params)))
+    forward = mm_shapes(lambda: out.update(spec.two_view.objective(
+        model, h1, h2, spec.two_view.fresh_state(d), params)))
     backward = mm_shapes(lambda: out["loss"].backward())
     assert forward.count([[k, m], [m, k]]) == 3
     assert forward.count([[k, d], [d, k]]) == 3
@@ -300,8 +302,8 @@ def test_float32_factored_gradients_are_as_accurate_as_the_direct_paths(method):
     spec = registry.get(method)
     for seed in range(3):
         torch.manual_seed(seed)
-        model = TwoViewModel(10, 10, 200, batchnorm=spec.batchnorm, decoders=spec.decoders,
-                             hidden=(64, 150))
+        model = TwoViewModel(10, 10, 200, batchnorm=spec.two_view.batchnorm,
+                             decoders=spec.two_view.decoders, hidden=(64, 150))
         g = torch.Generator().manual_seed(seed)
         h1, h2 = torch.randn(256, 10, generator=g), torch.randn(256, 10, generator=g)
         truth = copy.deepcopy(model).double()

@@ -198,12 +198,12 @@ def test_vicreg_covariance_of_duplicated_columns():
                                           ("vicreg", vicreg_loss, False)])
 def test_objective_feeds_the_loss_raw_or_batch_normalised_outputs(name, loss, bn):
     spec = get_method(name)
-    assert spec.batchnorm is bn
+    assert spec.two_view.batchnorm is bn
     torch.manual_seed(0)
     model = TwoViewModel(7, 5, 3, batchnorm=bn, hidden=(8,))
     h1, h2 = torch.randn(64, 7), torch.randn(64, 5)
     params = spec.params()
-    got = spec.objective(model, h1, h2, {}, params)["loss"]
+    got = spec.two_view.objective(model, h1, h2, {}, params)["loss"]
     reps = model.represent(h1, h2) if bn else model(h1, h2)
     expected = loss(*reps, **{k: params[k] for k in params})["loss"]
     assert torch.allclose(got, expected, rtol=1e-6)

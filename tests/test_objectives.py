@@ -7,7 +7,8 @@ import torch
 from harness.models import TwoViewModel
 from harness.registry import get, list_methods
 
-GRADIENT_METHODS = [m for m in list_methods() if get(m).objective is not None]
+GRADIENT_METHODS = [m for m in list_methods()
+                    if get(m).two_view is not None and get(m).two_view.objective is not None]
 
 
 def planted_problem(n=512, p=12, shared=3, seed=0):
@@ -20,11 +21,13 @@ def planted_problem(n=512, p=12, shared=3, seed=0):
 
 def small_model(spec, p=12, d=4):
     torch.manual_seed(0)
-    return TwoViewModel(p, p, d, batchnorm=spec.batchnorm, decoders=spec.decoders, hidden=(32,))
+    two_view = spec.two_view
+    return TwoViewModel(p, p, d, batchnorm=two_view.batchnorm, decoders=two_view.decoders,
+                        hidden=(32,))
 
 
 def fresh_state(spec, d=4):
-    return spec.fresh_state(d)
+    return spec.two_view.fresh_state(d)
 
 
 def test_every_method_is_registered():
@@ -57,7 +60,7 @@ def test_loss_decreases_on_a_small_synthetic_problem(name):
     losses = []
     for _ in range(150):
         model.train()
-        terms = spec.objective(model, h1, h2, state, params)
+        terms = spec.two_view.objective(model, h1, h2, state, params)
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
@@ -78,7 +81,7 @@ def test_loss_and_gradients_stay_finite_with_duplicated_columns(name):
             enc[-1].bias[2:] = enc[-1].bias[:2]
     params = spec.params(overrides={"gamma": 0.01} if "gamma" in spec.defaults else None)
     for _ in range(2):  # the second step exercises the running statistics
-        terms = spec.objective(model, h1, h2, state, params)
+        terms = spec.two_view.objective(model, h1, h2, state, params)
         model.zero_grad()
         terms["loss"].backward()
         assert torch.isfinite(terms["loss"])

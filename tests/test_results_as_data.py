@@ -60,8 +60,9 @@ def test_a_changed_search_range_or_title_leaves_every_committed_table_unchanged(
         spec = registry.get(name)
         narrowed = {k: (float(v[0]) * 1.5, float(v[1]) / 1.5, *v[2:]) for k, v in spec.search.items()}
         monkeypatch.setitem(registry._REGISTRY, name, dataclasses.replace(
-            spec, search=narrowed, title=f"renamed {spec.title}", titles={}))
-    assert registry.get("sdcca").title == "renamed SDCCA"
+            spec, search=narrowed,
+            presentation=registry.Presentation(f"renamed {spec.presentation.title}")))
+    assert registry.get("sdcca").title_for("two_view") == "renamed SDCCA"
     folder = RESULTS / "mnist_halves-quick"  # the searched sweep: its flags depend on ranges
     for fname, data in rebuilt_into(folder, tmp_path).items():
         assert data == (folder / fname).read_bytes(), fname

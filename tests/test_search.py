@@ -1,6 +1,7 @@
 """The search: sampling from each method's ranges, the edge flag, the choice on validation,
 the tie marks of the tables, and a planted search problem run through Ray Tune."""
 import csv
+import dataclasses
 import math
 import time
 import zlib
@@ -11,7 +12,7 @@ import pytest
 
 from harness import registry, report, run, search
 from harness.record import TrialRecord
-from harness.registry import MethodSpec
+from harness.registry import MethodSpec, Presentation, TwoView
 from harness.suites import register_suite, unregister_suite
 from harness.suites.two_view import two_view_suite
 
@@ -121,8 +122,9 @@ def planted_trial(config, data=None, checkpoint_dir=None, report=None, device=No
 @pytest.fixture
 def planted_search_problem():
     registry.register(MethodSpec(
-        name="planted", title="Planted", defaults={"lam": 1.0}, strength="lam", grid=(1.0,),
-        objective=lambda *a: None, search={"lam": (1e-3, 1e3)}))
+        name="planted", presentation=Presentation("Planted"), defaults={"lam": 1.0},
+        strength="lam", grid=(1.0,), search={"lam": (1e-3, 1e3)},
+        two_view=TwoView(objective=lambda *a: None)))
     register_suite(two_view_suite("planted_search", "a search problem with a planted optimum",
                                   lambda profile, options: {}, dims=(4,),
                                   run_trial=planted_trial))
@@ -246,7 +248,7 @@ def test_a_cell_still_improving_at_its_last_epoch_is_unconverged_and_left_unrank
 def test_outer_ends_and_extended_ranges_keep_their_sampling_scale():
     spec = registry.get("dcca")
     rng = (1e-6, 1e-2)
-    narrow = MethodSpec(**{**spec.__dict__, "search": {"ridge": rng}})
+    narrow = dataclasses.replace(spec, search={"ridge": rng})
     assert search.outer_ends(narrow, {"ridge": 1e-2}) == {"ridge": "hi"}
     assert search.outer_ends(narrow, {"ridge": 1.3e-6}) == {"ridge": "lo"}  # u ≈ 0.03
     assert search.outer_ends(narrow, {"ridge": 1e-4}) == {}  # the middle
@@ -269,8 +271,6 @@ def test_a_cell_selected_at_the_edge_is_searched_again_past_it_once(tmp_path, mo
     ridge (1e-3) is the range's top and scores best: the cell is searched again with ridges
     above 1e-3 only, halved on its own, and the choice is made among both rounds; a second
     widening is not planned. A cell selected inside its range is not widened."""
-    import dataclasses
-
     from harness.ledger import Plan
     from harness.planner import cell_ranges, make_plan, next_rung, plan_selected, widen
     from harness.suites import get_suite

@@ -109,8 +109,8 @@ def test_a_budgeted_profile_divides_epochs_by_a_methods_epoch_cost():
     from harness.profiles import Profile
     budgeted = Profile("b", batch=2048, lr=1e-3, epochs=5, eval_every=5,
                        epochs_by_d=((100, 50), (200, 30)), budgeted=True)
-    assert budgeted.epochs_for(50, registry.get("dcca").epoch_cost) == 50
-    assert registry.get("corrnet").epoch_cost == 2.0
+    assert budgeted.epochs_for(50, registry.get("dcca").two_view.epoch_cost) == 50
+    assert registry.get("corrnet").two_view.epoch_cost == 2.0
     assert budgeted.epochs_for(50, 2.0) == 25
     assert budgeted.epochs_for(1000, 2.0) == 5  # at least eval_every
     # the quick profile trains every method to convergence under one cap per d

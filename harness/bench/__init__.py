@@ -73,7 +73,7 @@ def stepper(spec, objective, train, d: int, batch: int, device, precision: str =
     model = TwoViewModel.for_method(spec, p1, p2, d, precision=precision,
                                     factored=factored).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    state = spec.fresh_state(d, device)
+    state = spec.two_view.fresh_state(d, device)
     params = spec.params(overrides=overrides)
     n = train[0].shape[0]
 
@@ -168,7 +168,8 @@ def main(argv=None) -> int:
         parser.error(f"--subset {args.subset} is smaller than one batch ({batch})")
     try:
         names = list_methods() if args.methods == "all" else args.methods.split(",")
-        methods = [m for m in names if get_method(m).objective is not None]
+        methods = [m for m in names if get_method(m).two_view is not None
+                   and get_method(m).two_view.objective is not None]
         dims = [int(d) for d in args.dims.split(",")]
         if min(dims) < 1 or max(dims) >= batch:
             parser.error(f"--dims {args.dims}: every d must lie in 1..{batch - 1} (batch {batch})")
@@ -205,12 +206,12 @@ def measure_rows(args, dims, methods, overrides, train, batch, device) -> list[d
             spec, params = get_method(method), own_overrides(overrides, method)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            double_backward = spec.input_gradient_penalty
+            double_backward = spec.two_view.input_gradient_penalty
             floor = functools.partial(floor_objective, input_gradients=double_backward)
             obj, flo = interleaved_epochs(
                 [stepper(spec, objective, train, d, batch, device, args.precision, params,
                          factored=not args.direct)
-                 for objective in (spec.objective, floor)], args.epochs,
+                 for objective in (spec.two_view.objective, floor)], args.epochs,
                 train[0].shape[0] // batch, device)
             row = {"method": method, "d": d, "s_per_epoch": statistics.median(obj),
                    "params": params,

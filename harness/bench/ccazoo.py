@@ -22,7 +22,7 @@ Everything else is shared, in one process:
   `DataLoader(MultiviewDataset([X1, X2]), batch_size, shuffle)` (shuffle given as the sampler
   above, num_workers 0), accelerator cpu unless `--device cuda`. Ours trains with our own loop
   (as `harness.bench.stepper`: Adam over shuffled index batches of device-resident tensors,
-  calling the registered `spec.objective`).
+  calling the registered `spec.two_view.objective`).
 
 Timing: s/epoch is the MEDIAN wall time of epochs 2..E (epoch 1 is a warm-up, still trained and
 counted for quality); with `--epochs 1` it is the single, warm-up-inclusive epoch. Epochs are
@@ -146,17 +146,17 @@ def our_variants(pair: str, extra: dict | None = None) -> list[Variant]:
     (`--ours`, e.g. a sweep's selected configuration) ours at those parameters too."""
     spec = get_method(pair)
     params = spec.params()
-    out = [Variant("ours", pair, spec.objective, params)]
+    out = [Variant("ours", pair, spec.two_view.objective, params)]
     if pair == "dcca":
         out.append(Variant("ours (Frobenius)", pair, frobenius_dcca_objective, params))
     elif pair == "dccae":
         out.append(Variant("ours (Frobenius)", pair, frobenius_dccae_objective, params))
     elif pair == "softcca":
-        out.append(Variant("ours (alpha=0)", pair, spec.objective,
+        out.append(Variant("ours (alpha=0)", pair, spec.two_view.objective,
                            spec.params(overrides={"alpha": 0.0})))
     if extra:
         out.append(Variant("ours (" + ",".join(f"{k}={v:g}" for k, v in extra.items()) + ")",
-                           pair, spec.objective, spec.params(overrides=extra)))
+                           pair, spec.two_view.objective, spec.params(overrides=extra)))
     return out
 
 
@@ -241,7 +241,7 @@ def train_ours(variant: Variant, train, d, batch, epochs, lr, seed, device, prec
     p1, p2 = train[0].shape[1], train[1].shape[1]
     model = build_ours(variant.method, d, p1, p2, seed, precision).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    state = spec.fresh_state(d, device)
+    state = spec.two_view.fresh_state(d, device)
     shuffle = torch.Generator(device="cpu").manual_seed(seed)
     n = train[0].shape[0]
     times = []

@@ -119,7 +119,10 @@ class Suite:
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ConfigError(f"d={d!r} must be a positive integer")
         batch = config.get("batch") or profile.batch
-        if spec.closed_form is None and batch <= d:
+        # a method with no two-view part (a saliency one): a plain network's batch, epochs
+        # and widths
+        two_view = spec.two_view or registry.TwoView()
+        if two_view.closed_form is None and batch <= d:
             raise ConfigError(f"batch size {batch} is not larger than d={d}: "
                               f"{self.batch_must_exceed_d}; use d < {batch} or a larger batch")
         precision = config.get("precision") or (
@@ -145,11 +148,12 @@ class Suite:
         return {"method": spec.name, "d": d, "seed": seed, "profile": profile.name,
                 "strength_name": spec.strength, "strength": strength, "params": params,
                 "batch": batch, "lr": lr or profile.lr,
-                "epochs": epochs or profile.epochs_for(d, spec.epoch_cost),
+                "epochs": epochs or profile.epochs_for(d, two_view.epoch_cost),
                 "eval_every": config.get("eval_every") or profile.eval_every,
                 "patience": patience,
                 "hidden": tuple(config.get("hidden") or (
-                    HIDDEN if spec.hidden is None else spec.hidden)), "precision": precision,
+                    HIDDEN if two_view.hidden is None else two_view.hidden)),
+                "precision": precision,
                 "phase": config.get("phase", ""),
                 # False: the m × d outputs at every d (the factored path's reference)
                 "factored": bool(config.get("factored", True)),

@@ -75,7 +75,7 @@ class ArraysSuite(Suite):
         if constant:
             raise ConfigError(f"{path}: {constant} is constant over the {n} training pairs (no "
                               f"column varies), so there is nothing to correlate")
-        if registry.get(cfg["method"]).closed_form is None and cfg["batch"] > n:
+        if registry.get(cfg["method"]).two_view.closed_form is None and cfg["batch"] > n:
             if n <= d:
                 raise ConfigError(f"{path}: {n} training pairs cap the batch at {n}, not larger "
                                   f"than d={d}: {self.batch_must_exceed_d}; use d < {n}")

@@ -96,8 +96,8 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     train_fit = tuple(h[:profile.val_fit_n] for h in train)
     d, started = cfg["d"], time.time()
 
-    if spec.closed_form is not None:
-        represent = spec.closed_form(*train, d, cfg["params"])
+    if spec.two_view.closed_form is not None:
+        represent = spec.two_view.closed_form(*train, d, cfg["params"])
         k = represent.n_components
         history = [{"epoch": 0, "val_corr": validation_corr(represent, train_fit, val, k)}]
         best_epoch = resumed_from = 0
@@ -110,7 +110,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     # cap) ended it (a ledger without these predates the rule)
     trained = ({"epochs_trained": history[-1]["epoch"],
                 "converged": float(converged(history, cfg["patience"]))}
-               if cfg["patience"] and spec.closed_form is None else {})
+               if cfg["patience"] and spec.two_view.closed_form is None else {})
     train_seconds = time.time() - started
     dataset = mlflow_extras.dataset_info(data, suite.name, cfg["profile"],
                                          config.get("mnist_dir") or config.get("data"))
@@ -123,7 +123,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
     train_reps, test_reps = represent_all(represent, *train), represent_all(represent, *test)
     unavailable = {}  # metric -> why it cannot be measured here (one class, too few pairs)
     projected = {}  # the held-out CCA's projection of the test outputs, fitted once
-    out = metrics.all_metrics(train_reps, test_reps, labels, k, aligned=spec.aligned,
+    out = metrics.all_metrics(train_reps, test_reps, labels, k, aligned=spec.two_view.aligned,
                               recognition=labels is not None, unavailable=unavailable,
                               projected=projected)
     if suite.extra_metrics is not None:  # a suite's own protocol (Noisy MNIST's)
@@ -151,7 +151,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     p1, p2, d = train[0].shape[1], train[1].shape[1], cfg["d"]  # encoders sized from the data
     model = TwoViewModel.for_method(spec, p1, p2, d, cfg["hidden"], cfg["precision"],
                                     factored=cfg["factored"]).to(device)
-    state = spec.fresh_state(d, device)
+    state = spec.two_view.fresh_state(d, device)
 
     def represent(h1, h2):
         model.eval()
@@ -159,7 +159,7 @@ def _train(spec, cfg, train, train_fit, val, device, checkpoint_dir, report, log
     represent.model = model  # the trained networks, saved for MLflow by run_trial
 
     history, best_epoch, start_epoch = fit_loop(
-        model, lambda h1, h2: spec.objective(model, h1, h2, state, cfg["params"]), train,
+        model, lambda h1, h2: spec.two_view.objective(model, h1, h2, state, cfg["params"]), train,
         epochs=cfg["epochs"], batch=min(cfg["batch"], len(train[0])), lr=cfg["lr"], seed=cfg["seed"],
         eval_every=cfg["eval_every"], validate=lambda: validation_corr(represent, train_fit, val, d),
         state=state, checkpoint_dir=checkpoint_dir, name=cfg["name"], log=log, report=report,

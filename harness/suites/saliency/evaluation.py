@@ -72,12 +72,12 @@ def run_trial(config: dict, data: SaliencyData, checkpoint_dir=None, report=None
     cfg, spec, device, log = suite.begin(config, device, log)
     started = time.time()
     torch.manual_seed(cfg["seed"])
-    views = ("A", "text") if data.experiment == "ooi" else spec.feature_views
+    views = ("A", "text") if data.experiment == "ooi" else spec.saliency.feature_views
     key = "/".join(views)
     train = (tuple(torch.as_tensor(a, dtype=torch.float32, device=device) for a in data.train[key])
              if key in data.train else None)  # a method that trains nothing needs no features
-    model, history = spec.score_model(cfg, train, device, checkpoint_dir, log,
-                                      data.experiment == "pairs")
+    model, history = spec.saliency.score_model(cfg, train, device, checkpoint_dir, log,
+                                               data.experiment == "pairs")
     train_seconds = time.time() - started
     extractors = {k: v.to(device) for k, v in data.extractors.items()}
     evaluate = evaluate_ooi if data.experiment == "ooi" else evaluate_pairs
