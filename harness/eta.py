@@ -5,7 +5,8 @@ results, the reported trials from the search's choice), so their trials are not 
 yet. `remaining` counts them anyway, from the protocol's shape: each cell's rungs keep
 `search.n_promoted` configurations each, and each cell ends with `seeds` reported trials at
 the full budget. A widening round cannot be foreseen and is not counted (the ETA grows if
-one starts).
+one starts). A resumed sweep plans rung 0 again and re-plans the later rungs as it reaches
+them: the ledger's trials of rungs not re-planned yet count as done.
 
 Work is counted in estimated seconds of one trial slot: epochs × seconds per epoch of the
 (method, d), measured on this sweep's trials that have ended (a (method, d) not seen yet: the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 
 from harness import registry, search
 
@@ -58,7 +60,11 @@ class CostModel:
     """Seconds per epoch by (method, d), and the epochs a converging trial takes, from the
     records of trials that ended in this run."""
 
-    def __init__(self, trials_by_name: dict, records: list, prior_epochs: float | None = None):
+    def __init__(self, trials_by_name: dict, records: list, prior_epochs: float | None = None,
+                 converged_records: list | None = None):
+        """`records`: the trials that ended in this run (their seconds are this machine's
+        now); `converged_records` (default: the same): those whose epochs to convergence
+        count, e.g. every finished trial of a resumed sweep (epochs do not depend on load)."""
         per_epoch, converging = {}, {}
         for record in records:
             trial = trials_by_name.get(record.name)
@@ -66,7 +72,12 @@ class CostModel:
                 continue
             per_epoch.setdefault((record.method, record.d), []).append(
                 record.train_seconds / _work_done(record, trial))
-            if _converging(trial) and "epochs_trained" in (record.metrics or {}):
+        for record in records if converged_records is None else converged_records:
+            trial = trials_by_name.get(record.name)
+            # at its full budget: by its plan, or (a trial the plan has not re-planned yet
+            # since a resume) a reported one
+            full = _converging(trial) if trial is not None else not record.phase
+            if full and record.status != "failed" and "epochs_trained" in (record.metrics or {}):
                 converging.setdefault((record.method, record.d), []).append(
                     float(record.metrics["epochs_trained"]))
         self.per_epoch = {k: statistics.median(v) for k, v in per_epoch.items()}
@@ -121,6 +132,18 @@ def remaining_trials(plan, finished: dict) -> list[dict]:
         if t.get("phase") == "search":
             cells.setdefault((t["method"], t["d"]), []).append(t)
     reported = {(t["method"], t["d"]) for t in plan.trials if t.get("phase") != "search"}
+    # a resumed sweep re-plans its later rungs as it reaches them: trials of those it had
+    # already finished are in the ledger, not yet in the plan, and are not left to run
+    planned = set(plan.names())
+    done_unplanned = Counter((r.method, r.d, r.phase or "", r.epochs) for name, r in finished.items()
+                             if name not in planned and r.status != "failed")
+
+    def not_done(n: int, method: str, d: int, phase: str, epochs: int) -> int:
+        key = (method, d, phase, epochs)
+        taken = min(n, done_unplanned[key])
+        done_unplanned[key] -= taken
+        return n - taken
+
     for (method, d), trials in cells.items():
         rungs = trials[0].get("rungs")
         full = rungs[-1] if rungs else max(t["epochs"] for t in trials)
@@ -134,9 +157,10 @@ def remaining_trials(plan, finished: dict) -> list[dict]:
             for r in range(1, len(rungs)):
                 n = search.n_promoted(n)
                 if r not in planned_rungs:
-                    left += [{**base, "epochs": rungs[r], "rung": r, "rungs": rungs}] * n
+                    left += [{**base, "epochs": rungs[r], "rung": r, "rungs": rungs}] * \
+                        not_done(n, method, d, "search", rungs[r])
         if (method, d) not in reported:
-            left += [{**base, "epochs": full}] * plan.seeds
+            left += [{**base, "epochs": full}] * not_done(plan.seeds, method, d, "", full)
     return left
 
 
@@ -166,7 +190,7 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float) -> fl
     if not ended_here or elapsed_s <= 0:
         return None
     by_name = {t["name"]: t for t in plan.trials}
-    model = CostModel(by_name, ended_here, prior_epochs(plan))
+    model = CostModel(by_name, ended_here, prior_epochs(plan), list(finished.values()))
     done = sum(model.seconds(r.method, r.d, _work_done(r, by_name[r.name]))
                for r in ended_here if r.name in by_name)
     left = sum(model.seconds(t["method"], t["d"], model.epochs_left(t))

@@ -89,6 +89,32 @@ def test_a_closed_forms_fits_do_not_price_the_trained_methods(tmp_path):
     assert model.fallback == pytest.approx(2.0)  # priced from the trained method only
 
 
+def test_a_resumed_sweep_counts_its_later_rungs_finished_before_as_done(tmp_path):
+    """Resumed after its whole protocol ran once, a plan holds only rung 0 again (later rungs
+    are re-planned as it reaches them): the ledger's rung 1, rung 2 and reported trials are not
+    left to run, and their epochs to convergence price what is."""
+    plan = plan_of(tmp_path)
+    rungs = plan.trials[0]["rungs"]
+    finished = {t["name"]: TrialRecord(name=t["name"], method="dcca", d=50, phase="search",
+                                       epochs=t["epochs"], train_seconds=10.0,
+                                       metrics={"val_corr_best": 1.0}) for t in plan.trials}
+    n1 = search.n_promoted(9)
+    n2 = search.n_promoted(n1)
+    later = ([("search", rungs[1])] * n1 + [("search", rungs[2])] * n2 + [("", rungs[2])] * 3)
+    for i, (phase, epochs) in enumerate(later):
+        finished[f"earlier{i}"] = TrialRecord(name=f"earlier{i}", method="dcca", d=50,
+                                              phase=phase, epochs=epochs, train_seconds=1.0,
+                                              metrics={"epochs_trained": 70.0})
+    assert eta.remaining_trials(plan, finished) == []
+    model = eta.CostModel({t["name"]: t for t in plan.trials}, [], eta.prior_epochs(plan),
+                          list(finished.values()))
+    assert model.converging_any == 70.0  # the earlier reported trials' epochs, not the prior
+    # only part of the later rungs ran: the rest is left (2 reported seeds here)
+    del finished["earlier%d" % (len(later) - 1)], finished["earlier%d" % (len(later) - 2)]
+    left = eta.remaining_trials(plan, finished)
+    assert [(t.get("rung"), t["epochs"]) for t in left] == [(None, rungs[2])] * 2
+
+
 def _write_progress(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
