@@ -346,23 +346,20 @@ def search_protocol(plan: Plan) -> str:
     return f"{plan.search or 'asha'} x {plan.search_trials}{rule}"
 
 
-def difference(plan: Plan, other: Plan, search: bool = False,
-               data: bool = True) -> tuple | None:
+def difference(plan: Plan, other: Plan, search: bool = False) -> tuple | None:
     """The first of suite, profile, data (and with `search`, the search protocol) in which
-    two plans differ, as (what, plan's, other's); None where they agree. `data=False`: a plan
-    made before the data were read (no digest yet)."""
-    pairs = [("suite", plan.suite, other.suite), ("profile", plan.profile, other.profile)]
-    if data:
-        pairs.append(("data", plan.data_digest, other.data_digest))
+    two plans differ, as (what, plan's, other's); None where they agree."""
+    pairs = [("suite", plan.suite, other.suite), ("profile", plan.profile, other.profile),
+             ("data", plan.data_digest, other.data_digest)]
     if search:
         pairs.append(("search", search_protocol(plan), search_protocol(other)))
     return next(((what, a, b) for what, a, b in pairs if a != b), None)
 
 
-def check_mergeable(plan: Plan, folders, data: bool = True) -> None:
+def check_mergeable(plan: Plan, folders) -> None:
     """Refuse, in one line, folders that cannot stand in one table with `plan`'s sweep."""
     for folder in folders:
-        differs = difference(plan, Plan.load(folder), search=True, data=data)
+        differs = difference(plan, Plan.load(folder), search=True)
         if differs:
             what, a, b = differs
             raise SweepFolderError(f"--reuse {folder}: its {what} differs from this "
