@@ -192,12 +192,21 @@ def test_a_catalog_puts_a_method_no_plan_knows_last_under_its_own_name():
 
 
 def test_a_field_of_another_protocol_is_refused_in_one_line_before_ray(capsys, tmp_path):
-    """The committed quick field was searched with ASHA and trained without the convergence
-    rule: joining it under today's quick profile would compare unlike protocols."""
+    """A field searched with ASHA and trained without the convergence rule (as the quick
+    folders before that rule were): joining it under today's quick profile would compare
+    unlike protocols."""
     from harness import run
+    plan = json.loads((RESULTS / "mnist_halves-quick" / "plan.json").read_text())
+    plan["search"], plan["search_trials"] = "asha", 6
+    for trial in plan["trials"]:
+        trial.pop("patience", None)
+    field = tmp_path / "field" / "mnist_halves-quick"
+    field.mkdir(parents=True)
+    (field / "plan.json").write_text(json.dumps(plan))
+    (field / "records.jsonl").write_text("")
     code = run.main(["--suite", "mnist_halves", "--profile", "quick", "--methods", "dcca",
-                     "--reuse", str(RESULTS / "mnist_halves-quick"), "--out", str(tmp_path)])
+                     "--reuse", str(field), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
+    assert code == 2 and len(err) == 1, err
     assert "search differs" in err[0] and "asha x 6" in err[0] and "patience 6" in err[0]
-    assert not (tmp_path / "mnist_halves-quick").exists()  # nothing written, Ray not started
+    assert not (tmp_path / "out" / "mnist_halves-quick").exists()  # nothing written, Ray not started
