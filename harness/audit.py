@@ -520,7 +520,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/audit", help="the audit's folder: plan.json, "
                    "records.jsonl, audit.csv, audit.md (default runs/audit)")
     p.add_argument("--precision", default=None, choices=PRECISIONS, help="the networks' "
-                   "arithmetic (default: the profile's)")
+                   "arithmetic (default: the audited sweep's, else the profile's)")
     p.add_argument("--resume", action="store_true", help="continue the audit in --out: "
                    "finished trials are kept")
     p.add_argument("--render-only", action="store_true", help="only rebuild audit.csv and "
@@ -579,8 +579,10 @@ def _main(args) -> int:
         seeds[(method, d)] = reported_seeds(against_df, method, d)
     check_writable(out, "--out")
     options = suite_options(args, suite)
-    if args.precision is not None:
-        options["precision"] = args.precision
+    # the grid trains in the audited sweep's precision (an oracle in another would measure
+    # the precision too, and bf16 where a CPU emulates it costs ~10x), unless told otherwise
+    options["precision"] = args.precision or swept_precision(against.plan, cells) or \
+        suite.profile(profile).precision
     checkpoint_root = out / "checkpoints"
     if args.gpus_per_trial is not None and not (math.isfinite(args.gpus_per_trial)
                                                 and args.gpus_per_trial >= 0):
@@ -630,6 +632,13 @@ def _main(args) -> int:
                     tune_runner, resources)
     finally:
         tune_runner.shutdown()
+
+
+def swept_precision(plan: Plan, cells) -> str | None:
+    """The precision the audited cells' trials were planned in (None: the plan names none)."""
+    found = {t.get("precision") for t in plan.trials if (t.get("method"), t.get("d")) in cells}
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None
 
 
 def _run(plan: Plan, suite, data, out: Path, against_folder: Path, seeds: dict, options: dict,

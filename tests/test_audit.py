@@ -319,3 +319,17 @@ def test_a_smoke_audit_runs_its_grid_and_reruns_and_resumes_without_rerunning(
     printed = capsys.readouterr().out
     assert "audit-grid: 0 trials to run" in printed and "audit-reported: 0 trials to run" in printed
     assert len(Ledger(out).records()) == 4 and (out / "audit.md").read_text() == md
+
+
+def test_the_grid_trains_in_the_audited_sweeps_precision_unless_told():
+    """An oracle in another precision would measure the precision too (and bf16 on a CPU that
+    emulates it costs ~10x): the audited cells' planned precision is the default."""
+    trials = [{"name": "a", "method": "dcca", "d": 50, "precision": "fp32"},
+              {"name": "b", "method": "dcca", "d": 50, "precision": "fp32"},
+              {"name": "c", "method": "muc2m", "d": 50, "precision": "bf16"}]
+    plan = Plan(suite="mnist_halves", family="two_view", profile="quick", trials=trials,
+                methods={}, columns=())
+    assert audit.swept_precision(plan, [("dcca", 50)]) == "fp32"
+    assert audit.swept_precision(plan, [("muc2m", 50)]) == "bf16"
+    assert audit.swept_precision(plan, [("dcca", 50), ("muc2m", 50)]) is None  # mixed: the profile's
+    assert audit.swept_precision(plan, [("vicreg", 50)]) is None
