@@ -51,9 +51,10 @@ def objective(model, h1, h2, state, params):
     return dcca_ey_loss(f1, f2)
 
 
-# No parameters and no strength (the learning rate is what matters): `loss_fn` stays None like
-# sdcca's, as there are no keyword defaults for the defaults check to compare.
+# No parameters and no strength: the learning rate is what matters, so it is what the search
+# samples (the same range as SDCCA's), and the method gets the same search budget as every
+# other. `loss_fn` stays None like sdcca's, as there are no keyword defaults to compare.
 SPEC = register(MethodSpec(
     name="dcca_ey", presentation=Presentation("DCCA-EY"), defaults={}, strength=None, grid=(),
-    two_view=TwoView(objective=objective, aligned=False),
+    search={"lr": (1e-4, 1e-2)}, two_view=TwoView(objective=objective, aligned=False),
 ))

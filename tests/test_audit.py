@@ -1,6 +1,7 @@
 """The oracle audit (`harness.audit`): its grids against closed forms, its regret, bound, flip
 and rank-agreement arithmetic on hand-made ledgers, and one smoke-sized audit through Ray."""
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -82,8 +83,12 @@ def test_grid_trials_are_search_trials_at_the_profiles_full_budget(tmp_path):
     assert Plan.from_json(plan.to_json()).trials == plan.trials  # the plan round-trips
 
 
-def test_parse_cells_refuses_what_cannot_be_audited():
+def test_parse_cells_refuses_what_cannot_be_audited(monkeypatch):
     suite = get_suite("mnist_halves")
+    # a method without a search space (every built-in one has one): DCCA-EY without its own
+    get, spec = registry.get, registry.get("dcca_ey")
+    monkeypatch.setattr(registry, "get", lambda name: dataclasses.replace(spec, search={})
+                        if name == "dcca_ey" else get(name))
     assert audit.parse_cells("softcca:50, muc2m:200,softcca:50", suite) == [
         ("softcca", 50), ("muc2m", 200)]
     for text, message in (("softcca", "expected METHOD:D"), ("nope:50", "unknown method"),
