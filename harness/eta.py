@@ -9,13 +9,15 @@ one starts). A resumed sweep plans rung 0 again and re-plans the later rungs as 
 them: the ledger's trials of rungs not re-planned yet count as done.
 
 Work is counted in estimated seconds of one trial slot: epochs × seconds per epoch of the
-(method, d), measured on this sweep's trials that have ended (a (method, d) not seen yet: the
-median over what has been seen, scaled by the method's `epoch_cost`). Under a convergence rule
+(method, d), measured on the sweep's finished trials, those of earlier runs of a resumed sweep
+included (a (method, d) not seen yet: the median over what has been seen, scaled by the
+method's `epoch_cost`). Under a convergence rule
 a trial allowed the full budget stops when it converges: it counts the epochs such trials of
 the same (method, d) took (else of any method, else the profile's `rung_budget`, read from the
-plan's rungs as 3 × the middle one), not its cap. The ETA is then the wall time so far times
-work left over work done: concurrency, validation passes and overheads are in the ratio as
-they have been.
+plan's rungs as 3 × the middle one), not its cap. The ETA is then this run's wall time so far
+times work left over the work this run did (its ended trials, and the epochs its running ones
+have reported): concurrency, load, validation passes and overheads are in the ratio as they
+have been.
 """
 from __future__ import annotations
 
@@ -58,26 +60,21 @@ def _work_done(record, trial: dict) -> float:
 
 class CostModel:
     """Seconds per epoch by (method, d), and the epochs a converging trial takes, from the
-    records of trials that ended in this run."""
+    records of a sweep's finished trials."""
 
-    def __init__(self, trials_by_name: dict, records: list, prior_epochs: float | None = None,
-                 converged_records: list | None = None):
-        """`records`: the trials that ended in this run (their seconds are this machine's
-        now); `converged_records` (default: the same): those whose epochs to convergence
-        count, e.g. every finished trial of a resumed sweep (epochs do not depend on load)."""
+    def __init__(self, trials_by_name: dict, records: list, prior_epochs: float | None = None):
         per_epoch, converging = {}, {}
         for record in records:
             trial = trials_by_name.get(record.name)
-            if trial is None or not record.train_seconds or record.status == "failed":
+            if record.status == "failed":
                 continue
-            per_epoch.setdefault((record.method, record.d), []).append(
-                record.train_seconds / _work_done(record, trial))
-        for record in records if converged_records is None else converged_records:
-            trial = trials_by_name.get(record.name)
+            if trial is not None and record.train_seconds:
+                per_epoch.setdefault((record.method, record.d), []).append(
+                    record.train_seconds / _work_done(record, trial))
             # at its full budget: by its plan, or (a trial the plan has not re-planned yet
             # since a resume) a reported one
             full = _converging(trial) if trial is not None else not record.phase
-            if full and record.status != "failed" and "epochs_trained" in (record.metrics or {}):
+            if full and "epochs_trained" in (record.metrics or {}):
                 converging.setdefault((record.method, record.d), []).append(
                     float(record.metrics["epochs_trained"]))
         self.per_epoch = {k: statistics.median(v) for k, v in per_epoch.items()}
@@ -185,17 +182,30 @@ def _rounds(trials: list) -> list[list]:
     return list(groups.values())
 
 
-def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float) -> float | None:
-    """Seconds left for the whole protocol, or None before any trial has ended in this run."""
+def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float,
+                 in_flight: dict | None = None) -> float | None:
+    """Seconds left for the whole protocol, or None before any trial has ended in this run.
+
+    Seconds per epoch come from every finished trial of the sweep (a resumed one knows each
+    method's cost from the start); the wall time of this run over the work it did scales
+    them to the machine as it is now. `in_flight` ({running trial: its last reported epoch})
+    counts what running trials have done, so the estimate does not swing as they end."""
     if not ended_here or elapsed_s <= 0:
         return None
     by_name = {t["name"]: t for t in plan.trials}
-    model = CostModel(by_name, ended_here, prior_epochs(plan), list(finished.values()))
+    model = CostModel(by_name, list(finished.values()), prior_epochs(plan))
     done = sum(model.seconds(r.method, r.d, _work_done(r, by_name[r.name]))
                for r in ended_here if r.name in by_name)
     left = sum(model.seconds(t["method"], t["d"], model.epochs_left(t))
                for t in remaining_trials(plan, finished))
-    return elapsed_s * left / done if done else None
+    for name, epoch in (in_flight or {}).items():
+        trial = by_name.get(name)
+        if trial is None or name in finished or _closed_form(trial["method"]):
+            continue
+        progress = min(max(0.0, float(epoch) - _start_epoch(trial)), model.epochs_left(trial))
+        seconds = model.seconds(trial["method"], trial["d"], progress)
+        done, left = done + seconds, left - seconds
+    return elapsed_s * max(0.0, left) / done if done else None
 
 
 def text(seconds: float | None) -> str:

@@ -117,13 +117,19 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     ended_here: list = []  # the trials this run trained: what the protocol ETA is timed on
     sweep_started = time.time()
 
+    running_epochs: dict = {}  # the live view's last {running trial: epoch reported}
+
     def whole_eta_seconds() -> float | None:
         try:
-            return eta.protocol_eta(plan, finished, ended_here, time.time() - sweep_started)
+            return eta.protocol_eta(plan, finished, ended_here, time.time() - sweep_started,
+                                    running_epochs)
         except Exception:  # noqa: BLE001 - an estimate must never stop a sweep
             return None
 
-    def whole_eta() -> str:
+    def whole_eta(in_flight: dict | None = None) -> str:
+        if in_flight is not None:
+            running_epochs.clear()
+            running_epochs.update(in_flight)
         return eta.text(whole_eta_seconds())
 
     progress = ProgressLog(folder / "progress.jsonl")  # what the ETA said, for its check

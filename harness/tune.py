@@ -229,7 +229,9 @@ class SweepCallback(tune.Callback):
     def __init__(self, total: int, on_result, print_every_s: float = 30.0, stream=None,
                  headline=None, leader_metric: str | None = None, protocol_eta=None):
         self.total, self.on_result, self.stream = total, on_result, stream
-        self.protocol_eta = protocol_eta  # () -> text: the whole protocol's time left
+        # (in_flight: {running trial: its last reported epoch}) -> text: the whole
+        # protocol's time left
+        self.protocol_eta = protocol_eta
         self.headline = headline or (lambda m: "")
         self.leader_metric = leader_metric  # ranks the "best so far per d" part of each line
         self.done = self.failed = self.diverged = self.stopped = 0
@@ -264,7 +266,9 @@ class SweepCallback(tune.Callback):
             return ""
         left_s = (time.time() - self.started) / ended * (self.total - ended)
         text = f", ETA {left_s / 60:.0f} min" if left_s >= 60 else f", ETA {left_s:.0f} s"
-        whole = self.protocol_eta() if self.protocol_eta else ""
+        in_flight = {name: self.best_val[name][1] for name in self.running
+                     if name in self.best_val}
+        whole = self.protocol_eta(in_flight) if self.protocol_eta else ""
         return f"{text} this phase, {whole} in all" if whole else text
 
     def _line(self, msg: str = "") -> None:

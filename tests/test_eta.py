@@ -106,13 +106,42 @@ def test_a_resumed_sweep_counts_its_later_rungs_finished_before_as_done(tmp_path
                                               phase=phase, epochs=epochs, train_seconds=1.0,
                                               metrics={"epochs_trained": 70.0})
     assert eta.remaining_trials(plan, finished) == []
-    model = eta.CostModel({t["name"]: t for t in plan.trials}, [], eta.prior_epochs(plan),
-                          list(finished.values()))
+    model = eta.CostModel({t["name"]: t for t in plan.trials}, list(finished.values()),
+                          eta.prior_epochs(plan))
     assert model.converging_any == 70.0  # the earlier reported trials' epochs, not the prior
     # only part of the later rungs ran: the rest is left (2 reported seeds here)
     del finished["earlier%d" % (len(later) - 1)], finished["earlier%d" % (len(later) - 2)]
     left = eta.remaining_trials(plan, finished)
     assert [(t.get("rung"), t["epochs"]) for t in left] == [(None, rungs[2])] * 2
+
+
+def test_running_trials_count_the_epochs_they_reported_and_earlier_runs_price_each_method(
+        tmp_path):
+    """Every rung-0 trial of Deep CCA cost 1 s an epoch. The sweep has finished 8 of the 9,
+    all of which price the method; this run (90 s so far) trained the 8th of them, and the
+    9th is running and has reported half its epochs."""
+    plan = plan_of(tmp_path)
+    rung0 = [t for t in plan.trials if t["rung"] == 0]
+    e0 = rung0[0]["epochs"]
+
+    def record(t):
+        return TrialRecord(name=t["name"], method="dcca", d=50, phase="search",
+                           epochs=t["epochs"], train_seconds=float(e0),
+                           metrics={"val_corr_best": 1.0})
+    finished = {t["name"]: record(t) for t in rung0[:8]}
+    ended = [finished[rung0[7]["name"]]]  # the one this run trained
+    running = {rung0[8]["name"]: e0 // 2}
+    model = eta.CostModel({t["name"]: t for t in plan.trials}, list(finished.values()),
+                          eta.prior_epochs(plan))
+    assert model.seconds("dcca", 50, 10) == pytest.approx(10.0)  # 1 s an epoch
+    left = sum(model.seconds(t["method"], t["d"], model.epochs_left(t))
+               for t in eta.remaining_trials(plan, finished)) - e0 // 2
+    done = e0 + e0 // 2
+    got = eta.protocol_eta(plan, finished, ended, elapsed_s=90.0, in_flight=running)
+    assert got == pytest.approx(90.0 * left / done)
+    # without the running trial's epochs, the same wall time would be read as slower work
+    assert eta.protocol_eta(plan, finished, ended, elapsed_s=90.0) == pytest.approx(
+        90.0 * (left + e0 // 2) / e0)
 
 
 def _write_progress(path, rows):

@@ -301,6 +301,16 @@ def test_progress_view_counts_trials_and_ranks_the_suites_leader_metric_per_d():
     assert ", ETA " in lines[0] and "ETA" not in lines[-1]  # estimated from the finished trials
     assert lines[-1].endswith("| best d=50: muc2m 45.6, d=100: cca 30.0")
 
+    # the whole protocol's ETA is told the epoch each running trial last reported
+    asked = []
+    view = SweepCallback(2, seen.append, stream=io.StringIO(),
+                         protocol_eta=lambda in_flight: asked.append(in_flight) or "1 h")
+    running = SimpleNamespace(config={"trial": {"name": "r"}}, status="RUNNING")
+    view.on_trial_start(0, [running], running)
+    view.on_trial_result(0, [running], running, {"epoch": 10, "val_corr": 30.0})
+    view.on_trial_complete(0, [running], trial("a", "dcca", 50, {"corr_heldout": 40.0}))
+    assert asked[-1] == {"r": 10}
+
     stream = io.StringIO()  # a suite without a leader metric prints no ranking
     view = SweepCallback(1, seen.append, stream=stream, headline=lambda m: "AP 7.5")
     view.on_trial_complete(0, [], trial("u", "uniform", 64, {"ap": 7.5}))
