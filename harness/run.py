@@ -67,7 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--dims", default=None, help=f"comma-separated latent dimensions "
                    f"(default: the suite's for the profile; {default_dims_text(suites)})")
     p.add_argument("--strengths", default=None, help="comma-separated strengths applied to every "
-                   "method, a grid instead of the search (default: the profile's search, or "
+                   "method, a grid instead of the search, or 'default': each method at its "
+                   "registry default only (a spot check) (default: the profile's search, or "
                    "each method's own grid with --search-trials 0)")
     p.add_argument("--search-trials", type=whole_number(0), default=None, help="configurations sampled "
                    "per (method, d) from each method's ranges, poor ones stopped early by ASHA, "
@@ -123,6 +124,14 @@ def parse_args(argv=None):
                    "bf16: bf16 matmuls, fp32 weights, objectives unchanged; see BENCHMARKS.md)")
     add_suite_options(p, suites)
     return p.parse_args(argv)
+
+
+def parse_strengths(text: str | None) -> list | None:
+    """--strengths: None (the search or each method's grid), [None] for 'default' (each method
+    at its registry default: a trial given no strength takes it), or the numbers given."""
+    if text is None:
+        return None
+    return [None] if text.strip() == "default" else _csv_list(text, _finite, "strengths")
 
 
 def _csv_list(text: str, cast, what: str) -> list:
@@ -197,7 +206,7 @@ def _main(args) -> int:
     if args.profile is not None and args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}")
     methods = select_methods(args.methods, suite)
-    strengths = _csv_list(args.strengths, _finite, "strengths") if args.strengths is not None else None
+    strengths = parse_strengths(args.strengths)
     if strengths is not None and args.search_trials:
         raise UsageError("--strengths sets a grid and --search-trials a search: give one of them")
     if args.search_trials and suite.family != "two_view":

@@ -257,7 +257,7 @@ def _reuse(plan: Plan, trials: list[dict], other: Path, ledger: Ledger, finished
 
 def plan_params(req: SweepRequest) -> dict:
     return {"methods": ",".join(req.methods), "dims": ",".join(map(str, req.dims)),
-            "strengths": ("default grids" if req.strengths is None else
-                          ",".join(map(str, req.strengths))),
+            "strengths": ("default grids" if req.strengths is None else "defaults"
+                          if req.strengths == [None] else ",".join(map(str, req.strengths))),
             "search_trials": req.n_search, "seeds": req.seeds, "profile": req.profile,
             "gpus_per_trial": req.gpus_per_trial, "address": req.address or "local"}

@@ -343,3 +343,22 @@ def test_a_reference_left_at_a_low_rung_is_compared_with_the_selection_at_that_r
     assert diag["val_margin_reference"] == pytest.approx(2.5)
     assert diag["reference_epochs"] == 17
     assert math.isnan(search_diagnostics(trials, references=False)["val_margin_reference"])
+
+
+def test_strengths_default_plans_one_trial_per_method_at_its_registry_defaults(tmp_path):
+    """`--strengths default`: the paper-profile spot check's plan, each method as its authors
+    set it, one seed."""
+    from harness import registry
+    from harness.planner import make_plan
+    from harness.run import parse_strengths
+    from harness.suites import get_suite
+    assert parse_strengths("default") == [None] and parse_strengths("0.1,1") == [0.1, 1.0]
+    assert parse_strengths(None) is None
+    methods = ["muc2m", "sdcca", "softcca", "dcca"]
+    plan = make_plan(get_suite("mnist_halves"), "paper", methods, [200], [None], 0, 1, tmp_path,
+                     {})
+    assert sorted(t["method"] for t in plan.trials) == sorted(methods)
+    for trial in plan.trials:
+        spec = registry.get(trial["method"])
+        assert trial["params"] == spec.defaults and trial["seed"] == 0
+        assert trial["epochs"] == 1000 and trial["lr"] == 2e-4  # as the paper trains
