@@ -37,11 +37,11 @@ import pandas as pd
 
 from harness import planner, registry, report, search
 from harness.cli import (SUITE_OPTIONS, OneLineParser, UsageError, add_suite_options, run_cli,
-                         suite_options, trial_gpus)
+                         suite_options, trial_gpus, warn_emulated_bf16)
 from harness.common import check_writable, whole_number
 from harness.ledger import (LEDGER_FILE, PLAN_FILE, Ledger, MethodInfo, Plan, archive_previous,
                             data_digest, difference, plan_patience, read_folders)
-from harness.models import PRECISIONS, native_bf16_cpu
+from harness.models import PRECISIONS
 from harness.record import git_commit, hardware
 
 # the low budgets whose validation ranking is compared with the full budget's: successive
@@ -619,10 +619,7 @@ def _main(args) -> int:
                 raise UsageError(str(err)) from None
             gpus = float(available.get("GPU", 0))
             per_trial = trial_gpus(args.gpus_per_trial, gpus)
-            if plan.trials[0]["precision"] == "bf16" and per_trial == 0 and \
-                    not native_bf16_cpu():
-                print("warning: bf16 on this CPU (no AVX512-BF16 or AMX) is emulated, ~10x "
-                      "slower than fp32; pass --precision fp32", file=sys.stderr, flush=True)
+            warn_emulated_bf16(plan.trials[0]["precision"], per_trial)
             cluster.update(gpus_per_trial=per_trial, cpus_per_trial=args.cpus_per_trial,
                            max_concurrent=args.max_concurrent)
         return cluster

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from harness import planner, registry, tracking
-from harness.cli import (OneLineParser, UsageError, add_suite_options, positive_int, run_cli,
-                         suite_options, trial_gpus)
+from harness.cli import (EMULATED_BF16, OneLineParser, UsageError, add_suite_options,
+                         positive_int, run_cli, suite_options, trial_gpus, warn_emulated_bf16)
 from harness.common import check_writable, first_line, whole_number
 from harness.ledger import check_mergeable, data_digest, read_folders
 from harness.models import PRECISIONS, native_bf16_cpu
@@ -263,9 +263,8 @@ def _main(args) -> int:
         if precision_note:
             print(precision_note, flush=True)
         return run_sweep(SweepRequest(
-            suite=suite, profile=profile, methods=methods, dims=dims, strengths=strengths,
-            n_search=n_search, seeds=seeds, search=search, out=out, options=options,
-            plan=plan, data=data, resume=args.resume,
+            suite=suite, strengths=strengths, out=out, options=options, plan=plan, data=data,
+            resume=args.resume,
             reuse=[Path(f) for f in args.reuse], storage=args.storage,
             mlflow_uri=args.mlflow_uri, address=args.address, gpus_per_trial=gpus_per_trial,
             cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
@@ -293,19 +292,14 @@ def fall_back_from_emulated_bf16(args, suite, profile: str, gpus_per_trial: floa
     """Where the profile's bf16 would be emulated on CPU (~10x slower), train in fp32 unless
     --precision bf16 insists (then warn). Returns the line to print, or ""."""
     precision = args.precision or suite.profile(profile).precision
-    if precision != "bf16" or "bf16" not in suite.precisions or gpus_per_trial > 0 \
-            or native_bf16_cpu():
+    if "bf16" not in suite.precisions:
         return ""
-    if args.precision is None:  # the profile's default, where it would only cost time
+    if args.precision is None and precision == "bf16" and gpus_per_trial == 0 \
+            and not native_bf16_cpu():  # the profile's default, where it would only cost time
         options["precision"] = "fp32"
-        return ("precision: fp32 (the profile's bf16 is emulated on this CPU, without "
-                "AVX512-BF16 or AMX, ~10x slower: 22.6 against 1.95 s a Barlow Twins "
-                "epoch at d = 50 on an AVX2 EPYC; the quick tables agree within seed "
-                "noise in either; --precision bf16 insists)")
-    print("warning: bf16 on this CPU (no AVX512-BF16 or AMX) is emulated, ~10x "
-          "slower than fp32 (measured on an AVX2 EPYC: 22.6 against 1.95 s a "
-          "Barlow Twins epoch at d = 50); --precision fp32 gave the same quick "
-          "tables within seed noise", file=sys.stderr, flush=True)
+        return (f"precision: fp32 (the profile's {EMULATED_BF16}; the quick tables agree "
+                f"within seed noise in either; --precision bf16 insists)")
+    warn_emulated_bf16(precision, gpus_per_trial)
     return ""
 
 

@@ -56,3 +56,35 @@ def test_bf16_encoders_compute_their_last_layer_in_fp32_and_decoders_do_not():
     assert not torch.equal(out, out.bfloat16().float())  # float32 resolution, not bf16's
     recon = model.dec1(out)
     assert recon.dtype == torch.float32 and torch.equal(recon, recon.bfloat16().float())
+
+
+def test_emulated_bf16_falls_back_to_fp32_unless_asked_for(monkeypatch, capsys):
+    """On a CPU that would emulate bf16, the profile's bf16 becomes fp32 with a note; an
+    explicit --precision bf16 is kept with a warning; a native-bf16 CPU or a GPU changes
+    nothing. The sweep and the audit warn by the same helper."""
+    from argparse import Namespace
+
+    from harness import models, run
+    from harness.cli import warn_emulated_bf16
+    from harness.suites import get_suite
+    suite = get_suite("mnist_halves")
+    for module in (run, models):
+        monkeypatch.setattr(module, "native_bf16_cpu", lambda: False)
+    options = {}
+    note = run.fall_back_from_emulated_bf16(Namespace(precision=None), suite, "quick", 0.0,
+                                            options)
+    assert options == {"precision": "fp32"} and note.startswith("precision: fp32")
+    assert "emulated" in note and capsys.readouterr().err == ""
+    options = {}
+    assert run.fall_back_from_emulated_bf16(Namespace(precision="bf16"), suite, "quick", 0.0,
+                                            options) == ""
+    assert options == {} and "warning: bf16 on this CPU" in capsys.readouterr().err
+    assert run.fall_back_from_emulated_bf16(Namespace(precision=None), suite, "quick", 1.0,
+                                            options) == "" and options == {}
+    assert not warn_emulated_bf16("fp32", 0.0) and not warn_emulated_bf16("bf16", 0.5)
+    assert capsys.readouterr().err == ""
+    for module in (run, models):
+        monkeypatch.setattr(module, "native_bf16_cpu", lambda: True)
+    assert run.fall_back_from_emulated_bf16(Namespace(precision=None), suite, "quick", 0.0,
+                                            options) == "" and options == {}
+    assert capsys.readouterr().err == ""
