@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import Counter
 
 from harness import registry, search
@@ -206,6 +207,38 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float,
         seconds = model.seconds(trial["method"], trial["d"], progress)
         done, left = done + seconds, left - seconds
     return elapsed_s * max(0.0, left) / done if done else None
+
+
+class SweepEta:
+    """The whole protocol's ETA as a sweep runs, over the sweep's live `finished` ({name:
+    record}) and `ended_here` (the records this run trained)."""
+
+    def __init__(self, plan, finished: dict, ended_here: list, clock=time.time):
+        self.plan, self.finished, self.ended_here, self.clock = plan, finished, ended_here, clock
+        self.started = clock()
+        self.in_flight: dict = {}  # the live view's last {running trial: epoch reported}
+        self.last: tuple | None = None  # (what it was computed from, when, seconds)
+
+    def seconds(self, in_flight: dict | None = None) -> float | None:
+        """Seconds left (None before any trial of this run has ended); `in_flight` updates
+        the running trials' epochs, else the last ones given stand."""
+        if in_flight is not None:
+            self.in_flight = dict(in_flight)
+        # A trial's end asks twice, for the progress log and then for the live view: with
+        # nothing new ended or reported, and within a second, the first answer serves both.
+        key = (len(self.ended_here), tuple(sorted(
+            (name, epoch) for name, epoch in self.in_flight.items()
+            if name not in self.finished)))
+        now = self.clock()
+        if self.last and self.last[0] == key and now - self.last[1] < 1.0:
+            return self.last[2]
+        try:
+            seconds = protocol_eta(self.plan, self.finished, self.ended_here,
+                                   now - self.started, self.in_flight)
+        except Exception:  # noqa: BLE001 - an estimate must never stop a sweep
+            seconds = None
+        self.last = (key, now, seconds)
+        return seconds
 
 
 def text(seconds: float | None) -> str:

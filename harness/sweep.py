@@ -33,17 +33,12 @@ class SweepError(HarnessError):
 class SweepRequest:
     """What a sweep was asked for (the CLI's flags, checked)."""
     suite: object
-    profile: str
-    methods: list
-    dims: list
-    strengths: list | None
-    n_search: int
-    seeds: int
+    strengths: list | None                       # as asked: None for the default grids
     out: Path
     options: dict
-    plan: Plan                                   # its one plan (harness.planner.make_plan)
+    plan: Plan                                   # its one plan (harness.planner.make_plan):
+                                                 # methods, d, search and seeds
     data: dict                                   # the suite's splits the plan was made for
-    search: str = "asha"                         # how a cell's configurations are narrowed
     resume: bool = False
     reuse: list = field(default_factory=list)    # sweep folders whose matching trials count
     storage: str | None = None
@@ -56,7 +51,7 @@ class SweepRequest:
 
     @property
     def folder(self) -> Path:
-        return sweep_folder(self.out, self.suite.name, self.profile)
+        return sweep_folder(self.out, self.suite.name, self.plan.profile)
 
 
 def sweep_folder(out: Path, suite_name: str, profile: str) -> Path:
@@ -101,7 +96,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     plan.save(folder)
 
     mirror = tracking.Mirror.open(req.mlflow_uri or tracking.default_uri(req.out),
-                                  req.out / "mlartifacts", suite.name, req.profile, folder,
+                                  req.out / "mlartifacts", suite.name, plan.profile, folder,
                                   plan_params(req), resume=req.resume)
     finished = ledger.finished()
     if req.resume:
@@ -115,22 +110,10 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     mirror.sync(ledger.records())
 
     ended_here: list = []  # the trials this run trained: what the protocol ETA is timed on
-    sweep_started = time.time()
-
-    running_epochs: dict = {}  # the live view's last {running trial: epoch reported}
-
-    def whole_eta_seconds() -> float | None:
-        try:
-            return eta.protocol_eta(plan, finished, ended_here, time.time() - sweep_started,
-                                    running_epochs)
-        except Exception:  # noqa: BLE001 - an estimate must never stop a sweep
-            return None
+    sweep_eta = eta.SweepEta(plan, finished, ended_here)
 
     def whole_eta(in_flight: dict | None = None) -> str:
-        if in_flight is not None:
-            running_epochs.clear()
-            running_epochs.update(in_flight)
-        return eta.text(whole_eta_seconds())
+        return eta.text(sweep_eta.seconds(in_flight))
 
     progress = ProgressLog(folder / "progress.jsonl")  # what the ETA said, for its check
     progress.started(resume=req.resume)
@@ -140,7 +123,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
         ledger.append(result)  # first: a driver killed after this line keeps the trial
         finished[result.name] = result
         ended_here.append(result)
-        progress.ended(result.name, len(ended_here), whole_eta_seconds())
+        progress.ended(result.name, len(ended_here), sweep_eta.seconds())
         records = ledger.records()  # read once for both
         write_results_csv(folder / "results.csv", records, suite.columns)
         mirror.sync(records)
@@ -173,17 +156,17 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     if search:
         n_methods = len({t["method"] for t in search})
         how = ("narrowed by successive halving on validation (the best third, at least two, go "
-               "on to the next rung)" if req.search == "halving" else
+               "on to the next rung)" if plan.search == "halving" else
                "ASHA stops the poor ones on validation")
-        print(f"search: {req.n_search} configurations per (method, d) for {n_methods} methods × "
-              f"{len(req.dims)} d (each method's references, then samples of its ranges); "
-              f"{how}; the best at the full budget is then rerun with {req.seeds} seeds",
+        print(f"search: {plan.search_trials} configurations per (method, d) for {n_methods} "
+              f"methods × {len(plan.dims)} d (each method's references, then samples of its "
+              f"ranges); {how}; the best at the full budget is then rerun with {plan.seeds} seeds",
               flush=True)
-        if req.search == "asha":
+        if plan.search == "asha":
             interrupted = not run_phase(search, f"{mirror.sweep_id}-search",
                                         tune_runner.PerCellASHA())
         rung = 0
-        while not interrupted and req.search == "halving":
+        while not interrupted and plan.search == "halving":
             trials = [t for t in plan.trials if t.get("phase") == "search" and t["rung"] == rung]
             if trials:
                 interrupted = not run_phase(trials, f"{mirror.sweep_id}-search-{rung}")
@@ -213,7 +196,7 @@ def run_sweep(req: SweepRequest, started: float) -> int:
             for other in req.reuse:
                 _reuse(plan, chosen, other, ledger, finished)
             print(f"reported trials: the selected configuration of every (method, d) × "
-                  f"{req.seeds} seeds", flush=True)
+                  f"{plan.seeds} seeds", flush=True)
     if not interrupted:
         stale = mirror.supersede(set(plan.names()))
         if stale:
@@ -256,8 +239,9 @@ def _reuse(plan: Plan, trials: list[dict], other: Path, ledger: Ledger, finished
 
 
 def plan_params(req: SweepRequest) -> dict:
-    return {"methods": ",".join(req.methods), "dims": ",".join(map(str, req.dims)),
+    plan = req.plan
+    return {"methods": ",".join(plan.methods), "dims": ",".join(map(str, plan.dims)),
             "strengths": ("default grids" if req.strengths is None else "defaults"
                           if req.strengths == [None] else ",".join(map(str, req.strengths))),
-            "search_trials": req.n_search, "seeds": req.seeds, "profile": req.profile,
+            "search_trials": plan.search_trials, "seeds": plan.seeds, "profile": plan.profile,
             "gpus_per_trial": req.gpus_per_trial, "address": req.address or "local"}

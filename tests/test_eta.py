@@ -144,6 +144,40 @@ def test_running_trials_count_the_epochs_they_reported_and_earlier_runs_price_ea
         90.0 * (left + e0 // 2) / e0)
 
 
+def test_sweep_eta_computes_once_per_trial_end_and_again_on_news_or_time(tmp_path,
+                                                                          monkeypatch):
+    """The progress log and the live view both ask at a trial's end: one computation serves
+    both; a new report from a running trial, or a second passing, computes it again."""
+    plan = plan_of(tmp_path)
+    rung0 = [t for t in plan.trials if t["rung"] == 0]
+    computed = []
+    monkeypatch.setattr(eta, "protocol_eta",
+                        lambda plan, fin, ended, elapsed, in_flight: computed.append(
+                            (elapsed, dict(in_flight))) or 100.0 + elapsed)
+    now = [1000.0]
+    finished, ended = {}, []
+    sweep_eta = eta.SweepEta(plan, finished, ended, clock=lambda: now[0])
+    first, second = rung0[0]["name"], rung0[1]["name"]
+    assert sweep_eta.seconds({first: 5, second: 3}) == 100.0
+    now[0] += 30.0
+    rec = TrialRecord(name=first, method="dcca", d=50, phase="search")
+    finished[first] = rec
+    ended.append(rec)
+    assert sweep_eta.seconds() == 130.0                      # the log, at the trial's end
+    assert sweep_eta.seconds({second: 3}) == 130.0           # the view, the ended one gone
+    assert len(computed) == 2
+    assert sweep_eta.seconds({second: 4}) == 130.0 and len(computed) == 3  # a new report
+    assert computed[-1][1] == {second: 4}
+    now[0] += 2.0
+    assert sweep_eta.seconds() == 132.0 and len(computed) == 4  # time has passed
+
+
+def test_a_failing_estimate_is_none_and_never_raises(tmp_path, monkeypatch):
+    plan = plan_of(tmp_path)
+    monkeypatch.setattr(eta, "protocol_eta", lambda *a: 1 / 0)
+    assert eta.SweepEta(plan, {}, []).seconds({}) is None
+
+
 def _write_progress(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
