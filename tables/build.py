@@ -37,6 +37,11 @@ def build(folders, out_dir: Path | None = None) -> list[Path]:
     if df.empty:
         raise HarnessError(f"{folders[0]}: no finished trial in its ledger yet; rerun the "
                            f"sweep with --resume")
+    if "phase" in df and (df.phase == "search").all():  # the reported trials are planned
+        # only once the search has ended: there is nothing to select from yet
+        raise HarnessError(f"{folders[0]}: its search is still running ({len(df)} search "
+                           f"trials finished, no reported trial yet), and tables are built "
+                           f"from the reported trials; rerun the sweep with --resume")
     plan = results.plan
     out_dir = Path(out_dir or folders[0])
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -166,6 +166,21 @@ def test_tables_build_refuses_to_merge_other_profiles_or_data_in_one_line(
     assert not (tmp_path / "t").exists()
 
 
+def test_a_sweep_still_searching_is_refused_in_one_line(tmp_path, capsys):
+    """Mid-search, the ledger holds search trials only (the reported ones are planned once the
+    search ends): building tables then says so instead of failing on an empty selection."""
+    folder = tmp_path / "mnist_halves-quick"
+    shutil.copytree(RESULTS / "mnist_halves-quick", folder)
+    lines = (folder / "records.jsonl").read_text().splitlines()
+    search = [ln for ln in lines if json.loads(ln)["phase"] == "search"]
+    assert 0 < len(search) < len(lines)
+    (folder / "records.jsonl").write_text("\n".join(search) + "\n")
+    assert tables_build.main([str(folder), "--out-dir", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "search is still running" in err
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_store_rebuilt_from_a_ledger_holds_every_trial_exactly_once(tmp_path):
     from harness import mirror
     folder = RESULTS / "noisy_mnist-quick-bf16"
