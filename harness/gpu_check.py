@@ -14,6 +14,13 @@ an 8-minute device slot on one H100/H200):
    trials per GPU (`--gpus-per-trial` 1, 0.5, 0.25), the same trials each time, to choose the
    trials per GPU by measured throughput (epochs per second of the whole GPU).
 
+`--spot-check FOLDER` runs instead the paper-profile spot check: MUC2M, SDCCA, Soft CCA and
+Deep CCA at d = 200 trained as the paper trains (its profile, the registry's defaults, one
+seed, four trials sharing the GPU), into the sweep folder `FOLDER/mnist_halves-paper`, whose
+Table 1 puts each on the paper's metric beside the paper's number. Commit that folder as
+`tables/results/mnist_halves-paper-spot`; an interrupted check continues with the same command
+(it resumes the sweep).
+
 nvidia-smi samples GPU utilisation and memory every 0.5 s throughout; each phase gets its
 mean and peak. Without a GPU the command says so in one line, writes a report with
 `"status": "no_gpu"`, and exits with code 3. The report format is in BENCHMARKS.md.
@@ -35,6 +42,9 @@ from pathlib import Path
 
 REPORT_VERSION = 1
 NO_GPU_EXIT = 3
+SPOT_CHECK = ["--suite", "mnist_halves", "--profile", "paper",
+              "--methods", "muc2m,sdcca,softcca,dcca", "--dims", "200", "--strengths", "default",
+              "--seeds", "1", "--gpus-per-trial", "0.25"]
 SWEEP_SLICE = ["--suite", "mnist_halves", "--profile", "paper", "--methods", "muc2m,dcca",
                "--dims", "200", "--strengths", "0.005", "--epochs", "30"]
 
@@ -115,6 +125,9 @@ def main(argv=None) -> int:
                         "./gpu_report.json)")
     parser.add_argument("--budget-s", type=float, default=450.0,
                         help="wall-clock budget for all phases (default 450)")
+    parser.add_argument("--spot-check", metavar="FOLDER", default=None,
+                        help="run only the paper-profile spot check at d = 200, its sweep "
+                        "folder under FOLDER (resumed if it is there)")
     args = parser.parse_args(argv)
     if not (math.isfinite(args.budget_s) and args.budget_s > 0):
         parser.error(f"--budget-s {args.budget_s}: give a positive number of seconds")
@@ -124,6 +137,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     try:  # before any device time is spent: the report is all this command leaves
         check_writable(out.parent, "--out")
+        if args.spot_check:
+            check_writable(Path(args.spot_check), "--spot-check")
     except ConfigError as err:
         parser.error(str(err))
     report = {"version": REPORT_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -147,40 +162,57 @@ def main(argv=None) -> int:
         return min(cap, deadline - time.time())
 
     try:
-        bench = py + ["harness.bench", "--device", "cuda", "--epochs", "3", "--json"]
-        for name, extra, cap in (("bench_fp32", ["--dims", "50,500,1000"], 120),
-                                 ("bench_fp32_direct", ["--dims", "500,1000", "--direct"], 90),
-                                 ("bench_bf16", ["--dims", "50,1000", "--precision", "bf16"], 90)):
-            phases.append(run_phase(name, bench + extra, left(cap), sampler))
-        if importlib.util.find_spec("cca_zoo") is not None and left(120) > 30:
-            phases.append(run_phase("bench_ccazoo", py + [
-                "harness.bench.ccazoo", "--device", "cuda", "--epochs", "4", "--json"],
-                left(120), sampler))
+        if args.spot_check:
+            folder = Path(args.spot_check)
+            resume = ["--resume"] if (folder / "mnist_halves-paper" / "plan.json").exists() else []
+            phases.append(run_phase("paper_spot_check", py + [
+                "harness.run", *SPOT_CHECK, "--out", str(folder), *resume], left(args.budget_s),
+                sampler))
         else:
-            phases.append({"name": "bench_ccazoo", "skipped": "cca-zoo not installed (extra "
-                           "`bench`) or no time left"})
-        slices = {}
-        for gpus_per_trial in ("1", "0.5", "0.25"):
-            if left(75) < 30:
-                phases.append({"name": f"sweep_slice_gpt{gpus_per_trial}", "skipped": "budget"})
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                phase = run_phase(f"sweep_slice_gpt{gpus_per_trial}", py + [
-                    "harness.run", *SWEEP_SLICE, "--seeds", str(round(1 / float(gpus_per_trial))),
-                    "--gpus-per-trial", gpus_per_trial, "--out", tmp], left(75), sampler)
-                phase["throughput"] = sweep_throughput(phase, Path(tmp))
-            phases.append(phase)
-            slices[gpus_per_trial] = phase["throughput"]["epochs_per_s"]
-        if slices:
-            best = max(slices, key=slices.get)
-            report["sweep_slice"] = {"epochs_per_s_by_gpus_per_trial": slices,
-                                     "chosen_gpus_per_trial": float(best)}
+            run_benches(report, phases, py, left, sampler)
     finally:
         sampler.stop()
+    return finish(report, phases, out, args.budget_s, deadline)
+
+
+def run_benches(report: dict, phases: list, py: list, left, sampler: Sampler) -> None:
+    """The benches and the sweep slices (phases 1-3 of the docstring)."""
+    bench = py + ["harness.bench", "--device", "cuda", "--epochs", "3", "--json"]
+    for name, extra, cap in (("bench_fp32", ["--dims", "50,500,1000"], 120),
+                             ("bench_fp32_direct", ["--dims", "500,1000", "--direct"], 90),
+                             ("bench_bf16", ["--dims", "50,1000", "--precision", "bf16"], 90)):
+        phases.append(run_phase(name, bench + extra, left(cap), sampler))
+    if importlib.util.find_spec("cca_zoo") is not None and left(120) > 30:
+        phases.append(run_phase("bench_ccazoo", py + [
+            "harness.bench.ccazoo", "--device", "cuda", "--epochs", "4", "--json"],
+            left(120), sampler))
+    else:
+        phases.append({"name": "bench_ccazoo", "skipped": "cca-zoo not installed (extra "
+                       "`bench`) or no time left"})
+    slices = {}
+    for gpus_per_trial in ("1", "0.5", "0.25"):
+        if left(75) < 30:
+            phases.append({"name": f"sweep_slice_gpt{gpus_per_trial}", "skipped": "budget"})
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            phase = run_phase(f"sweep_slice_gpt{gpus_per_trial}", py + [
+                "harness.run", *SWEEP_SLICE, "--seeds", str(round(1 / float(gpus_per_trial))),
+                "--gpus-per-trial", gpus_per_trial, "--out", tmp], left(75), sampler)
+            phase["throughput"] = sweep_throughput(phase, Path(tmp))
+        phases.append(phase)
+        slices[gpus_per_trial] = phase["throughput"]["epochs_per_s"]
+    if slices:
+        best = max(slices, key=slices.get)
+        report["sweep_slice"] = {"epochs_per_s_by_gpus_per_trial": slices,
+                                 "chosen_gpus_per_trial": float(best)}
+
+
+def finish(report: dict, phases: list, out: Path, budget_s: float, deadline: float) -> int:
+    """Write the report; exit 0 when every phase that ran succeeded."""
     report["phases"] = phases
     failed = [p["name"] for p in phases if p.get("rc") not in (0, None)]
     report["status"] = "partial" if failed or any("skipped" in p for p in phases) else "ok"
-    report["wall_s"] = round(time.time() - (deadline - args.budget_s), 1)
+    report["wall_s"] = round(time.time() - (deadline - budget_s), 1)
     out.write_text(json.dumps(report, indent=1))
     print(f"gpu_check: {report['status']} in {report['wall_s']} s; report {out}", file=sys.stderr)
     return 0 if not failed else 1
