@@ -21,7 +21,9 @@ from tables import build as tables_build
 
 RESULTS = Path(__file__).resolve().parents[1] / "tables" / "results"
 FOLDERS = sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
-INPUTS = {"plan.json", "records.jsonl", "results.csv"}  # what the tables are built from
+# what the sweep recorded: the tables are built from the first two; results.csv is the ledger
+# as a spreadsheet, progress.jsonl what its ETA said as it ran (harness.bench.eta)
+INPUTS = {"plan.json", "records.jsonl", "results.csv", "progress.jsonl"}
 # files a committed folder keeps that other commands make (not tables.build): the scenes
 # sample (harness.data's picture of the data) and the ablation (harness.suites.saliency.ablation)
 NOT_BUILT = {"scenes_sample.png", "ablation.md"}
