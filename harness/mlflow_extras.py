@@ -232,6 +232,10 @@ def log_encoders(client, run_id: str, path: str) -> list[str]:
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client._tracking_client.tracking_uri)
+    # pickle, as the encoders are torch modules of this package (pt2 would torch.export each);
+    # MLflow warns of pickle on every model, two lines per trial in a sweep's log: dropped
+    quiet = _DropMessage("Saving pytorch model by Pickle")
+    logging.getLogger("mlflow.pytorch").addFilter(quiet)
     try:
         with mlflow.start_run(run_id=run_id):
             for view in ("view1", "view2"):
@@ -241,5 +245,15 @@ def log_encoders(client, run_id: str, path: str) -> list[str]:
                     pip_requirements=requirements, serialization_format="pickle")
                 uris.append(info.model_uri)
     finally:
+        logging.getLogger("mlflow.pytorch").removeFilter(quiet)
         mlflow.set_tracking_uri(previous)
     return uris
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)

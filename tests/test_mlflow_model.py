@@ -71,3 +71,28 @@ def test_trial_run_has_dataset_source_and_system_metrics(logged):
     assert [m.step for m in cpu] == sorted(m.step for m in cpu)
     assert "system/system_memory_usage_megabytes" in run.data.metrics
     assert [r.info.run_id for r in tracking.child_runs(client, parent)] == [run.info.run_id]
+
+
+def test_logging_encoders_drops_mlflows_pickle_warning_and_only_it(logged, monkeypatch):
+    """MLflow warns of pickle on every logged model (two lines per trial in a sweep's log):
+    the warning is dropped while the encoders are logged, and the filter goes with it."""
+    import logging
+    client, _, run, record, _ = logged
+    logger = logging.getLogger("mlflow.pytorch")
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, rec):
+            seen.append(rec.getMessage())
+    handler = Keep(level=logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        mlflow_extras.log_encoders(client, run.info.run_id, record.encoder_path)
+        assert not [m for m in seen if "Pickle" in m]
+        assert not logger.filters  # removed after the call
+        # the control: without the filter the same call does warn, by that message
+        monkeypatch.setattr(mlflow_extras._DropMessage, "filter", lambda self, rec: True)
+        mlflow_extras.log_encoders(client, run.info.run_id, record.encoder_path)
+        assert [m for m in seen if m.startswith("Saving pytorch model by Pickle")]
+    finally:
+        logger.removeHandler(handler)
