@@ -47,8 +47,9 @@ def _cost(method: str) -> float:
 
 
 def _work_done(record, trial: dict) -> float:
-    """The epochs an ended trial trained in this run (from its rung's start; a closed form's
-    fit is one unit of work, whatever its epochs say)."""
+    """The epochs an ended trial trained in this run: from its rung's start, or from the
+    checkpoint a resumed driver restored (its `train_seconds` count only those). A closed
+    form's fit is one unit of work, whatever its epochs say."""
     if _closed_form(record.method):
         return 1.0
     metrics, ran = record.metrics or {}, float(trial["epochs"] or 1)
@@ -56,7 +57,8 @@ def _work_done(record, trial: dict) -> float:
         if key in metrics and math.isfinite(float(metrics[key])):
             ran = float(metrics[key])
             break
-    return max(1.0, ran - _start_epoch(trial))
+    resumed = float(metrics.get("resumed_from") or 0)
+    return max(1.0, ran - max(_start_epoch(trial), resumed if math.isfinite(resumed) else 0))
 
 
 class CostModel:

@@ -236,3 +236,24 @@ def test_phase_costs_count_busy_slots_tail_and_leave_out_time_with_nothing_runni
     assert costs["span_min"] == 18.0  # 20 minutes less the 2 with nothing running
     assert costs["slots_busy"] == pytest.approx(31 / 36, abs=1e-3)
     assert costs["tail_min"] == 5.0
+
+
+def test_a_trial_resumed_from_a_checkpoint_is_priced_by_the_epochs_it_trained_in_this_run(
+        tmp_path):
+    """A driver resumed mid-trial trains only the epochs after the restored checkpoint, and
+    its `train_seconds` count only those: counting all its epochs would make the method look
+    13x faster (195 epochs in 45 s) and the protocol's ETA far too short."""
+    plan = plan_of(tmp_path)
+    full = plan.trials[0]["rungs"][-1]
+    reported = {"name": "r0", "method": "dcca", "d": 50, "epochs": full, "patience": 6}
+    resumed = TrialRecord(name="r0", method="dcca", d=50, epochs=full, train_seconds=45.0,
+                          metrics={"epochs_trained": 195.0, "converged": 1.0,
+                                   "resumed_from": 180.0})
+    model = eta.CostModel({"r0": reported}, [resumed], eta.prior_epochs(plan))
+    assert model.seconds("dcca", 50, 1) == pytest.approx(45.0 / 15)  # 3 s an epoch
+    assert model.epochs_left({**reported, "name": "r1"}) == 195  # a whole trial still takes 195
+    # this run did 15 epochs' work in 45 s of wall time: 100 epochs left take 300 s
+    left = {"name": "r1", "method": "dcca", "d": 50, "epochs": 100}
+    plan.trials = [reported, left]
+    got = eta.protocol_eta(plan, {"r0": resumed}, [resumed], elapsed_s=45.0)
+    assert got == pytest.approx(45.0 * 100 / 15)

@@ -116,7 +116,7 @@ def run_trial(config: dict, data: dict | None = None, checkpoint_dir=None, repor
                                          config.get("mnist_dir") or config.get("data"))
     if cfg["phase"] == "search":  # a search trial is chosen on validation: no test metric
         out = {"val_corr_best": max(row["val_corr"] for row in history), "best_epoch": best_epoch,
-               **trained}
+               "resumed_from": resumed_from, **trained}  # resumed_from: for the ETA's rates
         return TrialRecord.of(cfg, metrics=out, history=history, train_seconds=train_seconds,
                               device=str(device), warnings=warnings, dataset=dataset)
     labels = data["test"].y  # recognition where the data have labels
