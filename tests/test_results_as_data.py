@@ -27,13 +27,18 @@ INPUTS = {"plan.json", "records.jsonl", "results.csv", "progress.jsonl"}
 # files a committed folder keeps that other commands make (not tables.build): the scenes
 # sample (harness.data's picture of the data) and the ablation (harness.suites.saliency.ablation)
 NOT_BUILT = {"scenes_sample.png", "ablation.md"}
+# a join's folder holds only its own trials; its tables merge it with the folders this file
+# names, one per line (`python -m tables.build JOIN FIELD ...`)
+MERGED_WITH = "merged_with.txt"
 # folders written before sweeps kept a ledger whose results.csv was never committed would
 # rebuild only once rerun; every committed folder has its ledger now
 NO_LEDGER_YET: set = set()
 
 
 def rebuilt_into(folder: Path, out: Path) -> dict[str, bytes]:
-    written = tables_build.build([folder], out_dir=out)
+    merged = folder / MERGED_WITH
+    others = [RESULTS / n for n in merged.read_text().split()] if merged.is_file() else []
+    written = tables_build.build([folder, *others], out_dir=out)
     return {p.name: p.read_bytes() for p in written}
 
 
@@ -47,10 +52,25 @@ def test_every_committed_results_folder_rebuilds_byte_identically_from_its_plan_
         pytest.xfail(f"{name}: no ledger yet (rerun its sweep to make it rebuildable)")
     assert has_ledger, name
     built = rebuilt_into(folder, tmp_path)
-    committed = {p.name for p in folder.iterdir()} - INPUTS - NOT_BUILT
+    committed = {p.name for p in folder.iterdir()} - INPUTS - NOT_BUILT - {MERGED_WITH}
     assert set(built) == committed, name  # nothing stale, nothing missing
     for fname, data in built.items():
         assert data == (folder / fname).read_bytes(), f"{name}/{fname} differs when rebuilt"
+
+
+def test_the_committed_join_stands_the_plugin_beside_every_method_of_the_field():
+    """The README's plug-in joined the committed quick field by reuse: its folder holds only
+    its own trials, and its Table 1 has its row and every row of the field's."""
+    join, field = RESULTS / "mnist_halves-quick-mycca", RESULTS / "mnist_halves-quick"
+    own = {json.loads(line)["method"] for line in (join / "records.jsonl").open()}
+    assert own == {"mycca"}
+    def rows(folder):
+        text = (folder / "table1.md").read_text()
+        first = text[text.index("| method"):].split("\n\n")[0].splitlines()[2:]
+        return [line.split("|")[1].strip() for line in first]
+    field_rows = rows(field)
+    assert len(field_rows) == 10
+    assert rows(join) == field_rows + ["My CCA"]
 
 
 def test_a_changed_search_range_or_title_leaves_every_committed_table_unchanged(
