@@ -402,7 +402,9 @@ def _mean_std(row: dict, name: str) -> str:
 
 def markdown(rows: list[dict], plan: Plan, catalog, audit_df: pd.DataFrame,
              against_plan: Plan, against_df: pd.DataFrame, against_folder,
-             audit_folder) -> str:
+             audit_folder, out_dir=None) -> str:
+    elsewhere = out_dir and Path(out_dir) != Path(audit_folder)
+    out_dir_flag = f" --out-dir {out_dir}" if elsewhere else ""
     def title(row):
         return f"{catalog.title(row['method'])} d={row['d']}"
 
@@ -465,7 +467,8 @@ def markdown(rows: list[dict], plan: Plan, catalog, audit_df: pd.DataFrame,
         f"cells complete: {passed} pass, {flips} flip.")
     commands = (f"Made by `{command(plan, against_folder, audit_folder)}` (add `--resume` to "
                 f"continue it); `python -m harness.audit --render-only --against "
-                f"{against_folder} --out {audit_folder}` rebuilds this page and {CSV_FILE} from "
+                f"{against_folder} --out {audit_folder}{out_dir_flag}` rebuilds this page and "
+                f"{CSV_FILE} from "
                 f"{audit_folder}/{PLAN_FILE}, {audit_folder}/{LEDGER_FILE} and the audited "
                 f"folder.")
     prov_audit = report.provenance(audit_df, plan) if len(audit_df) else "Provenance: no trial yet."
@@ -489,7 +492,7 @@ def render(audit_folder, against_folder, out_dir=None) -> list[Path]:
     audit_df = table_rows(audit)
     against_df, _ = reported_cells(against)
     text = markdown(rows, audit.plan, audit.catalog.merged(against.catalog), audit_df,
-                    against.plan, against_df, against_folder, audit_folder)
+                    against.plan, against_df, against_folder, audit_folder, out_dir)
     (out_dir / MD_FILE).write_text(text + "\n")
     table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
     for key in INT_COLUMNS:  # whole numbers, blank where missing
@@ -525,6 +528,8 @@ def parse_args(argv=None):
                    "finished trials are kept")
     p.add_argument("--render-only", action="store_true", help="only rebuild audit.csv and "
                    "audit.md from --out and --against (no trial runs)")
+    p.add_argument("--out-dir", default=None, help="where --render-only writes audit.csv and "
+                   "audit.md (default --out), e.g. beside the audited sweep's tables")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="a module that registers methods; repeatable")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start and "
@@ -553,7 +558,7 @@ def _main(args) -> int:
         if not (out / PLAN_FILE).is_file():
             raise UsageError(f"--render-only: {out} holds no audit ({PLAN_FILE}); run the "
                              f"audit first")
-        for path in render(out, against_folder):
+        for path in render(out, against_folder, args.out_dir):
             print(path)
         return 0
     if args.cells is None:

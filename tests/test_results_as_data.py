@@ -26,7 +26,9 @@ FOLDERS = sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
 INPUTS = {"plan.json", "records.jsonl", "results.csv", "progress.jsonl"}
 # files a committed folder keeps that other commands make (not tables.build): the scenes
 # sample (harness.data's picture of the data) and the ablation (harness.suites.saliency.ablation)
-NOT_BUILT = {"scenes_sample.png", "ablation.md"}
+NOT_BUILT = {"scenes_sample.png", "ablation.md",
+             # the oracle audit (harness.audit): its plan and ledger in audit/, rendered beside
+             "audit", "audit.md", "audit.csv"}
 # a join's folder holds only its own trials; its tables merge it with the folders this file
 # names, one per line (`python -m tables.build JOIN FIELD ...`)
 MERGED_WITH = "merged_with.txt"
@@ -71,6 +73,21 @@ def test_the_committed_join_stands_the_plugin_beside_every_method_of_the_field()
     field_rows = rows(field)
     assert len(field_rows) == 10
     assert rows(join) == field_rows + ["My CCA"]
+
+
+@pytest.mark.parametrize("name", [n for n in FOLDERS if (RESULTS / n / "audit").is_dir()])
+def test_a_committed_audit_renders_byte_identically_from_its_plan_and_ledger(
+        name, tmp_path, monkeypatch):
+    """Rendered as committed (`--render-only --out FOLDER/audit --out-dir FOLDER`, from the
+    repository's root), into a scratch folder whose name is then put back in the text."""
+    from harness import audit
+    monkeypatch.chdir(RESULTS.parents[1])
+    folder = RESULTS.relative_to(RESULTS.parents[1]) / name
+    written = audit.render(folder / "audit", folder, out_dir=tmp_path)
+    assert {p.name for p in written} == {"audit.md", "audit.csv"}
+    for path in written:
+        text = path.read_text().replace(str(tmp_path), str(folder))
+        assert text == (folder / path.name).read_text(), f"{name}/{path.name} differs"
 
 
 def test_a_changed_search_range_or_title_leaves_every_committed_table_unchanged(
