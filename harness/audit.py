@@ -405,6 +405,7 @@ def markdown(rows: list[dict], plan: Plan, catalog, audit_df: pd.DataFrame,
              audit_folder, out_dir=None) -> str:
     elsewhere = out_dir and Path(out_dir) != Path(audit_folder)
     out_dir_flag = f" --out-dir {out_dir}" if elsewhere else ""
+
     def title(row):
         return f"{catalog.title(row['method'])} d={row['d']}"
 
