@@ -44,13 +44,11 @@ def shift_stats(z1: np.ndarray, z2: np.ndarray, labels=None) -> dict:
 
 def trial_codes(trial: dict, folder: Path, suite, data) -> tuple[np.ndarray, np.ndarray]:
     """The test codes of a finished trial's best state, read from its checkpoint."""
-    from harness import registry
     from harness.loop import CHECKPOINT_FILE, represent_all
     from harness.models import TwoViewModel
     from harness.suites.two_view import to_device
 
-    cfg = suite.resolve(trial)
-    spec = registry.get(cfg["method"])
+    cfg, spec, _, _ = suite.begin(trial, "cpu")
     path = folder / "checkpoints" / trial["name"] / CHECKPOINT_FILE
     if not path.is_file():
         raise UsageError(f"{path}: no checkpoint; run this on the folder the sweep wrote "
@@ -62,7 +60,7 @@ def trial_codes(trial: dict, folder: Path, suite, data) -> tuple[np.ndarray, np.
     model.load_state_dict(state["best"]["model"])
     model.eval()
     with torch.no_grad():
-        z1, z2 = represent_all(lambda h1, h2: model.represent(h1, h2), *test)
+        z1, z2 = represent_all(model.represent, *test)
     return np.asarray(z1.double()), np.asarray(z2.double())
 
 
