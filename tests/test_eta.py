@@ -238,6 +238,27 @@ def test_phase_costs_count_busy_slots_tail_and_leave_out_time_with_nothing_runni
     assert costs["tail_min"] == 5.0
 
 
+def test_phase_epochs_count_a_survivor_from_its_rungs_start_and_a_resumed_trial_whole():
+    """What the protocol trains from an empty folder: a rung-1 survivor continues from the
+    17-epoch checkpoint, so its 50 epochs are 33 new ones; a reported trial resumed from
+    epoch 180 of 195 still trained 195 from scratch; a closed form's fit is no epochs."""
+    from harness.bench.phases import epochs_from_rung_start
+    rungs = [17, 50, 300]
+    survivor = {"name": "s", "method": "dcca", "d": 50, "epochs": 50, "rung": 1, "rungs": rungs}
+    last = {**survivor, "epochs": 300, "rung": 2}
+    reported = {"name": "r", "method": "dcca", "d": 50, "epochs": 300}
+    cca = {"name": "c", "method": "cca", "d": 50, "epochs": 300}
+
+    def record(trial, **metrics):
+        return TrialRecord(name=trial["name"], method=trial["method"], d=50,
+                           epochs=trial["epochs"], metrics=metrics)
+    assert epochs_from_rung_start(record(survivor, epochs_trained=50.0), survivor) == 33
+    assert epochs_from_rung_start(record(last, epochs_trained=65.0), last) == 15
+    assert epochs_from_rung_start(
+        record(reported, epochs_trained=195.0, resumed_from=180.0), reported) == 195
+    assert epochs_from_rung_start(record(cca, epochs_trained=300.0), cca) == 0
+
+
 def test_a_trial_resumed_from_a_checkpoint_is_priced_by_the_epochs_it_trained_in_this_run(
         tmp_path):
     """A driver resumed mid-trial trains only the epochs after the restored checkpoint, and

@@ -8,7 +8,10 @@ trial's start, its end minus `train_seconds`, to the last one's end; stretches w
 ran, such as a sweep stopped and resumed, are left out), the share of `--slots` trial slots
 that trained (`train_seconds`; a trial's setup and its Ray overhead count as idle), and the
 tail: the minutes from the last moment every slot was busy to the phase's end, i.e. what a
-scheduler that starts the next rung's trials at once could save at most.
+scheduler that starts the next rung's trials at once could save at most; and the epochs its
+trials trained from their rung's start (a survivor continues from the previous rung's
+checkpoint, so these are what the protocol run from an empty folder trains; a closed form's
+fit counts none). A last line sums the epochs.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from harness import eta
 from harness.cli import OneLineParser, UsageError, run_cli
 from harness.ledger import Ledger, Plan
 
@@ -25,6 +29,15 @@ def phase_of(trial: dict) -> str:
     if trial.get("phase") != "search":
         return "reported"
     return f"round {trial.get('round', 0)} rung {trial.get('rung', 0)}"
+
+
+def epochs_from_rung_start(record, trial: dict) -> int:
+    """The epochs a trial trains from an empty folder: from its rung's start to where it
+    stopped (a resumed run's restored epochs included); none for a closed form's fit."""
+    if eta._closed_form(record.method):
+        return 0
+    trained = (record.metrics or {}).get("epochs_trained", trial["epochs"])
+    return max(0, int(trained) - eta._start_epoch(trial))
 
 
 def phase_costs(intervals: list[tuple[float, float]], slots: int) -> dict:
@@ -58,14 +71,19 @@ def main(argv=None) -> int:
             raise UsageError(f"{args.folder}: no plan.json; give a sweep folder")
         trials = {t["name"]: t for t in Plan.load(args.folder).trials}
         phases: dict = {}
+        epochs: dict = {}
         for record in Ledger(args.folder).records():
             trial = trials.get(record.name)
             if trial is None or not record.end_time or not record.train_seconds:
                 continue
             end = record.end_time / 1000
             phases.setdefault(phase_of(trial), []).append((end - record.train_seconds, end))
+            epochs[phase_of(trial)] = (epochs.get(phase_of(trial), 0)
+                                       + epochs_from_rung_start(record, trial))
         for name, intervals in phases.items():
-            print(json.dumps({"phase": name, **phase_costs(intervals, args.slots)}))
+            print(json.dumps({"phase": name, **phase_costs(intervals, args.slots),
+                              "epochs": epochs[name]}))
+        print(json.dumps({"epochs_in_all": sum(epochs.values())}))
         return 0
     return run_cli(go, argv)
 
