@@ -55,8 +55,8 @@ CSV_COLUMNS = ("method", "d", "status", "grid", "n_grid", "n_grid_ok", "full_epo
                "protocol_config", "protocol_mean", "protocol_std", "protocol_n",
                "protocol_val", "oracle_config", "oracle_grid_val", "oracle_mean",
                "oracle_std", "oracle_n", "oracle_val", "regret", "pooled_std", "bound", "pass",
-               "rank_protocol", "rank_oracle", "n_ranked", "flip", "spearman_1_9",
-               "spearman_1_3", "rung_epoch_1_9", "rung_epoch_1_3", "n_spearman")
+               "rank_protocol", "rank_oracle", "n_ranked", "flip", "paired_changes",
+               "spearman_1_9", "spearman_1_3", "rung_epoch_1_9", "rung_epoch_1_3", "n_spearman")
 INT_COLUMNS = ("d", "n_grid", "n_grid_ok", "full_epochs", "protocol_n", "oracle_n",
                "rank_protocol", "rank_oracle", "n_ranked", "rung_epoch_1_9", "rung_epoch_1_3",
                "n_spearman")
@@ -237,6 +237,32 @@ def rank(mean: float, others) -> int:
     return 1 + sum(1 for other in others if other > mean)
 
 
+def paired_relation(cell: dict | None, other: dict | None) -> str:
+    """Where the cell lies against another by the tables' paired test (`cell`, `other`: seed ->
+    bootstrap replicates): "above" or "below" where the 95 % interval of their paired
+    difference excludes 0, "≈" where it holds 0; "" where it cannot be formed."""
+    from harness import paired
+    interval = paired.paired_interval(cell, other) if cell and other else None
+    if interval is None:
+        return ""
+    low, high = interval
+    return "above" if low > 0 else "below" if high < 0 else "≈"
+
+
+def paired_changes(protocol: dict | None, oracle: dict | None, others: dict, catalog) -> str:
+    """The other methods (`others`: method -> replicates at the cell's d) whose paired
+    relation with this method changes when the oracle's cell stands in for the protocol's,
+    as "Title before → after"; joined by "; ". A rank flip with none here is a reordering the
+    paired test cannot resolve."""
+    changes = []
+    for method, replicates in others.items():
+        before = paired_relation(protocol, replicates)
+        after = paired_relation(oracle, replicates)
+        if before and after and before != after:
+            changes.append(f"{catalog.title(method)} {before} → {after}")
+    return "; ".join(changes)
+
+
 def rung_score(history: list, epochs: int, fraction: float) -> tuple[float, int]:
     """(the best validation score up to the validation pass nearest to `fraction` of the
     budget `epochs` (ties: the earlier), that pass's epoch): what the configuration had
@@ -306,8 +332,11 @@ def audit_rows(audit_folder: Path, against_folder: Path) -> list[dict]:
     audit = read_folders([audit_folder])
     against = read_folders([against_folder])
     plan, catalog = audit.plan, audit.catalog.merged(against.catalog)
-    _, audit_sel = reported_cells(audit)
-    _, against_sel = reported_cells(against)
+    audit_df, audit_sel = reported_cells(audit)
+    against_df, against_sel = reported_cells(against)
+    # seed -> bootstrap replicates per (method, d): what the paired test compares
+    audit_reps = report.cell_replicates(audit_df, audit_sel, audit.records)
+    against_reps = report.cell_replicates(against_df, against_sel, against.records)
     ended = {r.name for r in audit.records if r.status != "failed"}  # a failure reruns
     rows = []
     for method, d in plan_cells(plan):
@@ -327,7 +356,7 @@ def audit_rows(audit_folder: Path, against_folder: Path) -> list[dict]:
                    oracle_config=_values_text(search.values_of(info, best))
                    if best is not None and info is not None else "",
                    oracle_grid_val=float(best.metrics["val_corr_best"]) if best else math.nan,
-                   flip="", **{"pass": ""})
+                   flip="", paired_changes="", **{"pass": ""})
         for fraction, key in zip(RUNG_FRACTIONS, ("1_9", "1_3")):
             # the fractions of the budget a sweep's low rungs train (the profile's
             # `rung_budget` where it has one, recorded in the plan)
@@ -362,6 +391,10 @@ def audit_rows(audit_folder: Path, against_folder: Path) -> list[dict]:
             row["rank_oracle"] = rank(row["oracle_mean"], others)
             row["n_ranked"] = len(others) + 1
             row["flip"] = "yes" if row["rank_protocol"] != row["rank_oracle"] else "no"
+            row["paired_changes"] = paired_changes(
+                against_reps.get((method, d)), audit_reps.get((method, d)),
+                {m: reps for (m, at), reps in against_reps.items()
+                 if at == d and m != method and m in set(field.method)}, catalog)
         rows.append(row)
     return rows
 
@@ -418,7 +451,8 @@ def markdown(rows: list[dict], plan: Plan, catalog, audit_df: pd.DataFrame,
         if not isinstance(row["rank_protocol"], int):
             return "–"
         return f"{row['rank_protocol']} → {row['rank_oracle']} of {row['n_ranked']}" + (
-            " **flip**" if row["flip"] == "yes" else "")
+            " **flip**" if row["flip"] == "yes" else "") + (
+            f" (paired: {row['paired_changes']})" if row["paired_changes"] else "")
 
     def rho_text(row, key):
         return f"{_num(row[f'spearman_{key}'], 2)} (ep {row[f'rung_epoch_{key}']})" \
@@ -446,6 +480,7 @@ def markdown(rows: list[dict], plan: Plan, catalog, audit_df: pd.DataFrame,
                    if t.get("phase") == "search"), "?")
     passed = sum(r["pass"] == "yes" for r in rows)
     flips = sum(r["flip"] == "yes" for r in rows)
+    resolved = sum(r["flip"] == "yes" and bool(r["paired_changes"]) for r in rows)
     done = sum(r["status"] == "ok" for r in rows)
     explain = (
         f"Each cell's protocol is what `{against_folder}` reported: its search's choice rerun "
@@ -460,12 +495,17 @@ def markdown(rows: list[dict], plan: Plan, catalog, audit_df: pd.DataFrame,
         f"a regret within it is inside seed noise, and the cell **passes**. **Rank**: the "
         f"method's place at its d among the audited sweep's methods, with its protocol mean "
         f"and with the oracle's in its stead (the others keep theirs); a **flip** is a change. "
+        f"**Paired**: the methods whose order with this one changes by the tables' paired test "
+        f"(the 95 % interval of the seed-paired difference over the same bootstrap resamplings "
+        f"of the test pairs lies above 0, below it, or holds it: ≈); a flip with none is "
+        f"within what that test resolves. "
         f"**Spearman** is the rank correlation between the grid configurations' best "
         f"validation score up to 1/9 (and 1/3) of the budget, the pass nearest to it (epoch "
         f"shown), and their full-budget score: near 1, a short budget already orders the "
         f"configurations as the full one does, so stopping the poor ones early (ASHA, "
         f"successive halving) loses little. Nothing is chosen on test. {done} of {len(rows)} "
-        f"cells complete: {passed} pass, {flips} flip.")
+        f"cells complete: {passed} pass, {flips} flip ({resolved} resolved by the paired "
+        f"test).")
     commands = (f"Made by `{command(plan, against_folder, audit_folder)}` (add `--resume` to "
                 f"continue it); `python -m harness.audit --render-only --against "
                 f"{against_folder} --out {audit_folder}{out_dir_flag}` rebuilds this page and "

@@ -241,7 +241,7 @@ def test_regret_bound_and_flip_of_a_hand_made_pair_of_ledgers(folders):
     md = (audited / "audit.md").read_text()
     assert "| MUC2M d=50 | 4 points (lam), 4/4 ok | 11.0 ± 0.8 | 14.0 ± 0.8 | +3.0 | 2.0 | no " \
            "| 2 → 1 of 2 **flip** | -1.00 (ep 1) | 1.00 (ep 3) |" in md
-    assert "2 of 2 cells complete: 1 pass, 1 flip." in md
+    assert "2 of 2 cells complete: 1 pass, 1 flip (0 resolved by the paired test)." in md
     assert f"--cells muc2m:50,muc2m:200 --against {against} --points 4" in md
     assert "commit abc1234" in md and "hardware test CPU" in md and "2023-11-14" in md
     # a pure function of the two folders: rebuilt elsewhere, byte for byte but for the
@@ -251,6 +251,40 @@ def test_regret_bound_and_flip_of_a_hand_made_pair_of_ledgers(folders):
     for first, second in zip(written, again):
         assert first.read_text() == second.read_text().replace(f" --out-dir {elsewhere}", "")
     assert f"--out {audited} --out-dir {elsewhere}` rebuilds" in again[1].read_text()
+
+
+def test_paired_changes_name_the_methods_a_flip_reorders_by_the_paired_test(folders):
+    """Every replicate b is the trial's corr plus one shift s_b shared by all trials (the
+    same resampled test pairs), so a paired difference is exactly the difference of the means,
+    except for the protocol's MUC2M at d = 50, whose replicates also carry 3·u_b with u_b
+    evenly spaced in [−1, 1]: its difference from DCCA (11 − 12 = −1) then has an interval of
+    about −1 ± 2.9, which holds 0 (≈). The oracle's MUC2M (14) lies 2 above DCCA in every
+    replicate: DCCA ≈ → above. At d = 200 the protocol (20) and the oracle (20.5) both lie
+    below DCCA (25): no change."""
+    import numpy as np
+    audited, against = folders
+    shared = np.random.default_rng(0).normal(size=200)
+    wobble = np.linspace(-1.0, 1.0, 200)
+    for folder in (audited, against):
+        records = list(Ledger(folder).records())
+        (folder / "records.jsonl").unlink()
+        ledger = Ledger(folder)
+        for record in records:
+            if record.phase != "search":
+                corr = record.metrics["corr_heldout"]
+                noisy = folder == against and (record.method, record.d) == ("muc2m", 50)
+                record = dataclasses.replace(
+                    record, replicates=list(corr + shared + (3 * wobble if noisy else 0)))
+            ledger.append(record)
+    audit.render(audited, against)
+    rows = read_rows(audited / "audit.csv")
+    assert rows["muc2m", 50]["paired_changes"] == "Deep CCA ≈ → above"
+    assert rows["muc2m", 200]["paired_changes"] == ""
+    md = (audited / "audit.md").read_text()
+    assert "| 2 → 1 of 2 **flip** (paired: Deep CCA ≈ → above) |" in md
+    assert "2 of 2 cells complete: 1 pass, 1 flip (1 resolved by the paired test)." in md
+    assert audit.paired_relation({0: [1.0, 2.0]}, {0: [0.0, 0.5]}) == "above"
+    assert audit.paired_relation({0: [1.0, 2.0]}, {1: [0.0, 0.5]}) == ""  # no seed in common
 
 
 def test_an_audit_whose_reruns_have_not_ended_renders_as_incomplete(folders):
