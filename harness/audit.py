@@ -391,10 +391,11 @@ def audit_rows(audit_folder: Path, against_folder: Path) -> list[dict]:
             row["rank_oracle"] = rank(row["oracle_mean"], others)
             row["n_ranked"] = len(others) + 1
             row["flip"] = "yes" if row["rank_protocol"] != row["rank_oracle"] else "no"
+            ranked = set(field.method)
             row["paired_changes"] = paired_changes(
                 against_reps.get((method, d)), audit_reps.get((method, d)),
-                {m: reps for (m, at), reps in against_reps.items()
-                 if at == d and m != method and m in set(field.method)}, catalog)
+                {m: reps for (m, at), reps in against_reps.items() if at == d and m in ranked},
+                catalog)
         rows.append(row)
     return rows
 

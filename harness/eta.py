@@ -38,7 +38,7 @@ def _two_view(method: str) -> registry.TwoView:
         return registry.TwoView()
 
 
-def _closed_form(method: str) -> bool:
+def is_closed_form(method: str) -> bool:
     return _two_view(method).closed_form is not None
 
 
@@ -50,7 +50,7 @@ def _work_done(record, trial: dict) -> float:
     """The epochs an ended trial trained in this run: from its rung's start, or from the
     checkpoint a resumed driver restored (its `train_seconds` count only those). A closed
     form's fit is one unit of work, whatever its epochs say."""
-    if _closed_form(record.method):
+    if is_closed_form(record.method):
         return 1.0
     metrics, ran = record.metrics or {}, float(trial["epochs"] or 1)
     for key in ("epochs_trained", "epochs_run"):
@@ -58,7 +58,7 @@ def _work_done(record, trial: dict) -> float:
             ran = float(metrics[key])
             break
     resumed = float(metrics.get("resumed_from") or 0)
-    return max(1.0, ran - max(_start_epoch(trial), resumed if math.isfinite(resumed) else 0))
+    return max(1.0, ran - max(rung_start_epoch(trial), resumed if math.isfinite(resumed) else 0))
 
 
 class CostModel:
@@ -83,7 +83,7 @@ class CostModel:
         self.per_epoch = {k: statistics.median(v) for k, v in per_epoch.items()}
         # a method not seen yet is priced like the trained ones (a closed form's fit is not
         # an epoch)
-        scaled = [v / _cost(m) for (m, _), v in self.per_epoch.items() if not _closed_form(m)]
+        scaled = [v / _cost(m) for (m, _), v in self.per_epoch.items() if not is_closed_form(m)]
         self.fallback = statistics.median(scaled) if scaled else 1.0
         self.converging = {k: statistics.mean(v) for k, v in converging.items()}
         every = [e for v in converging.values() for e in v]
@@ -98,8 +98,8 @@ class CostModel:
     def epochs_left(self, trial: dict) -> float:
         """The epochs a trial still has to train: its planned ones, or under a convergence
         rule, for a trial allowed its full budget, those such trials have taken."""
-        start, planned = _start_epoch(trial), trial["epochs"]
-        if _closed_form(trial["method"]):
+        start, planned = rung_start_epoch(trial), trial["epochs"]
+        if is_closed_form(trial["method"]):
             return 1.0
         if _converging(trial):
             took = self.converging.get((trial["method"], trial["d"]), self.converging_any)
@@ -115,7 +115,7 @@ def _converging(trial: dict) -> bool:
     return bool(trial.get("patience")) and (not rungs or trial.get("rung", 0) == len(rungs) - 1)
 
 
-def _start_epoch(trial: dict) -> int:
+def rung_start_epoch(trial: dict) -> int:
     """A rung trial continues from the previous rung's epochs (its checkpoint)."""
     rung, rungs = trial.get("rung", 0), trial.get("rungs")
     return rungs[rung - 1] if rungs and rung > 0 else 0
@@ -166,7 +166,7 @@ def remaining_trials(plan, finished: dict) -> list[dict]:
 
 def epochs_at_most(trials: list[dict]) -> int:
     """The epochs `trials` train if none stops early."""
-    return round(sum(t["epochs"] - _start_epoch(t) for t in trials))
+    return round(sum(t["epochs"] - rung_start_epoch(t) for t in trials))
 
 
 def prior_epochs(plan) -> float | None:
@@ -203,9 +203,9 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float,
                for t in remaining_trials(plan, finished))
     for name, epoch in (in_flight or {}).items():
         trial = by_name.get(name)
-        if trial is None or name in finished or _closed_form(trial["method"]):
+        if trial is None or name in finished or is_closed_form(trial["method"]):
             continue
-        progress = min(max(0.0, float(epoch) - _start_epoch(trial)), model.epochs_left(trial))
+        progress = min(max(0.0, float(epoch) - rung_start_epoch(trial)), model.epochs_left(trial))
         seconds = model.seconds(trial["method"], trial["d"], progress)
         done, left = done + seconds, left - seconds
     return elapsed_s * max(0.0, left) / done if done else None

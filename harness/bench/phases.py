@@ -34,10 +34,10 @@ def phase_of(trial: dict) -> str:
 def epochs_from_rung_start(record, trial: dict) -> int:
     """The epochs a trial trains from an empty folder: from its rung's start to where it
     stopped (a resumed run's restored epochs included); none for a closed form's fit."""
-    if eta._closed_form(record.method):
+    if eta.is_closed_form(record.method):
         return 0
     trained = (record.metrics or {}).get("epochs_trained", trial["epochs"])
-    return max(0, int(trained) - eta._start_epoch(trial))
+    return max(0, int(trained) - eta.rung_start_epoch(trial))
 
 
 def phase_costs(intervals: list[tuple[float, float]], slots: int) -> dict:
