@@ -3,7 +3,8 @@
 A searched sweep plans its later phases as it goes (the next rung from the last one's
 results, the reported trials from the search's choice), so their trials are not in the plan
 yet. `remaining` counts them anyway, from the protocol's shape: each cell's rungs keep
-`search.n_promoted` configurations each, and each cell ends with `seeds` reported trials at
+`search.n_promoted` configurations each, plus its references (counted as if none were among
+the best, so at most one or two trials too many), and each cell ends with `seeds` reported trials at
 the full budget. A widening round cannot be foreseen and is not counted (the ETA grows if
 one starts). A resumed sweep plans rung 0 again and re-plans the later rungs as it reaches
 them: the ledger's trials of rungs not re-planned yet count as done.
@@ -153,9 +154,11 @@ def remaining_trials(plan, finished: dict) -> list[dict]:
             if not rungs:
                 continue
             n = len({t["config"] for t in group if t["rung"] == 0})
+            # the references go on whatever they score: counted as if none were among the best
+            carried = len({t["config"] for t in group if t["rung"] == 0 and t.get("reference")})
             planned_rungs = {t["rung"] for t in group}
             for r in range(1, len(rungs)):
-                n = search.n_promoted(n)
+                n = min(n, search.n_promoted(n) + carried)
                 if r not in planned_rungs:
                     left += [{**base, "epochs": rungs[r], "rung": r, "rungs": rungs}] * \
                         not_done(n, method, d, "search", rungs[r])

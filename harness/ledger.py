@@ -336,14 +336,17 @@ def plan_patience(plan: Plan) -> int:
 
 def search_protocol(plan: Plan) -> str:
     """How a plan searched and trained: "<asha|halving> x <configurations>" (a plan converted
-    from an older sweep names no mode: ASHA, the only one there was), or "" where nothing is
-    searched (a grid), then ", patience <n>" under a convergence rule: a method joins a field
-    only under the same search budget and the same stopping rule."""
+    from an older sweep names no mode: ASHA, the only one there was), then " (references
+    carried)" where every rung carried the references on (`planner.next_rung`; halving plans
+    made before that rule lack it), or "" where nothing is searched (a grid), then
+    ", patience <n>" under a convergence rule: a method joins a field only under the same
+    search budget and the same stopping rule."""
     patience = plan_patience(plan)
     rule = f", patience {patience}" if patience else ""
     if not plan.search_trials or not any(t.get("phase") == "search" for t in plan.trials):
         return rule.lstrip(", ")
-    return f"{plan.search or 'asha'} x {plan.search_trials}{rule}"
+    carried = " (references carried)" if any(t.get("reference") for t in plan.trials) else ""
+    return f"{plan.search or 'asha'} x {plan.search_trials}{carried}{rule}"
 
 
 def difference(plan: Plan, other: Plan, search: bool = False) -> tuple | None:

@@ -87,7 +87,7 @@ def rungs_of(suite, profile: str, full: int) -> list[int]:
 def first_rung(suite, config: dict, rungs: list[int], checkpoint_root: Path, **extra) -> dict:
     """A configuration's trial at the first of its `rungs` of successive halving (its name
     then names those epochs), with one checkpoint folder over all its rungs; `extra` keys
-    (a widening's `round` and `ranges`) go into the trial."""
+    (a widening's `round` and `ranges`, a reference's `reference`) go into the trial."""
     base = config["name"]
     trial = resolved_trial(suite, {**config, "epochs": rungs[0],
                                    "name": rung_name(base, rungs[0], len(rungs))},
@@ -107,22 +107,25 @@ def search_trials(suite, profile: str, methods: list[str], dims: list[int], n_tr
     "asha": each trains for the full budget, and Ray Tune's ASHA stops the poor ones as they
     report. "halving": the first rung of synchronous successive halving, each trained for the
     first rung's epochs (a closed form is fitted once: its only rung is the full budget), with
-    one checkpoint folder over its rungs. Under a convergence rule every rung applies it: a
-    configuration that has converged stops early and, promoted, does not train again."""
+    one checkpoint folder over its rungs; the references are marked (`reference`), because
+    every rung carries them on (`next_rung`). Under a convergence rule every rung applies it:
+    a configuration that has converged stops early and, promoted, does not train again."""
     trials = []
     lr = suite.profile(profile).lr
     for d in sorted(dims, reverse=True):
         for method in searched(suite, methods, n_trials):
             spec = registry.get(method)
+            fixed = search.references(spec, lr)
             configs = search.sample(spec.search, n_trials, search.cell_seed(method, d),
-                                    fixed=search.references(spec, lr))
+                                    fixed=fixed)
             for i, values in enumerate(configs):
                 config, full = search_config(suite, method, d, values, i, profile, options)
                 if mode == "asha":
                     trials.append(resolved_trial(suite, config, checkpoint_root))
                     continue
                 rungs = [full] if spec.two_view.closed_form else rungs_of(suite, profile, full)
-                trials.append(first_rung(suite, config, rungs, checkpoint_root))
+                trials.append(first_rung(suite, config, rungs, checkpoint_root,
+                                         reference=i < len(fixed)))
     return trials
 
 
@@ -134,9 +137,15 @@ def rung_name(base: str, epochs: int, n_rungs: int) -> str:
 
 def next_rung(plan: Plan, records: dict, rung: int) -> list[dict]:
     """The trials of rung `rung + 1` of every cell whose rung `rung` has fully reported: its
-    best configurations on validation (`search.promote`: a third, at least two), continuing
-    from their checkpoints to the next rung's epochs. Decided from the ledger's records of the
-    whole rung, so the order in which its trials ended cannot change it."""
+    best configurations on validation (`search.promote`: a third, at least two), and its
+    reference configurations whatever they scored, continuing from their checkpoints to the
+    next rung's epochs. Decided from the ledger's records of the whole rung, so the order in
+    which its trials ended cannot change it.
+
+    The references go on because a low rung ranks by early learning speed: a setting that
+    learns slowly and ends best (measured: Deep CCA's ridge 1e-3 at d = 50, cut at 17 epochs,
+    beats the selection once converged) would otherwise be lost, and a method's reported
+    score could then fall below its own authors' settings."""
     cells: dict = {}
     for trial in plan.trials:  # a widened re-search (its `round`) is halved on its own
         if trial.get("phase") == "search" and trial.get("rung") == rung:
@@ -149,7 +158,7 @@ def next_rung(plan: Plan, records: dict, rung: int) -> list[dict]:
             continue
         best = search.promote([records[t["name"]] for t in trials],
                               search.n_promoted(len(trials)))
-        chosen = {r.name for r in best}
+        chosen = {r.name for r in best} | {t["name"] for t in trials if t.get("reference")}
         for trial in trials:
             epochs = rungs[rung + 1]
             name = rung_name(trial["config"], epochs, len(rungs))

@@ -21,8 +21,10 @@ def test_remaining_trials_of_a_fresh_halving_plan_follow_the_protocols_shape(tmp
     rungs = plan.trials[0]["rungs"]
     assert len(rungs) == 3
     left = eta.remaining_trials(plan, {})
-    n1 = search.n_promoted(9)
-    n2 = search.n_promoted(n1)
+    # the best third, at least two, and the method's reference (its defaults), counted as if
+    # it were not among them
+    n1 = search.n_promoted(9) + 1
+    n2 = search.n_promoted(n1) + 1
     expected = ([rungs[0]] * 9 + [rungs[1] - rungs[0]] * n1 + [rungs[2] - rungs[1]] * n2
                 + [rungs[2]] * 3)  # the 3 reported seeds at the full budget
     assert eta.epochs_at_most(left) == sum(expected) and len(left) == len(expected)
@@ -98,8 +100,10 @@ def test_a_resumed_sweep_counts_its_later_rungs_finished_before_as_done(tmp_path
     finished = {t["name"]: TrialRecord(name=t["name"], method="dcca", d=50, phase="search",
                                        epochs=t["epochs"], train_seconds=10.0,
                                        metrics={"val_corr_best": 1.0}) for t in plan.trials}
-    n1 = search.n_promoted(9)
-    n2 = search.n_promoted(n1)
+    # the best third, at least two, and the method's reference (its defaults), counted as if
+    # it were not among them
+    n1 = search.n_promoted(9) + 1
+    n2 = search.n_promoted(n1) + 1
     later = ([("search", rungs[1])] * n1 + [("search", rungs[2])] * n2 + [("", rungs[2])] * 3)
     for i, (phase, epochs) in enumerate(later):
         finished[f"earlier{i}"] = TrialRecord(name=f"earlier{i}", method="dcca", d=50,

@@ -204,9 +204,49 @@ def test_successive_halving_selects_the_same_whatever_order_trials_finish_in(tmp
             rung += 1
         chosen, notes = plan_selected(suite, plan, list(finished.values()), tmp_path, {})
         full = [t for t in plan.trials if t.get("rung") == 2]
-        assert not notes and len(full) == 2 * len(methods) * 2  # 2 at the full budget per cell
+        references = {t["config"] for t in plan.trials if t.get("reference")}
+        # at the full budget: at least 2 per cell, and every reference whatever it scored
+        assert not notes and len(full) >= 2 * len(methods) * 2
+        assert references and references <= {t["config"] for t in full}
         selections.add(tuple(sorted(c["name"] for c in chosen)))
     assert len(selections) == 1
+
+
+def test_a_reference_last_at_every_low_rung_still_reaches_the_full_budget_and_can_win(tmp_path):
+    """A slow learner: the method's reference setting scores last at 1/9 and 1/3 of the
+    budget and best at the full one. Successive halving carries it on, and it is selected;
+    the best third of each rung goes on beside it, as without it."""
+    from harness.ledger import Plan
+    from harness.planner import make_plan, next_rung, plan_selected
+    from harness.record import TrialRecord
+    from harness.suites import get_suite
+    suite = get_suite("mnist_halves")
+    plan = Plan.from_json(make_plan(suite, "quick", ["dcca"], [50], None, 9, 3, tmp_path, {},
+                                    search_mode="halving").to_json())
+    reference = [t["config"] for t in plan.trials if t.get("reference")]
+    assert len(reference) == 1 and search.config_index(reference[0]) == 0  # its defaults
+
+    def score(trial):  # the reference: last until the full budget, then first
+        i, last = search.config_index(trial["config"]), trial["rung"] == 2
+        return (100.0 if last else 0.0) if i == 0 else 10.0 + i + trial["rung"]
+
+    finished = {}
+    for rung in range(3):
+        trials = [t for t in plan.trials if t.get("rung") == rung]
+        for t in trials:
+            finished[t["name"]] = TrialRecord(
+                name=t["name"], method="dcca", d=50, seed=t["seed"], phase="search",
+                epochs=t["epochs"], lr=t["lr"], params=t["params"],
+                metrics={"val_corr_best": score(t)})
+        promoted = next_rung(plan, finished, rung)
+        if rung < 2:
+            kept = sorted(search.config_index(t["config"]) for t in promoted)
+            best = sorted(range(1, 9), reverse=True)[:search.n_promoted(len(trials))]
+            assert kept == sorted([0] + best)  # the best third, and the reference
+        plan.trials += promoted
+    chosen, _ = plan_selected(suite, plan, list(finished.values()), tmp_path, {})
+    assert {c["params"]["ridge"] for c in chosen} == {
+        t["params"]["ridge"] for t in plan.trials if t["config"] == reference[0]}
 
 
 def test_reported_trial_names_carry_every_searched_value():
