@@ -10,8 +10,9 @@ it has reported, from the ledger, so the selection is the same whatever order tr
 in (`promote`). Ray runs each rung as one phase (`harness.sweep`); this module never imports
 Ray.
 
-The references are always searched: the method's registry defaults (its authors' settings)
-and its declared `references` (e.g. cca-zoo's). The rest are a Latin hypercube in each
+The references are always searched, and successive halving carries them to the full budget
+whatever they score at the low rungs (`planner.next_rung`): the method's registry defaults
+(its authors' settings) and its declared `references` (e.g. cca-zoo's). The rest are a Latin hypercube in each
 parameter's sampling coordinates (log, "1-" for one minus a log value, "lin" for uniform),
 seeded per (method, d), so a resumed sweep draws the same configurations.
 
