@@ -230,8 +230,9 @@ class SweepEta:
         if in_flight is not None:
             self.in_flight = dict(in_flight)
         # A trial's end asks twice, for the progress log and then for the live view: with
-        # nothing new ended or reported, and within a second, the first answer serves both.
-        key = (len(self.ended_here), tuple(sorted(
+        # nothing new ended, reported or planned (a phase's start plans the next rung or the
+        # reported trials), and within a second, the first answer serves both.
+        key = (len(self.ended_here), len(self.plan.trials), tuple(sorted(
             (name, epoch) for name, epoch in self.in_flight.items()
             if name not in self.finished)))
         now = self.clock()

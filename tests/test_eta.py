@@ -174,6 +174,10 @@ def test_sweep_eta_computes_once_per_trial_end_and_again_on_news_or_time(tmp_pat
     assert computed[-1][1] == {second: 4}
     now[0] += 2.0
     assert sweep_eta.seconds() == 132.0 and len(computed) == 4  # time has passed
+    # a phase's start plans trials (the next rung, the reported ones) within the same second
+    # as the last trial's end: the estimate must count them, not serve the old answer
+    plan.trials.append({**rung0[2], "name": "planned-now"})
+    assert sweep_eta.seconds() == 132.0 and len(computed) == 5
 
 
 def test_a_failing_estimate_is_none_and_never_raises(tmp_path, monkeypatch):
