@@ -155,8 +155,8 @@ def run_sweep(req: SweepRequest, started: float) -> int:
     search = [t for t in plan.trials if t.get("phase") == "search"]
     if search:
         n_methods = len({t["method"] for t in search})
-        how = ("narrowed by successive halving on validation (the best third, at least two, go "
-               "on to the next rung)" if plan.search == "halving" else
+        how = ("narrowed by successive halving on validation (the best third, at least two, and "
+               "the references go on to the next rung)" if plan.search == "halving" else
                "ASHA stops the poor ones on validation")
         print(f"search: {plan.search_trials} configurations per (method, d) for {n_methods} "
               f"methods × {len(plan.dims)} d (each method's references, then samples of its "

@@ -313,7 +313,9 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
         "noise floor `corr_floor` (pairs shuffled); k = components that exist when fewer than d.",
         report.markdown_table(catalog, sel, dims, refit_cell),
         *unavailable_notes(results),
-        selection_text(searched_df),
+        selection_text(searched_df, carried=all(  # every merged folder's search carried them
+            any(t.get("reference") for t in p.trials) for p in results.plans
+            if any("rungs" in t for t in p.trials))),
         report.markdown_table(catalog, sel, dims, config_cell),
         "Budget per cell: configurations tried, how many reached the full budget, the search's "
         "epochs, then the reported seeds × epochs; and the selection's validation margin over "
@@ -433,14 +435,17 @@ def _epochs(trials: pd.DataFrame) -> str:
     return "/".join(map(str, values)) or "?"
 
 
-def selection_text(searched_df: pd.DataFrame) -> str:
+def selection_text(searched_df: pd.DataFrame, carried: bool = False) -> str:
+    """How the cells were selected; `carried`: successive halving carried the references on
+    at every rung (plans made before that rule did not)."""
     if searched_df.empty:
         return "Selected strength per cell (best mean validation correlation):"
     per_cell = searched_df.assign(config=[search.config_index(n) for n in searched_df["name"]]) \
         .groupby(["method", "d"]).config.nunique()
     how = ("stopped early by ASHA" if (searched_df.status == "stopped").any() else
            "left behind by successive halving (the best third of each rung, at least two, "
-           "continue to the next)")
+           + ("and the reference settings whatever they scored, " if carried else "")
+           + "continue to the next)")
     return (f"Selected configuration per cell: the best validation correlation at the full "
             f"budget among {per_cell.max()} configurations per (method, d), the method's "
             f"reference settings and samples of its ranges (`harness.search`), the poor ones "
