@@ -62,9 +62,14 @@ class EtaCheck:
     errors: list            # (ended_in_run, minutes left, ETA minutes, error)
 
 
+MIN_LEFT_S = 60.0  # an ETA with less than this really left is not checked: the last trial's
+                  # (0, with only the tables to build) would count as a 100 % error of seconds
+
+
 def check_eta(run: list[dict], from_trial: int = 10, tolerance: float = 0.25) -> EtaCheck:
-    """Each ETA given from the `from_trial`-th ended trial on, against the time from then to the
-    run's end. Raises ValueError for a run that did not finish (its true time is unknown)."""
+    """Each ETA given from the `from_trial`-th ended trial on, while at least `MIN_LEFT_S` was
+    really left, against the time from then to the run's end. Raises ValueError for a run that
+    did not finish (its true time is unknown)."""
     end = next((r["time"] for r in run if r.get("event") == "finished"), None)
     if end is None:
         raise ValueError("this run did not finish, so the time it had left is unknown; check a "
@@ -74,7 +79,7 @@ def check_eta(run: list[dict], from_trial: int = 10, tolerance: float = 0.25) ->
         if row.get("event") != "ended" or row.get("eta_s") is None:
             continue
         left = end - row["time"]
-        if row["ended_in_run"] < from_trial or left <= 0:
+        if row["ended_in_run"] < from_trial or left < MIN_LEFT_S:
             continue
         errors.append((row["ended_in_run"], left / 60, row["eta_s"] / 60,
                        (row["eta_s"] - left) / left))

@@ -200,6 +200,8 @@ def test_the_eta_check_compares_each_estimate_with_the_time_really_left(tmp_path
         eta_s = 3 * left if k == 9 else left
         rows.append({"time": 100.0 * k, "event": "ended", "trial": f"t{k}", "ended_in_run": k,
                      "eta_s": eta_s})
+    rows.append({"time": 970.0, "event": "ended", "trial": "t10", "ended_in_run": 10,
+                 "eta_s": 0.0})  # 30 s left (the tables): below a minute, not checked
     rows.append({"time": 1000.0, "event": "finished"})
     # a second, resumed run, killed before it finished: its truth is unknown
     rows += [{"time": 2000.0, "event": "start", "resume": True},
