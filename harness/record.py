@@ -180,8 +180,22 @@ def library_versions() -> dict:
     return versions
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name where Linux says it ("" elsewhere): machines of one kind may be
+    different CPUs, whose float results and speeds differ."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def hardware() -> str:
     import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    model = cpu_model()
+    return (f"{platform.processor() or platform.machine()} CPU{f' ({model})' if model else ''}, "
+            f"{os.cpu_count()} cores")
