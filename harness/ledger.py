@@ -334,6 +334,12 @@ def plan_patience(plan: Plan) -> int:
     return max((int(t.get("patience") or 0) for t in plan.trials), default=0)
 
 
+def carries_references(plan: Plan) -> bool:
+    """Whether the plan's successive halving carried the references on at every rung
+    (`planner.next_rung`; halving plans made before that rule mark none)."""
+    return any(t.get("reference") for t in plan.trials)
+
+
 def search_protocol(plan: Plan) -> str:
     """How a plan searched and trained: "<asha|halving> x <configurations>" (a plan converted
     from an older sweep names no mode: ASHA, the only one there was), then " (references
@@ -345,7 +351,7 @@ def search_protocol(plan: Plan) -> str:
     rule = f", patience {patience}" if patience else ""
     if not plan.search_trials or not any(t.get("phase") == "search" for t in plan.trials):
         return rule.lstrip(", ")
-    carried = " (references carried)" if any(t.get("reference") for t in plan.trials) else ""
+    carried = " (references carried)" if carries_references(plan) else ""
     return f"{plan.search or 'asha'} x {plan.search_trials}{carried}{rule}"
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from harness import metrics, mlflow_extras, paired, planner, report, search
-from harness.ledger import SweepResults
+from harness.ledger import SweepResults, carries_references
 from harness.loop import converged, fit_loop, represent_all
 from harness.models import PRECISIONS, TwoViewModel
 from harness.profiles import get_profile
@@ -314,8 +314,7 @@ def render(df: pd.DataFrame, results: SweepResults, out_dir: Path):
         report.markdown_table(catalog, sel, dims, refit_cell),
         *unavailable_notes(results),
         selection_text(searched_df, carried=all(  # every merged folder's search carried them
-            any(t.get("reference") for t in p.trials) for p in results.plans
-            if any("rungs" in t for t in p.trials))),
+            carries_references(p) for p in results.plans if any("rungs" in t for t in p.trials))),
         report.markdown_table(catalog, sel, dims, config_cell),
         "Budget per cell: configurations tried, how many reached the full budget, the search's "
         "epochs, then the reported seeds × epochs; and the selection's validation margin over "
