@@ -10,15 +10,19 @@ one starts). A resumed sweep plans rung 0 again and re-plans the later rungs as 
 them: the ledger's trials of rungs not re-planned yet count as done.
 
 Work is counted in estimated seconds of one trial slot: epochs × seconds per epoch of the
-(method, d), measured on the sweep's finished trials, those of earlier runs of a resumed sweep
-included (a (method, d) not seen yet: the median over what has been seen, scaled by the
-method's `epoch_cost`). Under a convergence rule
-a trial allowed the full budget stops when it converges: it counts the epochs such trials of
-the same (method, d) took (else of any method, else the profile's `rung_budget`, read from the
-plan's rungs as 3 × the middle one), not its cap. The ETA is then this run's wall time so far
-times work left over the work this run did (its ended trials, and the epochs its running ones
-have reported): concurrency, load, validation passes and overheads are in the ratio as they
-have been.
+(method, d), the fastest seen on the sweep's finished trials, those of earlier runs of a
+resumed sweep included (the fastest, because a worker's first trial also pays its start-up; a
+(method, d) not seen yet: the median over what has been seen, scaled by the method's
+`epoch_cost`). Under a convergence rule a trial allowed the full budget stops when it
+converges: it counts the epochs it is expected to take, not its cap. That expectation starts
+at the profile's `rung_budget` (read from the plan's rungs as 3 × the middle one), worth
+`PRIOR_WEIGHT` trials, and moves towards the epochs converged trials took: those of every
+method for the pooled figure, then the (method, d)'s own, shrunk towards the pooled one. The
+first trials to converge are the quick ones, so a running trial that is already past the
+expectation counts too, as its epoch plus half a patience window (a censored draw). The ETA
+is then this run's wall time so far times work left over the work this run did (its ended
+trials, and the epochs its running ones have reported): concurrency, load, validation passes
+and overheads are in the ratio as they have been.
 """
 from __future__ import annotations
 
@@ -62,12 +66,17 @@ def _work_done(record, trial: dict) -> float:
     return max(1.0, ran - max(rung_start_epoch(trial), resumed if math.isfinite(resumed) else 0))
 
 
+PRIOR_WEIGHT = 3    # the profile's converging epochs count as this many converged trials
+POOLED_WEIGHT = 1   # the pooled figure counts as this many trials of a (method, d)'s own
+
+
 class CostModel:
     """Seconds per epoch by (method, d), and the epochs a converging trial takes, from the
-    records of a sweep's finished trials."""
+    records of a sweep's finished trials (and the epochs its running ones have reached)."""
 
-    def __init__(self, trials_by_name: dict, records: list, prior_epochs: float | None = None):
-        per_epoch, converging = {}, {}
+    def __init__(self, trials_by_name: dict, records: list, prior_epochs: float | None = None,
+                 running: dict | None = None):
+        per_epoch, converged = {}, {}
         for record in records:
             trial = trials_by_name.get(record.name)
             if record.status == "failed":
@@ -79,16 +88,32 @@ class CostModel:
             # since a resume) a reported one
             full = _converging(trial) if trial is not None else not record.phase
             if full and "epochs_trained" in (record.metrics or {}):
-                converging.setdefault((record.method, record.d), []).append(
+                converged.setdefault((record.method, record.d), []).append(
                     float(record.metrics["epochs_trained"]))
-        self.per_epoch = {k: statistics.median(v) for k, v in per_epoch.items()}
+        self.per_epoch = {k: min(v) for k, v in per_epoch.items()}
         # a method not seen yet is priced like the trained ones (a closed form's fit is not
         # an epoch)
         scaled = [v / _cost(m) for (m, _), v in self.per_epoch.items() if not is_closed_form(m)]
         self.fallback = statistics.median(scaled) if scaled else 1.0
-        self.converging = {k: statistics.mean(v) for k, v in converging.items()}
-        every = [e for v in converging.values() for e in v]
-        self.converging_any = statistics.mean(every) if every else prior_epochs
+        every = [e for v in converged.values() for e in v]
+        prior = [] if prior_epochs is None else [prior_epochs] * PRIOR_WEIGHT
+        self.pooled = statistics.mean(every + prior) if every or prior else None
+        self.converging = {}
+        for key, took in converged.items():
+            own = took + ([self.pooled] * POOLED_WEIGHT if self.pooled is not None else [])
+            self.converging[key] = statistics.mean(own)
+        # running trials past their expectation: a lower bound on what such trials take
+        for name, epoch in (running or {}).items():
+            trial = trials_by_name.get(name)
+            if trial is None or not _converging(trial):
+                continue
+            key, floor = (trial["method"], trial["d"]), float(epoch) + _half_window(trial)
+            expected = self.converging.get(key, self.pooled)
+            if expected is not None and floor > expected:
+                converged.setdefault(key, []).append(floor)
+                own = converged[key] + ([self.pooled] * POOLED_WEIGHT
+                                        if self.pooled is not None else [])
+                self.converging[key] = statistics.mean(own)
 
     def seconds(self, method: str, d: int, epochs: float) -> float:
         rate = self.per_epoch.get((method, d))
@@ -96,17 +121,31 @@ class CostModel:
             rate = self.fallback * _cost(method)
         return rate * epochs
 
-    def epochs_left(self, trial: dict) -> float:
-        """The epochs a trial still has to train: its planned ones, or under a convergence
-        rule, for a trial allowed its full budget, those such trials have taken."""
+    def expected_epochs(self, trial: dict) -> float | None:
+        """The epochs (from 0) a converging trial of this (method, d) is expected to take."""
+        return self.converging.get((trial["method"], trial["d"]), self.pooled)
+
+    def epochs_left(self, trial: dict, at: float | None = None) -> float:
+        """The epochs a trial still has to train from its rung's start, or from epoch `at` it
+        has reached: its planned ones, or under a convergence rule, for a trial allowed its
+        full budget, those it is expected to take (at least half a patience window more once
+        it runs past them)."""
         start, planned = rung_start_epoch(trial), trial["epochs"]
+        now = start if at is None else max(start, float(at))
         if is_closed_form(trial["method"]):
-            return 1.0
+            return 0.0 if at is not None else 1.0
+        end = planned
         if _converging(trial):
-            took = self.converging.get((trial["method"], trial["d"]), self.converging_any)
-            if took is not None:
-                return max(0.0, min(planned, took) - start)
-        return max(0.0, planned - start)
+            expected = self.expected_epochs(trial)
+            if expected is not None:
+                end = min(planned, expected if at is None else
+                          max(expected, now + _half_window(trial)))
+        return max(0.0, end - now)
+
+
+def _half_window(trial: dict) -> float:
+    """Half the epochs a converging trial trains past its best before it stops."""
+    return 0.5 * float(trial.get("patience") or 0) * float(trial.get("eval_every") or 1)
 
 
 def _converging(trial: dict) -> bool:
@@ -199,19 +238,19 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float,
     if not ended_here or elapsed_s <= 0:
         return None
     by_name = {t["name"]: t for t in plan.trials}
-    model = CostModel(by_name, list(finished.values()), prior_epochs(plan))
+    running = {name: epoch for name, epoch in (in_flight or {}).items()
+               if name in by_name and name not in finished}
+    model = CostModel(by_name, list(finished.values()), prior_epochs(plan), running)
     done = sum(model.seconds(r.method, r.d, _work_done(r, by_name[r.name]))
                for r in ended_here if r.name in by_name)
-    left = sum(model.seconds(t["method"], t["d"], model.epochs_left(t))
-               for t in remaining_trials(plan, finished))
-    for name, epoch in (in_flight or {}).items():
-        trial = by_name.get(name)
-        if trial is None or name in finished or is_closed_form(trial["method"]):
-            continue
-        progress = min(max(0.0, float(epoch) - rung_start_epoch(trial)), model.epochs_left(trial))
-        seconds = model.seconds(trial["method"], trial["d"], progress)
-        done, left = done + seconds, left - seconds
-    return elapsed_s * max(0.0, left) / done if done else None
+    left = 0.0
+    for t in remaining_trials(plan, finished):
+        epoch = running.get(t.get("name"))
+        left += model.seconds(t["method"], t["d"], model.epochs_left(t, epoch))
+        if epoch is not None and not is_closed_form(t["method"]):
+            done += model.seconds(t["method"], t["d"],
+                                  max(0.0, min(float(epoch), t["epochs"]) - rung_start_epoch(t)))
+    return elapsed_s * left / done if done else None
 
 
 class SweepEta:

@@ -65,7 +65,13 @@ def test_trials_that_converged_set_what_the_others_at_full_budget_count(tmp_path
                          metrics={"epochs_trained": 80.0, "converged": 1.0})
     model = eta.CostModel({"r0": reported}, [record], eta.prior_epochs(plan))
     assert model.seconds("dcca", 50, 10) == pytest.approx(40.0 / 80 * 10)
-    assert model.epochs_left({**reported, "name": "r1"}) == 80  # what r0 took
+    # what r0 took, shrunk towards the pooled figure: the prior (3 × the middle rung, worth
+    # PRIOR_WEIGHT trials) and r0
+    prior = eta.prior_epochs(plan)
+    pooled = (80 + eta.PRIOR_WEIGHT * prior) / (1 + eta.PRIOR_WEIGHT)
+    assert model.pooled == pytest.approx(pooled)
+    assert model.epochs_left({**reported, "name": "r1"}) == pytest.approx(
+        (80 + eta.POOLED_WEIGHT * pooled) / (1 + eta.POOLED_WEIGHT))
     low = {"method": "dcca", "d": 50, "epochs": 17, "rung": 0, "rungs": [17, 50, full],
            "patience": 6}
     assert model.epochs_left(low) == 17  # a low rung trains its epochs
@@ -112,7 +118,14 @@ def test_a_resumed_sweep_counts_its_later_rungs_finished_before_as_done(tmp_path
     assert eta.remaining_trials(plan, finished) == []
     model = eta.CostModel({t["name"]: t for t in plan.trials}, list(finished.values()),
                           eta.prior_epochs(plan))
-    assert model.converging_any == 70.0  # the earlier reported trials' epochs, not the prior
+    # the earlier reported trials took 70 epochs: they, not only the prior, set the
+    # expectation (search trials not re-planned yet do not say their rung, so do not count)
+    n_full = 3
+    pooled = (70.0 * n_full + eta.PRIOR_WEIGHT * eta.prior_epochs(plan)) / (
+        n_full + eta.PRIOR_WEIGHT)
+    assert model.pooled == pytest.approx(pooled)
+    assert model.converging[("dcca", 50)] == pytest.approx(
+        (70.0 * n_full + eta.POOLED_WEIGHT * pooled) / (n_full + eta.POOLED_WEIGHT))
     # only part of the later rungs ran: the rest is left (2 reported seeds here)
     del finished["earlier%d" % (len(later) - 1)], finished["earlier%d" % (len(later) - 2)]
     left = eta.remaining_trials(plan, finished)
@@ -282,9 +295,96 @@ def test_a_trial_resumed_from_a_checkpoint_is_priced_by_the_epochs_it_trained_in
                                    "resumed_from": 180.0})
     model = eta.CostModel({"r0": reported}, [resumed], eta.prior_epochs(plan))
     assert model.seconds("dcca", 50, 1) == pytest.approx(45.0 / 15)  # 3 s an epoch
-    assert model.epochs_left({**reported, "name": "r1"}) == 195  # a whole trial still takes 195
+    # a whole trial is expected to take r0's 195 epochs, shrunk towards the pooled figure
+    prior = eta.prior_epochs(plan)
+    pooled = (195 + eta.PRIOR_WEIGHT * prior) / (1 + eta.PRIOR_WEIGHT)
+    assert model.epochs_left({**reported, "name": "r1"}) == pytest.approx(
+        (195 + eta.POOLED_WEIGHT * pooled) / (1 + eta.POOLED_WEIGHT))
     # this run did 15 epochs' work in 45 s of wall time: 100 epochs left take 300 s
     left = {"name": "r1", "method": "dcca", "d": 50, "epochs": 100}
     plan.trials = [reported, left]
     got = eta.protocol_eta(plan, {"r0": resumed}, [resumed], elapsed_s=45.0)
     assert got == pytest.approx(45.0 * 100 / 15)
+
+
+def test_a_running_trial_past_the_expectation_raises_it_and_has_half_a_window_left(tmp_path):
+    """The first trials to converge are the quick ones: a trial still running past what they
+    took is a censored draw (its epoch and half a patience window at least), which raises what
+    the others are expected to take, and it is not counted as about to end."""
+    plan = plan_of(tmp_path)
+    full = plan.trials[0]["rungs"][-1]
+    base = {"method": "dcca", "d": 50, "epochs": full, "patience": 6, "eval_every": 5}
+    trials = {n: {**base, "name": n} for n in ("quick", "slow", "next")}
+    quick = TrialRecord(name="quick", method="dcca", d=50, epochs=full, train_seconds=60.0,
+                        metrics={"epochs_trained": 60.0, "converged": 1.0})
+    alone = eta.CostModel(trials, [quick], eta.prior_epochs(plan))
+    expected = alone.epochs_left(trials["next"])
+    assert expected < 150
+    half_window = 0.5 * 6 * 5
+    model = eta.CostModel(trials, [quick], eta.prior_epochs(plan), running={"slow": 150})
+    assert model.converging[("dcca", 50)] == pytest.approx(
+        (60.0 + 150 + half_window + eta.POOLED_WEIGHT * alone.pooled)
+        / (2 + eta.POOLED_WEIGHT))
+    assert model.epochs_left(trials["next"]) > expected
+    assert model.epochs_left(trials["slow"], at=150) == pytest.approx(
+        max(model.converging[("dcca", 50)] - 150, half_window))
+    # a running trial short of the expectation changes nothing, and has the rest of it left
+    early = eta.CostModel(trials, [quick], eta.prior_epochs(plan), running={"slow": 20})
+    assert early.converging == alone.converging
+    assert early.epochs_left(trials["slow"], at=20) == pytest.approx(expected - 20)
+
+
+def test_seconds_per_epoch_are_the_fastest_seen_so_a_first_trials_start_up_does_not_count(
+        tmp_path):
+    """A worker's first trial also pays for starting (and may share the cores with closed-form
+    fits): the median of two trials would price the method at the mean of a slow and a normal
+    one."""
+    plan = plan_of(tmp_path)
+    rung0 = [t for t in plan.trials if t["rung"] == 0]
+    e0 = rung0[0]["epochs"]
+    records = [TrialRecord(name=t["name"], method="dcca", d=50, phase="search",
+                           epochs=e0, train_seconds=seconds, metrics={"val_corr_best": 1.0})
+               for t, seconds in zip(rung0, (2.0 * e0, 1.0 * e0))]
+    model = eta.CostModel({t["name"]: t for t in plan.trials}, records, eta.prior_epochs(plan))
+    assert model.seconds("dcca", 50, 10) == pytest.approx(10.0)
+
+
+def test_the_replay_rebuilds_what_the_live_eta_saw_at_each_trial_end(tmp_path, monkeypatch):
+    """`harness.bench.eta_replay` gives the ETA code, at each recorded trial end, the trials
+    ended by then, the plan as far as it had been planned, and the running trials' epochs."""
+    from harness.bench import eta_replay
+    from harness.ledger import Ledger
+    plan = plan_of(tmp_path)
+    rung0 = [t for t in plan.trials if t["rung"] == 0][:2]
+    plan.trials = list(rung0)
+    t0, e0 = 1000.0, rung0[0]["epochs"]
+    records = [TrialRecord(name=t["name"], method="dcca", d=50, phase="search", epochs=e0,
+                           train_seconds=10.0, end_time=int((t0 + 10 * (i + 1)) * 1000),
+                           metrics={"val_corr_best": float(i), "epochs_trained": float(e0)})
+               for i, t in enumerate(rung0)]
+    finished = {r.name: r for r in records}
+    later = next_rung(plan, finished, 0)  # planned when the second ended, at t0 + 20
+    plan.trials += later
+    records.append(TrialRecord(name=later[0]["name"], method="dcca", d=50, phase="search",
+                               epochs=later[0]["epochs"], train_seconds=25.0,
+                               end_time=int((t0 + 50) * 1000),
+                               metrics={"val_corr_best": 1.0}))
+    plan.save(tmp_path)
+    for r in records:
+        Ledger(tmp_path).append(r)
+    events = [{"time": t0, "event": "start", "resume": False}] + [
+        {"time": r.end_time / 1000, "event": "ended", "trial": r.name, "ended_in_run": i + 1,
+         "eta_s": 1.0} for i, r in enumerate(records)] + [{"time": t0 + 51, "event": "finished"}]
+    (tmp_path / "progress.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    seen = []
+    monkeypatch.setattr(eta, "protocol_eta", lambda plan, fin, ended, elapsed, in_flight: seen.append(
+        (len(plan.trials), sorted(fin), elapsed, dict(in_flight))) or 5.0)
+    replayed, pairs = eta_replay.replay(tmp_path)
+    assert [e.get("eta_s") for e in replayed if e["event"] == "ended"] == [5.0, 5.0, 5.0]
+    names = [r.name for r in records]
+    # the first end: rung 0 alone planned, the second trial 0 s into its 10 (it starts then)
+    assert seen[0] == (2, [names[0]], 10.0, {names[1]: 0})
+    # the second end plans rung 1: its first trial (25 s, to t0 + 50) has not started yet
+    assert seen[1][:3] == (2 + len(later), sorted(names[:2]), 20.0) and names[2] not in seen[1][3]
+    assert seen[2][1] == sorted(names)
+    assert pairs == [(1, 1.0, 5.0), (2, 1.0, 5.0), (3, 1.0, 5.0)]
