@@ -109,3 +109,36 @@ def test_bench_times_objective_and_floor_step_by_step_in_turn_on_the_cpu():
 def test_progress_estimates_the_rest_at_the_mean_pace_so_far():
     assert bench.progress(3, 12, 90.0) == "bench: 3 of 12 rows in 1m30s, ~4m30s left"
     assert bench.progress(12, 12, 3725.0) == "bench: 12 of 12 rows in 62m05s"
+
+
+def _tables_csv(folder, rows):
+    import pandas as pd
+    folder.mkdir()
+    pd.DataFrame(rows).to_csv(folder / "tables.csv", index=False)
+    return folder
+
+
+def test_bench_agreement_checks_each_cell_against_the_audits_bound_and_the_order(tmp_path,
+                                                                               capsys):
+    """Two sweeps: A's cell moves by 0.5 (within the bound of 1), B's by 3 (beyond), and B's
+    move reverses the order of A and B; C picked another setting."""
+    from harness.bench import agreement
+
+    def row(method, mean, std=0.1, lam=1.0):
+        return {"method": method, "d": 50, "status": "ok", "n_seeds": 3, "param_lam": lam,
+                "lr": 0.001, "corr_heldout_mean": mean, "corr_heldout_std": std}
+    a = _tables_csv(tmp_path / "a", [row("A", 40.0), row("B", 38.0), row("C", 30.0)])
+    b = _tables_csv(tmp_path / "b", [row("A", 40.5), row("B", 41.0), row("C", 30.0, lam=2.0)])
+    assert agreement.main([str(a), str(b)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    cells = {c["method"]: c for c in lines if "method" in c}
+    assert (cells["A"]["diff"], cells["A"]["within"]) == (0.5, True)
+    assert (cells["B"]["diff"], cells["B"]["within"]) == (3.0, False)
+    assert not cells["C"]["same_selection"] and cells["A"]["same_selection"]
+    order = next(o for o in lines if "order_a" in o)
+    assert order["order_a"] == ["A", "B", "C"] and order["order_b"] == ["B", "A", "C"]
+    assert order["flipped_pairs"] == [["A", "B", 2.0, -0.5]]
+    assert lines[-1] == {"cells": 3, "same_selection": 2, "within_bound": 2, "same_order": 0,
+                         "dims": 1}
+    assert agreement.main([str(a), str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
