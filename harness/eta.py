@@ -98,10 +98,7 @@ class CostModel:
         every = [e for v in converged.values() for e in v]
         prior = [] if prior_epochs is None else [prior_epochs] * PRIOR_WEIGHT
         self.pooled = statistics.mean(every + prior) if every or prior else None
-        self.converging = {}
-        for key, took in converged.items():
-            own = took + ([self.pooled] * POOLED_WEIGHT if self.pooled is not None else [])
-            self.converging[key] = statistics.mean(own)
+        self.converging = {key: self._shrunk(took) for key, took in converged.items()}
         # running trials past their expectation: a lower bound on what such trials take
         for name, epoch in (running or {}).items():
             trial = trials_by_name.get(name)
@@ -111,9 +108,12 @@ class CostModel:
             expected = self.converging.get(key, self.pooled)
             if expected is not None and floor > expected:
                 converged.setdefault(key, []).append(floor)
-                own = converged[key] + ([self.pooled] * POOLED_WEIGHT
-                                        if self.pooled is not None else [])
-                self.converging[key] = statistics.mean(own)
+                self.converging[key] = self._shrunk(converged[key])
+
+    def _shrunk(self, took: list) -> float:
+        """The mean of a (method, d)'s epochs, with the pooled figure as POOLED_WEIGHT more."""
+        return statistics.mean(took + ([self.pooled] * POOLED_WEIGHT
+                                       if self.pooled is not None else []))
 
     def seconds(self, method: str, d: int, epochs: float) -> float:
         rate = self.per_epoch.get((method, d))

@@ -69,9 +69,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[list[dict], list[dict]]:
     orders = []
     for d in sorted({c["d"] for c in cells}):
         methods = [c["method"] for c in cells if c["d"] == d]
-        rank = lambda df: [m for m in sorted(  # noqa: E731
-            methods, key=lambda m: -float(df.loc[(m, d), f"{METRIC}_mean"]))]
         mean = lambda df, m: float(df.loc[(m, d), f"{METRIC}_mean"])  # noqa: E731
+        rank = lambda df: sorted(methods, key=lambda m: -mean(df, m))  # noqa: E731
         flipped = [(m, n, round(mean(a, m) - mean(a, n), 2), round(mean(b, m) - mean(b, n), 2))
                    for i, m in enumerate(methods) for n in methods[i + 1:]
                    if (mean(a, m) - mean(a, n)) * (mean(b, m) - mean(b, n)) < 0]
