@@ -9,20 +9,24 @@ the full budget. A widening round cannot be foreseen and is not counted (the ETA
 one starts). A resumed sweep plans rung 0 again and re-plans the later rungs as it reaches
 them: the ledger's trials of rungs not re-planned yet count as done.
 
-Work is counted in estimated seconds of one trial slot: epochs × seconds per epoch of the
-(method, d), the fastest seen on the sweep's finished trials, those of earlier runs of a
+Work left is counted in estimated seconds of one trial slot: epochs × seconds per epoch of
+the (method, d), the fastest seen on the sweep's finished trials, those of earlier runs of a
 resumed sweep included (the fastest, because a worker's first trial also pays its start-up; a
 (method, d) not seen yet: the median over what has been seen, scaled by the method's
 `epoch_cost`). Under a convergence rule a trial allowed the full budget stops when it
-converges: it counts the epochs it is expected to take, not its cap. That expectation starts
-at the profile's `rung_budget` (read from the plan's rungs as 3 × the middle one), worth
-`PRIOR_WEIGHT` trials, and moves towards the epochs converged trials took: those of every
-method for the pooled figure, then the (method, d)'s own, shrunk towards the pooled one. The
-first trials to converge are the quick ones, so a running trial that is already past the
-expectation counts too, as its epoch plus half a patience window (a censored draw). The ETA
-is then this run's wall time so far times work left over the work this run did (its ended
-trials, and the epochs its running ones have reported): concurrency, load, validation passes
-and overheads are in the ratio as they have been.
+converges: it counts the epochs it is expected to take, not its cap. That expectation is the
+profile's `rung_budget` (read from the plan's rungs as 3 × the middle one), worth
+`PRIOR_WEIGHT` trials, moved by the epochs the (method, d)'s own converged trials took. It is
+not pooled across methods: methods converge at different paces (Deep CCA in about 100
+epochs, CorrNet in about 170), and the first to converge in a sweep are whichever the plan
+runs first. The first trials of a (method, d) to converge are its quick ones, so a running
+trial already past the expectation counts too, as its epoch plus half a patience window (a
+censored draw). The ETA is then this run's wall time so far times work left over the work
+this run did: its ended trials' measured training seconds, and the epochs its running ones
+have reported, priced as above. Concurrency, load, evaluation after training and overheads
+are in that ratio as they have been; measuring the work done, rather than pricing it at the
+fastest rate, keeps a trial's start-up out of the ratio's denominator as it is out of its
+numerator's prices.
 """
 from __future__ import annotations
 
@@ -66,8 +70,7 @@ def _work_done(record, trial: dict) -> float:
     return max(1.0, ran - max(rung_start_epoch(trial), resumed if math.isfinite(resumed) else 0))
 
 
-PRIOR_WEIGHT = 3    # the profile's converging epochs count as this many converged trials
-POOLED_WEIGHT = 1   # the pooled figure counts as this many trials of a (method, d)'s own
+PRIOR_WEIGHT = 2    # the profile's converging epochs count as this many converged trials
 
 
 class CostModel:
@@ -95,9 +98,11 @@ class CostModel:
         # an epoch)
         scaled = [v / _cost(m) for (m, _), v in self.per_epoch.items() if not is_closed_form(m)]
         self.fallback = statistics.median(scaled) if scaled else 1.0
+        # what a (method, d) with no converged trial is expected to take: the profile's
+        # figure, or without one (no rungs in the plan) the mean of every converged trial
         every = [e for v in converged.values() for e in v]
-        prior = [] if prior_epochs is None else [prior_epochs] * PRIOR_WEIGHT
-        self.pooled = statistics.mean(every + prior) if every or prior else None
+        self.prior = prior_epochs if prior_epochs is not None else (
+            statistics.mean(every) if every else None)
         self.converging = {key: self._shrunk(took) for key, took in converged.items()}
         # running trials past their expectation: a lower bound on what such trials take
         for name, epoch in (running or {}).items():
@@ -105,15 +110,15 @@ class CostModel:
             if trial is None or not _converging(trial):
                 continue
             key, floor = (trial["method"], trial["d"]), float(epoch) + _half_window(trial)
-            expected = self.converging.get(key, self.pooled)
+            expected = self.converging.get(key, self.prior)
             if expected is not None and floor > expected:
                 converged.setdefault(key, []).append(floor)
                 self.converging[key] = self._shrunk(converged[key])
 
     def _shrunk(self, took: list) -> float:
-        """The mean of a (method, d)'s epochs, with the pooled figure as POOLED_WEIGHT more."""
-        return statistics.mean(took + ([self.pooled] * POOLED_WEIGHT
-                                       if self.pooled is not None else []))
+        """The mean of a (method, d)'s epochs, with the prior as PRIOR_WEIGHT more."""
+        return statistics.mean(took + ([self.prior] * PRIOR_WEIGHT
+                                       if self.prior is not None else []))
 
     def seconds(self, method: str, d: int, epochs: float) -> float:
         rate = self.per_epoch.get((method, d))
@@ -123,7 +128,7 @@ class CostModel:
 
     def expected_epochs(self, trial: dict) -> float | None:
         """The epochs (from 0) a converging trial of this (method, d) is expected to take."""
-        return self.converging.get((trial["method"], trial["d"]), self.pooled)
+        return self.converging.get((trial["method"], trial["d"]), self.prior)
 
     def epochs_left(self, trial: dict, at: float | None = None) -> float:
         """The epochs a trial still has to train from its rung's start, or from epoch `at` it
@@ -241,7 +246,8 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float,
     running = {name: epoch for name, epoch in (in_flight or {}).items()
                if name in by_name and name not in finished}
     model = CostModel(by_name, list(finished.values()), prior_epochs(plan), running)
-    done = sum(model.seconds(r.method, r.d, _work_done(r, by_name[r.name]))
+    # ended trials: the seconds they trained (measured); running ones: their epochs, priced
+    done = sum(r.train_seconds or model.seconds(r.method, r.d, _work_done(r, by_name[r.name]))
                for r in ended_here if r.name in by_name)
     left = 0.0
     for t in remaining_trials(plan, finished):

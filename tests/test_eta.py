@@ -65,13 +65,13 @@ def test_trials_that_converged_set_what_the_others_at_full_budget_count(tmp_path
                          metrics={"epochs_trained": 80.0, "converged": 1.0})
     model = eta.CostModel({"r0": reported}, [record], eta.prior_epochs(plan))
     assert model.seconds("dcca", 50, 10) == pytest.approx(40.0 / 80 * 10)
-    # what r0 took, shrunk towards the pooled figure: the prior (3 × the middle rung, worth
-    # PRIOR_WEIGHT trials) and r0
+    # what r0 took, shrunk towards the prior (3 × the middle rung, worth PRIOR_WEIGHT trials)
     prior = eta.prior_epochs(plan)
-    pooled = (80 + eta.PRIOR_WEIGHT * prior) / (1 + eta.PRIOR_WEIGHT)
-    assert model.pooled == pytest.approx(pooled)
+    assert prior == 3 * plan.trials[0]["rungs"][-2]
     assert model.epochs_left({**reported, "name": "r1"}) == pytest.approx(
-        (80 + eta.POOLED_WEIGHT * pooled) / (1 + eta.POOLED_WEIGHT))
+        (80 + eta.PRIOR_WEIGHT * prior) / (1 + eta.PRIOR_WEIGHT))
+    # another method is not pulled by Deep CCA's pace: it is expected at the prior
+    assert model.epochs_left({**reported, "name": "c0", "method": "corrnet"}) == prior
     low = {"method": "dcca", "d": 50, "epochs": 17, "rung": 0, "rungs": [17, 50, full],
            "patience": 6}
     assert model.epochs_left(low) == 17  # a low rung trains its epochs
@@ -121,11 +121,8 @@ def test_a_resumed_sweep_counts_its_later_rungs_finished_before_as_done(tmp_path
     # the earlier reported trials took 70 epochs: they, not only the prior, set the
     # expectation (search trials not re-planned yet do not say their rung, so do not count)
     n_full = 3
-    pooled = (70.0 * n_full + eta.PRIOR_WEIGHT * eta.prior_epochs(plan)) / (
-        n_full + eta.PRIOR_WEIGHT)
-    assert model.pooled == pytest.approx(pooled)
     assert model.converging[("dcca", 50)] == pytest.approx(
-        (70.0 * n_full + eta.POOLED_WEIGHT * pooled) / (n_full + eta.POOLED_WEIGHT))
+        (70.0 * n_full + eta.PRIOR_WEIGHT * eta.prior_epochs(plan)) / (n_full + eta.PRIOR_WEIGHT))
     # only part of the later rungs ran: the rest is left (2 reported seeds here)
     del finished["earlier%d" % (len(later) - 1)], finished["earlier%d" % (len(later) - 2)]
     left = eta.remaining_trials(plan, finished)
@@ -295,11 +292,10 @@ def test_a_trial_resumed_from_a_checkpoint_is_priced_by_the_epochs_it_trained_in
                                    "resumed_from": 180.0})
     model = eta.CostModel({"r0": reported}, [resumed], eta.prior_epochs(plan))
     assert model.seconds("dcca", 50, 1) == pytest.approx(45.0 / 15)  # 3 s an epoch
-    # a whole trial is expected to take r0's 195 epochs, shrunk towards the pooled figure
+    # a whole trial is expected to take r0's 195 epochs, shrunk towards the prior
     prior = eta.prior_epochs(plan)
-    pooled = (195 + eta.PRIOR_WEIGHT * prior) / (1 + eta.PRIOR_WEIGHT)
     assert model.epochs_left({**reported, "name": "r1"}) == pytest.approx(
-        (195 + eta.POOLED_WEIGHT * pooled) / (1 + eta.POOLED_WEIGHT))
+        (195 + eta.PRIOR_WEIGHT * prior) / (1 + eta.PRIOR_WEIGHT))
     # this run did 15 epochs' work in 45 s of wall time: 100 epochs left take 300 s
     left = {"name": "r1", "method": "dcca", "d": 50, "epochs": 100}
     plan.trials = [reported, left]
@@ -323,8 +319,8 @@ def test_a_running_trial_past_the_expectation_raises_it_and_has_half_a_window_le
     half_window = 0.5 * 6 * 5
     model = eta.CostModel(trials, [quick], eta.prior_epochs(plan), running={"slow": 150})
     assert model.converging[("dcca", 50)] == pytest.approx(
-        (60.0 + 150 + half_window + eta.POOLED_WEIGHT * alone.pooled)
-        / (2 + eta.POOLED_WEIGHT))
+        (60.0 + 150 + half_window + eta.PRIOR_WEIGHT * alone.prior)
+        / (2 + eta.PRIOR_WEIGHT))
     assert model.epochs_left(trials["next"]) > expected
     assert model.epochs_left(trials["slow"], at=150) == pytest.approx(
         max(model.converging[("dcca", 50)] - 150, half_window))
@@ -347,6 +343,23 @@ def test_seconds_per_epoch_are_the_fastest_seen_so_a_first_trials_start_up_does_
                for t, seconds in zip(rung0, (2.0 * e0, 1.0 * e0))]
     model = eta.CostModel({t["name"]: t for t in plan.trials}, records, eta.prior_epochs(plan))
     assert model.seconds("dcca", 50, 10) == pytest.approx(10.0)
+
+
+def test_work_done_is_the_seconds_trained_while_work_left_is_priced_at_the_fastest_rate(
+        tmp_path):
+    """Work left is priced at the fastest seconds per epoch seen, but an ended trial counts
+    the seconds it did train: pricing those at the fastest rate too would shrink the work done
+    and inflate the ETA by the ratio of the typical rate to the fastest."""
+    plan = plan_of(tmp_path)
+    plan.trials = [{"name": n, "method": "dcca", "d": 50, "epochs": e}
+                   for n, e in (("slow", 10), ("fast", 10), ("next", 30))]
+    # one trial at 2 s an epoch, one at 1 s: the fastest prices the rest at 1 s an epoch
+    finished = {name: TrialRecord(name=name, method="dcca", d=50, epochs=10,
+                                  train_seconds=rate * 10, metrics={"val_corr_best": 1.0})
+                for name, rate in (("slow", 2.0), ("fast", 1.0))}
+    # 30 s trained in 15 s of wall time (two slots): 30 epochs at 1 s take 15 s
+    got = eta.protocol_eta(plan, finished, list(finished.values()), elapsed_s=15.0)
+    assert got == pytest.approx(15.0 * 30 / 30)
 
 
 def test_the_replay_rebuilds_what_the_live_eta_saw_at_each_trial_end(tmp_path, monkeypatch):
