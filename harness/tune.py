@@ -266,9 +266,7 @@ class SweepCallback(tune.Callback):
             return ""
         left_s = (time.time() - self.started) / ended * (self.total - ended)
         text = f", ETA {left_s / 60:.0f} min" if left_s >= 60 else f", ETA {left_s:.0f} s"
-        in_flight = {name: self.best_val[name][1] for name in self.running
-                     if name in self.best_val}
-        whole = self.protocol_eta(in_flight) if self.protocol_eta else ""
+        whole = self.protocol_eta(self._in_flight()) if self.protocol_eta else ""
         return f"{text} this phase, {whole} in all" if whole else text
 
     def _line(self, msg: str = "") -> None:
@@ -281,6 +279,10 @@ class SweepCallback(tune.Callback):
         # a captured or redirected stderr object may not pickle)
         print(f"{status} {msg}".rstrip(), file=self.stream or sys.stderr, flush=True)
         self.last_print = time.time()
+
+    def _in_flight(self) -> dict:
+        """{running trial: the last epoch it reported}"""
+        return {name: self.best_val[name][1] for name in self.running if name in self.best_val}
 
     def _track(self, trials, started=None) -> None:
         # the trial being started may not be RUNNING yet when Tune calls back
@@ -326,6 +328,10 @@ class SweepCallback(tune.Callback):
                                metrics={"val_corr_best": value, "epochs_run": epoch})
         else:
             record = _identity(trial.config["trial"], status="failed", reason="no result")
+        if self.protocol_eta:
+            # the running trials as they are now, so that the ETA `on_result` logs for this
+            # end is the one this end's line shows (not one from the last line's running set)
+            self._quietly(self.protocol_eta, self._in_flight())
         self.on_result(record)  # the result is kept first, whatever the view does below
         self.done += 1
         if record.phase == "search":

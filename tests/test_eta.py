@@ -190,6 +190,54 @@ def test_sweep_eta_computes_once_per_trial_end_and_again_on_news_or_time(tmp_pat
     assert sweep_eta.seconds() == 132.0 and len(computed) == 5
 
 
+def test_the_eta_logged_at_a_trial_end_is_the_one_its_line_shows(tmp_path):
+    """The progress log asks at a trial's end, before the live line: it must count the
+    running trials as they are then, not as the last line saw them (a trial started since
+    was missing, and the first Deep CCA trial's logged ETA was 175 minutes where its line
+    said 2.2 hours)."""
+    import io
+    import re
+    from types import SimpleNamespace
+
+    from harness.tune import SweepCallback
+    plan = plan_of(tmp_path)
+    first, second = [t for t in plan.trials if t["rung"] == 0][:2]
+    finished, ended, logged = {}, [], []
+    now = [1000.0]
+    sweep_eta = eta.SweepEta(plan, finished, ended, clock=lambda: now[0])
+
+    def on_result(record):  # as harness.sweep's: keep the trial, then log the ETA
+        finished[record.name] = record
+        ended.append(record)
+        logged.append(sweep_eta.seconds())
+
+    stream = io.StringIO()
+    view = SweepCallback(9, on_result, stream=stream,
+                         protocol_eta=lambda in_flight: eta.text(sweep_eta.seconds(in_flight)))
+
+    def tune_trial(t, status="RUNNING", last_result=None):
+        return SimpleNamespace(config={"trial": t}, status=status, last_result=last_result)
+
+    one = tune_trial(first)
+    view.on_trial_start(0, [one], one)
+    view.on_trial_result(0, [one], one, {"epoch": 5, "val_corr": 30.0})  # a line: one runs
+    two = tune_trial(second)
+    view.on_trial_start(0, [one, two], two)  # started since the last line
+    view.on_trial_result(0, [one, two], two, {"epoch": 10, "val_corr": 30.0})  # no line
+    now[0] += 20.0
+    final = json.dumps({"name": first["name"], "method": "dcca", "d": 50, "status": "ok",
+                        "phase": "search", "epochs": first["epochs"], "train_seconds": 20.0,
+                        "metrics": {"val_corr_best": 30.0}})
+    done = tune_trial(first, "TERMINATED", {"final": final})
+    view.on_trial_complete(0, [done, two], done)
+    shown = re.findall(r", (\S+ \S+) in all\]", stream.getvalue().splitlines()[-1])
+    assert shown == [eta.text(logged[-1])]
+    # the logged one counts the second trial's 10 epochs as done
+    assert logged[-1] == pytest.approx(
+        eta.protocol_eta(plan, finished, ended, 20.0, {second["name"]: 10}))
+    assert logged[-1] != pytest.approx(eta.protocol_eta(plan, finished, ended, 20.0, {}))
+
+
 def test_a_failing_estimate_is_none_and_never_raises(tmp_path, monkeypatch):
     plan = plan_of(tmp_path)
     monkeypatch.setattr(eta, "protocol_eta", lambda *a: 1 / 0)
