@@ -26,7 +26,8 @@ this run did: its ended trials' measured training seconds, and the epochs its ru
 have reported, priced as above. Concurrency, load, evaluation after training and overheads
 are in that ratio as they have been; measuring the work done, rather than pricing it at the
 fastest rate, keeps a trial's start-up out of the ratio's denominator as it is out of its
-numerator's prices.
+numerator's prices. No ETA is shorter than the longest trial left: at the end the last trial
+runs alone.
 """
 from __future__ import annotations
 
@@ -249,14 +250,17 @@ def protocol_eta(plan, finished: dict, ended_here: list, elapsed_s: float,
     # ended trials: the seconds they trained (measured); running ones: their epochs, priced
     done = sum(r.train_seconds or model.seconds(r.method, r.d, _work_done(r, by_name[r.name]))
                for r in ended_here if r.name in by_name)
-    left = 0.0
+    left = longest = 0.0
     for t in remaining_trials(plan, finished):
         epoch = running.get(t.get("name"))
-        left += model.seconds(t["method"], t["d"], model.epochs_left(t, epoch))
+        seconds = model.seconds(t["method"], t["d"], model.epochs_left(t, epoch))
+        left, longest = left + seconds, max(longest, seconds)
         if epoch is not None and not is_closed_form(t["method"]):
             done += model.seconds(t["method"], t["d"],
                                   max(0.0, min(float(epoch), t["epochs"]) - rung_start_epoch(t)))
-    return elapsed_s * left / done if done else None
+    # concurrency shares the work left between slots, but no trial ends sooner than its own
+    # seconds: at the end, the last trial runs alone
+    return max(elapsed_s * left / done, longest) if done else None
 
 
 class SweepEta:

@@ -400,14 +400,35 @@ def test_work_done_is_the_seconds_trained_while_work_left_is_priced_at_the_faste
     and inflate the ETA by the ratio of the typical rate to the fastest."""
     plan = plan_of(tmp_path)
     plan.trials = [{"name": n, "method": "dcca", "d": 50, "epochs": e}
-                   for n, e in (("slow", 10), ("fast", 10), ("next", 30))]
+                   for n, e in (("slow", 10), ("fast", 10), ("a", 30), ("b", 30), ("c", 30))]
     # one trial at 2 s an epoch, one at 1 s: the fastest prices the rest at 1 s an epoch
     finished = {name: TrialRecord(name=name, method="dcca", d=50, epochs=10,
                                   train_seconds=rate * 10, metrics={"val_corr_best": 1.0})
                 for name, rate in (("slow", 2.0), ("fast", 1.0))}
-    # 30 s trained in 15 s of wall time (two slots): 30 epochs at 1 s take 15 s
+    # 30 s trained in 15 s of wall time (two slots): 90 epochs at 1 s take 45 s (priced at
+    # the fastest rate, the work done would be 20 s, and the ETA 67.5 s)
     got = eta.protocol_eta(plan, finished, list(finished.values()), elapsed_s=15.0)
-    assert got == pytest.approx(15.0 * 30 / 30)
+    assert got == pytest.approx(15.0 * 90 / 30)
+
+
+def test_no_eta_is_shorter_than_the_longest_trial_left(tmp_path):
+    """Two slots halve the wall time of the work left, but not of the last trial: it runs
+    alone (the bf16 run's last trial was priced at half its 65 seconds)."""
+    plan = plan_of(tmp_path)
+    plan.trials = [{"name": n, "method": "dcca", "d": 50, "epochs": e}
+                   for n, e in (("one", 10), ("two", 10), ("last", 30))]
+    finished = {name: TrialRecord(name=name, method="dcca", d=50, epochs=10, train_seconds=10.0,
+                                  metrics={"val_corr_best": 1.0}) for name in ("one", "two")}
+    # 20 s trained in 10 s of wall time: the work left (30 s) would take 15 s shared, but it
+    # is one trial of 30 s
+    assert eta.protocol_eta(plan, finished, list(finished.values()), elapsed_s=10.0) == \
+        pytest.approx(30.0)
+    plan.trials.append({"name": "other", "method": "dcca", "d": 50, "epochs": 30})
+    assert eta.protocol_eta(plan, finished, list(finished.values()), elapsed_s=10.0) == \
+        pytest.approx(30.0)  # two of them share the two slots
+    plan.trials.append({"name": "third", "method": "dcca", "d": 50, "epochs": 30})
+    assert eta.protocol_eta(plan, finished, list(finished.values()), elapsed_s=10.0) == \
+        pytest.approx(45.0)
 
 
 def test_the_replay_rebuilds_what_the_live_eta_saw_at_each_trial_end(tmp_path, monkeypatch):
