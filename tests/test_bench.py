@@ -142,3 +142,28 @@ def test_bench_agreement_checks_each_cell_against_the_audits_bound_and_the_order
                          "dims": 1}
     assert agreement.main([str(a), str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_bench_eta_checks_the_etas_the_lines_showed(tmp_path, capsys):
+    """`--shown LOG` reads each trial-end line's whole-protocol ETA (not a running trial's
+    periodic line) and checks it against the time that was really left."""
+    from harness.bench import eta as bench_eta
+    log = "\n".join([
+        "[1/3 ended: 1 ok, 0 diverged, 0 failed | 1 running, ETA 2 min this phase, 0.1 h in all] a val_corr_best 4.0 (ran its budget)",
+        "[1/3 ended: 1 ok, 0 diverged, 0 failed | 2 running, ETA 2 min this phase, 9 min in all] b epoch 5 val_corr 3.0",
+        "[2/3 ended: 2 ok, 0 diverged, 0 failed | 1 running, ETA 1 min this phase, 4 min in all] b corr 4.0 (60 s)",
+        "[3/3 ended: 3 ok, 0 diverged, 0 failed | 0 running] c corr 4.0 (60 s)"])
+    assert bench_eta.shown_etas(log) == {"a": 360.0, "b": 240.0}
+    rows = [{"time": 0.0, "event": "start", "resume": False},
+            {"time": 60.0, "event": "ended", "trial": "a", "ended_in_run": 1, "eta_s": 9.0},
+            {"time": 120.0, "event": "ended", "trial": "b", "ended_in_run": 2, "eta_s": 9.0},
+            {"time": 180.0, "event": "ended", "trial": "c", "ended_in_run": 3, "eta_s": 0.0},
+            {"time": 360.0, "event": "finished"}]
+    (tmp_path / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "sweep.log").write_text(log)
+    assert bench_eta.main([str(tmp_path), "--from", "1", "--shown",
+                           str(tmp_path / "sweep.log")]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[0])
+    # a: 360 s shown with 300 left (+20 %); b: 240 with 240 left (0 %); c showed none
+    assert out["checked"] == 2 and out["worst_error"] == pytest.approx(0.2)
+    assert out["within_0.25"] == 1.0
