@@ -28,7 +28,9 @@ INPUTS = {"plan.json", "records.jsonl", "results.csv", "progress.jsonl"}
 # sample (harness.data's picture of the data) and the ablation (harness.suites.saliency.ablation)
 NOT_BUILT = {"scenes_sample.png", "ablation.md",
              # the oracle audit (harness.audit): its plan and ledger in audit/, rendered beside
-             "audit", "audit.md", "audit.csv"}
+             "audit", "audit.md", "audit.csv",
+             # the sweep's captured stderr: what its live lines showed (harness.bench.eta --shown)
+             "sweep.log"}
 # a join's folder holds only its own trials; its tables merge it with the folders this file
 # names, one per line (`python -m tables.build JOIN FIELD ...`)
 MERGED_WITH = "merged_with.txt"
